@@ -1,0 +1,49 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test` (see README.md).
+# Each creates/updates .venv and node_modules as needed; Azurite and the sandbox are started
+# (on free loopback ports) and stopped by the Python code that needs them.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing Python dependencies into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+	  || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@echo "==> installing Azurite and adaptivecards from the npm registry"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: $(PY_STAMP) $(NODE_STAMP)
+	@$(VENV)/bin/licensing-audit demo
+
+lint: $(PY_STAMP)
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: $(PY_STAMP)
+	@echo "==> mypy licensing/"
+	@$(VENV)/bin/mypy
+
+pytest: $(PY_STAMP) $(NODE_STAMP)
+	@echo "==> pytest"
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(PY_STAMP) $(NODE_STAMP)
+	@$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules demo-output .pytest_cache .mypy_cache .ruff_cache

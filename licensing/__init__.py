@@ -1,0 +1,1 @@
+"""Group License Audit: audits Microsoft Entra ID group-based licensing."""

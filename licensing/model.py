@@ -1,0 +1,371 @@
+"""Small immutable records that flow between the layers: request, snapshot, findings, report.
+
+The Graph reader produces a :class:`TenantSnapshot`; the rules turn it into
+:class:`Finding` records; the audit wraps everything in an :class:`AuditReport` that the
+store, the alerts and the report writers consume. None of these records does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from licensing.settings import Severity
+
+__all__ = [
+    "B2B_UPN_MARKER",
+    "AlertState",
+    "AuditReport",
+    "AuditRequest",
+    "Finding",
+    "FindingKind",
+    "GraphStats",
+    "GroupRef",
+    "GroupSummary",
+    "LicenseAssignment",
+    "LicensedGroup",
+    "OutboxItem",
+    "RuleOutcome",
+    "RunInfo",
+    "RunStatus",
+    "Scope",
+    "Severity",
+    "Sku",
+    "SkuDay",
+    "SkuSummary",
+    "TenantSnapshot",
+    "Trigger",
+    "Unreadable",
+    "User",
+    "finding_id",
+]
+
+
+class Scope(StrEnum):
+    TENANT = "tenant"
+    GROUP = "group"
+    SKU = "sku"
+
+
+class Trigger(StrEnum):
+    SCHEDULE = "schedule"
+    QUEUE = "queue"
+    CLI = "cli"
+    DEMO = "demo"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class FindingKind(StrEnum):
+    """The finding kinds of DESIGN.md; the values are a contract (JSON, tables, alerts)."""
+
+    SEAT_SHORTAGE = "seat_shortage"
+    SEAT_LOW = "seat_low"
+    SEAT_FORECAST = "seat_forecast"
+    UNITS_EXPIRING = "units_expiring"
+    B2B_MEMBER = "b2b_member"
+    NESTED_GROUP = "nested_group"
+    LICENSE_ERROR = "license_error"
+    PROCESSING_INCOMPLETE = "processing_incomplete"
+    DISABLED_USER_LICENSED = "disabled_user_licensed"
+    REDUNDANT_DIRECT_ASSIGNMENT = "redundant_direct_assignment"
+    EMPTY_LICENSED_GROUP = "empty_licensed_group"
+    EXPECTED_SKU_NOT_GROUP_ASSIGNED = "expected_sku_not_group_assigned"
+
+
+B2B_UPN_MARKER: Final = "#EXT#"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRequest:
+    """One audit to run: what the queue message (or the CLI) asked for, validated."""
+
+    scope: Scope = Scope.TENANT
+    group_id: str | None = None
+    sku: str | None = None  # skuId GUID or skuPartNumber
+    request_id: str | None = None
+    notify: bool = True
+    requested_by: str | None = None
+    trigger: Trigger = Trigger.QUEUE
+
+
+# ---------------------------------------------------------------- what Graph tells us
+
+
+@dataclass(frozen=True, slots=True)
+class Sku:
+    """One subscribedSku: its counters. https://learn.microsoft.com/graph/api/resources/subscribedsku"""
+
+    sku_id: str
+    sku_part_number: str
+    applies_to: str = "User"  # "User" | "Company"
+    capability_status: str = "Enabled"  # Enabled | Warning | Suspended | Deleted | LockedOut
+    enabled: int = 0
+    suspended: int = 0
+    warning: int = 0
+    locked_out: int = 0
+    consumed: int = 0
+    next_lifecycle: datetime | None = None  # earliest nextLifecycleDateTime of its subscriptions, when readable
+
+    @property
+    def available(self) -> int:
+        """Free seats; negative when more are consumed than enabled."""
+        return self.enabled - self.consumed
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseAssignment:
+    """One entry of a user's ``licenseAssignmentStates``."""
+
+    sku_id: str
+    assigned_by_group: str | None  # None: assigned directly
+    state: str  # Active | ActiveWithError | Disabled | Error
+    error: str = "None"  # None | CountViolation | MutuallyExclusiveViolation | DependencyViolation | ...
+
+    @property
+    def in_error(self) -> bool:
+        return self.error not in ("", "None") or self.state in ("Error", "ActiveWithError")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user who is a direct member of a licensed group, with what the rules need."""
+
+    id: str
+    display_name: str = ""
+    user_principal_name: str = ""
+    user_type: str | None = None  # Member | Guest
+    external_user_state: str | None = None  # PendingAcceptance | Accepted | None
+    creation_type: str | None = None  # Invitation for B2B
+    account_enabled: bool | None = None
+    usage_location: str | None = None
+    assigned_sku_ids: tuple[str, ...] = ()
+    assignments: tuple[LicenseAssignment, ...] = ()
+
+    @property
+    def is_b2b(self) -> bool:
+        """B2B as DESIGN.md defines it, including B2B accounts whose userType is Member."""
+        return (
+            (self.user_type or "").lower() == "guest"
+            or bool(self.external_user_state)
+            or (self.creation_type or "").lower() == "invitation"
+            or B2B_UPN_MARKER.lower() in self.user_principal_name.lower()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRef:
+    id: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LicensedGroup:
+    """A group that assigns at least one SKU, with its direct members."""
+
+    id: str
+    display_name: str = ""
+    sku_ids: tuple[str, ...] = ()
+    processing_state: str | None = None  # licenseProcessingState.state
+    user_ids: tuple[str, ...] = ()  # direct user members (the only ones group licensing serves)
+    member_groups: tuple[GroupRef, ...] = ()  # direct group members (their members get nothing)
+    other_members: int = 0  # devices, service principals, contacts
+    members_read: bool = True  # False when the members could not be read (see snapshot.unreadable)
+
+    @property
+    def member_count(self) -> int:
+        return len(self.user_ids) + len(self.member_groups) + self.other_members
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Something the reader could not read; the run becomes ``partial`` and the report says what."""
+
+    what: str  # "skus" | "groups" | "group" | "members" | "users" | "subscriptions" | ...
+    subject_id: str | None
+    reason: str
+    permission: str | None = None  # the Graph permission that was missing, for 403s
+
+
+@dataclass(frozen=True, slots=True)
+class GraphStats:
+    requests: int = 0
+    throttled: int = 0
+    retried: int = 0
+    resource_units: float = 0.0
+
+
+_EMPTY: Final[Mapping[str, User]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TenantSnapshot:
+    """Everything the rules need, read from Graph in one go (or one scope)."""
+
+    tenant_id: str
+    tenant_name: str = ""
+    scope: Scope = Scope.TENANT
+    scope_id: str | None = None  # group id or sku id for scoped reads
+    read_at: datetime | None = None
+    skus: tuple[Sku, ...] = ()
+    groups: tuple[LicensedGroup, ...] = ()
+    users: Mapping[str, User] = field(default_factory=lambda: _EMPTY)  # id -> user, each user once
+    unreadable: tuple[Unreadable, ...] = ()
+    stats: GraphStats = GraphStats()
+
+
+@dataclass(frozen=True, slots=True)
+class SkuDay:
+    """One day of one SKU's counters (table ``SkuHistory``), the basis of ``seat_forecast``."""
+
+    sku_id: str
+    day: date
+    enabled: int
+    consumed: int
+    warning: int = 0
+    suspended: int = 0
+    locked_out: int = 0
+    waiting: int = 0
+
+
+# ---------------------------------------------------------------- what the audit concludes
+
+
+def finding_id(kind: str, *subject: str | None) -> str:
+    """Stable fingerprint of kind + subject: the same problem on two nights has the same id."""
+    # Unit separator between parts, so ("a", "bc") and ("ab", "c") never collide.
+    text = "\x1f".join([kind, *((s or "").lower() for s in subject)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem found. The first fields are the JSON report's; the ``*_name`` ones are for display."""
+
+    id: str
+    kind: str
+    severity: Severity
+    message: str
+    sku_id: str | None = None
+    sku_part_number: str | None = None
+    group_id: str | None = None
+    user_id: str | None = None
+    member_group_id: str | None = None
+    error: str | None = None
+    group_name: str | None = None
+    user_name: str | None = None  # display name or UPN
+    member_group_name: str | None = None
+    product_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """What one rule did in a run: ``passed``, ``failed`` (it found something) or ``not_evaluated``."""
+
+    rule_id: str
+    status: str
+    findings: int = 0
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkuSummary:
+    sku_id: str
+    sku_part_number: str
+    product_name: str
+    enabled: int
+    consumed: int
+    available: int
+    warning: int
+    suspended: int
+    locked_out: int
+    group_assigned_users: int
+    waiting_users: int
+    assigned_by_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    id: str
+    display_name: str
+    sku_ids: tuple[str, ...]
+    processing_state: str | None
+    members: int
+    users: int
+    b2b_users: int
+    nested_groups: int
+    license_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """The ``run`` object of the JSON report and of the ``AuditRuns`` table."""
+
+    id: str
+    tenant_id: str
+    trigger: Trigger
+    scope: Scope
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: RunStatus = RunStatus.RUNNING
+    graph_requests: int = 0
+    graph_throttled: int = 0
+    errors: tuple[str, ...] = ()
+    request_id: str | None = None
+    requested_by: str | None = None
+    scope_id: str | None = None
+    resource_units: float = 0.0
+    tenant_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    run: RunInfo
+    skus: tuple[SkuSummary, ...] = ()
+    groups: tuple[GroupSummary, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    outcomes: tuple[RuleOutcome, ...] = ()
+
+
+# ---------------------------------------------------------------- alert bookkeeping
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """One row of ``AlertState``: the notification history of one finding id."""
+
+    finding_id: str
+    kind: str
+    severity: Severity
+    first_seen: datetime
+    last_seen: datetime
+    last_notified: datetime | None = None
+    notified_severity: Severity | None = None  # the severity last sent (escalation = higher now)
+    status: str = "open"  # "open" | "resolved"
+    resolved_at: datetime | None = None
+    last_run_id: str | None = None
+    etag: str | None = None  # optimistic concurrency, set by the store
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification not yet delivered (table ``AlertOutbox``): replayed by the next run."""
+
+    channel: str  # "teams" | "mail"
+    id: str  # stable: run id + channel (+ part), so replays never duplicate
+    run_id: str
+    payload: bytes  # the exact body to send (JSON for Teams, the sendMail JSON for mail)
+    created_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
