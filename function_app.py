@@ -1,0 +1,35 @@
+"""The Azure Functions triggers: each parses its input and hands over to licensing/ (nothing else lives here).
+
+Importing this module stays cheap (cold start): Graph, storage, report and telemetry-exporter
+code is imported inside the handlers. Bad settings stop start-up with one line naming them.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from licensing.settings import get_settings
+
+settings = get_settings()
+# The bindings read their connection from this app setting prefix (identity-based forms included).
+STORAGE_CONNECTION = settings.storage.source if settings.storage else "AzureWebJobsStorage"
+
+app = func.FunctionApp()
+
+
+@app.timer_trigger(schedule=settings.audit_schedule, arg_name="timer", run_on_startup=False, use_monitor=True)
+def audit_schedule(timer: func.TimerRequest) -> None:
+    """Nightly: enqueue one tenant audit for this scheduled occurrence (the queue runs it)."""
+    from licensing.triggers import handle_timer
+
+    handle_timer(settings, past_due=timer.past_due)
+
+
+@app.queue_trigger(arg_name="message", queue_name=settings.audit_queue, connection=STORAGE_CONNECTION)
+async def audit_request(message: func.QueueMessage) -> None:
+    """On demand and nightly: validate the request and run its audit (or reject it with a reason)."""
+    from licensing.triggers import handle_audit_message
+
+    await handle_audit_message(
+        message.get_body(), settings, message_id=message.id, dequeue_count=message.dequeue_count or 1
+    )

@@ -1,0 +1,263 @@
+"""One audit run: collect (Graph) -> evaluate (rules) -> alert -> persist, exactly once per request id.
+
+The order is chosen for crash safety. Alerts are planned, queued in the outbox and their
+state committed *before* the run is marked finished; a run that crashes anywhere is simply
+redone under the same run id (findings are upserts, the outbox ids are stable, and the alert
+state already says what was sent), so nothing is lost and nothing is sent twice. A request
+whose run is finished is not repeated: re-delivery is normal for queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from licensing import telemetry
+from licensing.errors import AuditError, GraphError, LicensingError
+from licensing.model import (
+    AuditReport,
+    AuditRequest,
+    FindingKind,
+    RunInfo,
+    RunStatus,
+    Scope,
+    SkuDay,
+    TenantSnapshot,
+    finding_id,
+)
+from licensing.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from licensing.alerts import DeliveryResult
+    from licensing.store import AuditStore
+
+__all__ = ["FINISHED", "AuditOutcome", "ProgressFn", "new_run_id", "run_audit", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int], None]
+FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.REJECTED})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id(started_at: datetime) -> str:
+    """Sortable by time, unique: ``20261124T023000Z-1a2b3c4d``."""
+    return f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """What a run produced; ``skipped`` when the request had already been completed."""
+
+    report: AuditReport
+    history: Mapping[str, Sequence[SkuDay]]
+    delivery: DeliveryResult | None = None
+    skipped: bool = False
+
+
+def _history_with_today(
+    history: Mapping[str, Sequence[SkuDay]], snapshot: TenantSnapshot, today: date
+) -> dict[str, list[SkuDay]]:
+    """Stored history plus today's counters (which the store writes only when the run finishes)."""
+    merged = {sku_id: [d for d in days if d.day != today] for sku_id, days in history.items()}
+    for sku in snapshot.skus:
+        merged.setdefault(sku.sku_id, []).append(
+            SkuDay(
+                sku_id=sku.sku_id,
+                day=today,
+                enabled=sku.enabled,
+                consumed=sku.consumed,
+                warning=sku.warning,
+                suspended=sku.suspended,
+                locked_out=sku.locked_out,
+            )
+        )
+    for days in merged.values():
+        days.sort(key=lambda d: d.day)
+    return merged
+
+
+def _processing_since(snapshot: TenantSnapshot, states: Mapping[str, Any]) -> dict[str, datetime]:
+    """When each group was first seen still processing (from alert state), for the 'stuck' escalation."""
+    since: dict[str, datetime] = {}
+    for group in snapshot.groups:
+        state = states.get(finding_id(FindingKind.PROCESSING_INCOMPLETE.value, group.id))
+        if state is not None and state.status == "open":
+            since[group.id] = state.first_seen
+    return since
+
+
+def _status_and_errors(snapshot: TenantSnapshot, errors: Sequence[str]) -> tuple[RunStatus, tuple[str, ...]]:
+    lines: list[str] = []
+    for part in snapshot.unreadable:
+        subject = f" {part.subject_id}" if part.subject_id else ""
+        lines.append(f"{part.what}{subject}: {part.reason}")
+    lines.extend(errors)
+    unique = tuple(dict.fromkeys(lines))
+    return (RunStatus.PARTIAL if unique else RunStatus.SUCCEEDED), unique
+
+
+async def run_audit(
+    request: AuditRequest,
+    settings: Settings,
+    *,
+    credential: str = "default",
+    store: AuditStore | None = None,
+    alerts: bool = True,
+    progress: ProgressFn | None = None,
+    now: Callable[[], datetime] = utcnow,
+    http_client: httpx.AsyncClient | None = None,
+    on_delivered: Callable[[str, str, bytes], None] | None = None,
+    run_id: str | None = None,
+) -> AuditOutcome:
+    """Run one audit end to end. Raises AuditError (retryable by the queue) when it could not finish."""
+    from licensing.graph import open_graph, read_snapshot
+
+    started_at = now()
+    clock = time.monotonic()
+    async with open_graph(settings, credential=credential) as graph:
+        with telemetry.span("audit.read", {"audit.scope": request.scope.value}):
+            try:
+                snapshot = await read_snapshot(graph, request, progress=progress)
+            except GraphError as exc:
+                raise AuditError(f"could not read the tenant from Microsoft Graph: {exc}") from exc
+        tenant_id = snapshot.tenant_id
+
+        prior: RunInfo | None = None
+        if store is not None and request.request_id:
+            prior = store.run_for_request(tenant_id, request.request_id)
+            if prior is not None and prior.status in FINISHED:
+                log.info("request %s already completed as run %s; nothing to do", request.request_id, prior.id)
+                findings = tuple(store.run_findings(prior.id))
+                return AuditOutcome(AuditReport(run=prior, findings=findings), history={}, skipped=True)
+
+        run = RunInfo(
+            id=prior.id if prior is not None else (run_id or new_run_id(started_at)),
+            tenant_id=tenant_id,
+            tenant_name=snapshot.tenant_name,
+            trigger=request.trigger,
+            scope=request.scope,
+            scope_id=request.group_id or request.sku,
+            started_at=started_at,
+            request_id=request.request_id,
+            requested_by=request.requested_by,
+        )
+        with telemetry.span(
+            "audit.run",
+            {"run.id": run.id, "run.trigger": run.trigger.value, "run.scope": run.scope.value, "tenant.id": tenant_id},
+        ):
+            if store is not None:
+                store.begin_run(run)
+            try:
+                outcome = await _evaluate_alert_persist(
+                    run=run,
+                    snapshot=snapshot,
+                    request=request,
+                    settings=settings,
+                    store=store,
+                    graph=graph,
+                    alerts=alerts,
+                    now=now,
+                    http_client=http_client,
+                    on_delivered=on_delivered,
+                )
+            except LicensingError as exc:
+                _record_failure(store, run, exc, now)
+                raise
+            except Exception as exc:  # an unexpected bug still must not leave a run that looks 'running' forever
+                _record_failure(store, run, exc, now)
+                raise AuditError(f"audit failed unexpectedly: {type(exc).__name__}") from exc
+    telemetry.run_finished(outcome.report, time.monotonic() - clock)
+    return outcome
+
+
+def _record_failure(store: AuditStore | None, run: RunInfo, exc: BaseException, now: Callable[[], datetime]) -> None:
+    if store is None:
+        return
+    try:
+        store.finish_run(AuditReport(run=replace(run, status=RunStatus.FAILED, finished_at=now(), errors=(str(exc),))))
+    except LicensingError as store_exc:  # the original failure matters more; say both
+        log.error("could not record the failed run %s: %s", run.id, store_exc)
+
+
+async def _evaluate_alert_persist(
+    *,
+    run: RunInfo,
+    snapshot: TenantSnapshot,
+    request: AuditRequest,
+    settings: Settings,
+    store: AuditStore | None,
+    graph: Any,
+    alerts: bool,
+    now: Callable[[], datetime],
+    http_client: httpx.AsyncClient | None,
+    on_delivered: Callable[[str, str, bytes], None] | None,
+) -> AuditOutcome:
+    from licensing.rules import RuleContext, evaluate
+
+    today = run.started_at.date()
+    history: dict[str, list[SkuDay]] = {}
+    states: Mapping[str, Any] = {}
+    if store is not None:
+        since = today - timedelta(days=settings.forecast_days)
+        history = _history_with_today(store.sku_history(run.tenant_id, since=since), snapshot, today)
+        states = store.alert_states(run.tenant_id)
+
+    with telemetry.span("audit.evaluate", {"run.id": run.id}):
+        ctx = RuleContext.from_settings(
+            settings,
+            now=run.started_at,
+            # Forecasts need a history series; scoped runs see only part of the tenant.
+            history=history if (store is not None and request.scope is Scope.TENANT) else None,
+            processing_since=_processing_since(snapshot, states) if store is not None else None,
+        )
+        evaluation = evaluate(snapshot, ctx)
+
+    status, errors = _status_and_errors(snapshot, evaluation.errors)
+    stats = snapshot.stats
+    report = AuditReport(
+        run=replace(
+            run,
+            status=status,
+            errors=errors,
+            graph_requests=stats.requests,
+            graph_throttled=stats.throttled,
+            resource_units=stats.resource_units,
+        ),
+        skus=evaluation.skus,
+        groups=evaluation.groups,
+        findings=evaluation.findings,
+        outcomes=evaluation.outcomes,
+    )
+
+    delivery: DeliveryResult | None = None
+    if alerts and (settings.teams_enabled or settings.mail_enabled or store is not None):
+        from licensing.alerts import Notifier
+
+        with telemetry.span("audit.alert", {"run.id": run.id}):
+            notifier = Notifier(
+                settings,
+                store=store,
+                mail=graph if settings.mail_enabled else None,
+                http_client=http_client,
+                now=now,
+                on_delivered=on_delivered,
+            )
+            delivery = await notifier.run(report, notify=request.notify)
+
+    finished = replace(report, run=replace(report.run, finished_at=now()))
+    if store is not None:
+        with telemetry.span("audit.store", {"run.id": run.id, "findings": len(finished.findings)}):
+            # SKU history is tenant-wide counters: one row per SKU and day, from tenant runs only.
+            store.finish_run(finished, history_day=today if request.scope is Scope.TENANT else None)
+    return AuditOutcome(report=finished, history=history, delivery=delivery)

@@ -1,0 +1,323 @@
+"""`licensing-audit`: the command line (run, demo, sandbox, enqueue, history, check-permissions).
+
+Exit codes (a contract): 0 done; 1 the audit failed; 2 bad usage or settings (one line, no
+traceback); 3 done, but findings at or above ``--fail-on``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+
+from licensing.errors import BadRequestError, ConfigurationError, LicensingError
+from licensing.model import Scope, Trigger
+from licensing.settings import Settings, Severity, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from licensing.audit import AuditOutcome
+
+__all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "app", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="licensing-audit",
+    help="Audit Microsoft Entra ID group-based licensing: seats, B2B members, nested groups, errors, waste.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class CredentialName(StrEnum):
+    DEFAULT = "default"
+    AZURE_CLI = "azure-cli"
+    MANAGED_IDENTITY = "managed-identity"
+    DEVICE_CODE = "device-code"
+    NONE = "none"
+
+
+class FailOn(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+
+
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    # Colour only on a terminal and without NO_COLOR; rich honours both itself.
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _settings(
+    *,
+    graph_url: str | None = None,
+    cloud: str | None = None,
+    tenant_id: str | None = None,
+    store: str | None = None,
+) -> Settings:
+    """The settings from the environment with the command line's overrides, validated together."""
+    env = dict(os.environ)
+    if cloud:
+        env["GRAPH_CLOUD"] = cloud
+        env.pop("GRAPH_BASE_URL", None)
+    if graph_url:
+        env["GRAPH_BASE_URL"] = graph_url
+    if tenant_id:
+        env["AZURE_TENANT_ID"] = tenant_id
+    if store and store.lower() != "none":
+        env["LICENSING_STORAGE"] = store
+    settings = load_settings(env)
+    if store and store.lower() == "none":
+        settings = replace(settings, storage=None)
+    return settings
+
+
+def _open_store(settings: Settings) -> Any:
+    if settings.storage is None:
+        return None
+    from licensing.store import open_store
+
+    store = open_store(settings.storage)
+    store.ensure_tables()
+    return store
+
+
+def _write_outputs(
+    outcome: AuditOutcome, settings: Settings, json_file: Path | None, csv_dir: Path | None, html_file: Path | None
+) -> list[Path]:
+    written: list[Path] = []
+    report = outcome.report
+    if json_file is not None:
+        from licensing.report.json_report import to_json_bytes
+
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_bytes(to_json_bytes(report))
+        written.append(json_file)
+    if csv_dir is not None:
+        from licensing.report.csv_report import write_csv
+
+        written.extend(write_csv(report, csv_dir))
+    if html_file is not None:
+        from licensing.report.html import write_html
+
+        written.append(write_html(report, html_file, history=outcome.history or None, cloud=settings.graph_cloud))
+    return written
+
+
+def _fails(outcome: AuditOutcome, fail_on: FailOn | None) -> bool:
+    if fail_on is None:
+        return False
+    threshold = Severity(fail_on.value)
+    return any(Severity(f.severity).at_least(threshold) for f in outcome.report.findings)
+
+
+@app.command()
+def run(
+    graph_url: Annotated[str | None, typer.Option("--graph-url", help="Graph base URL, e.g. the sandbox's.")] = None,
+    cloud: Annotated[str | None, typer.Option("--cloud", help="global | usgov | usgovdod | china")] = None,
+    credential: Annotated[CredentialName, typer.Option("--credential")] = CredentialName.DEFAULT,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    scope: Annotated[Scope, typer.Option("--scope")] = Scope.TENANT,
+    group: Annotated[str | None, typer.Option("--group", help="Group id, with --scope group.")] = None,
+    sku: Annotated[str | None, typer.Option("--sku", help="skuId or skuPartNumber, with --scope sku.")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Storage connection string, or 'none' (default: settings).")
+    ] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write skus/groups/findings CSV here.")] = None,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Do not send Teams/e-mail alerts.")] = False,
+    fail_on: Annotated[FailOn | None, typer.Option("--fail-on", help="Exit 3 on findings at or above.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Audit the tenant (or one group / SKU) now and print the summary."""
+    from licensing.audit import run_audit
+    from licensing.requests import validate_request
+
+    settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
+    _configure_telemetry(settings, verbose=verbose)
+    fields: dict[str, Any] = {"scope": scope.value, "notify": not no_alerts}
+    if group:
+        fields["group_id"] = group
+    if sku:
+        fields["sku"] = sku
+    request = replace(validate_request(fields), trigger=Trigger.CLI, request_id=None)
+    audit_store = _open_store(settings)
+    console = _console()
+    from licensing.report.terminal import progress_reporter, render_summary
+
+    with progress_reporter(_console(stderr=True)) as progress:
+        outcome = asyncio.run(
+            run_audit(
+                request,
+                settings,
+                credential=credential.value,
+                store=audit_store,
+                alerts=not no_alerts,
+                progress=None if quiet else progress,
+            )
+        )
+    written = _write_outputs(outcome, settings, json_file, csv_dir, html_file)
+    render_summary(outcome.report, console=console, verbose=verbose, quiet=quiet)
+    if not quiet:
+        for path in written:
+            console.print(f"wrote {path}")
+    if _fails(outcome, fail_on):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", help="Where to write the demo files.")] = Path("demo-output"),
+    users: Annotated[int, typer.Option("--users", min=20, max=300_000)] = 600,
+    groups: Annotated[int, typer.Option("--groups", min=4, max=5_000)] = 24,
+    seed: Annotated[int, typer.Option("--seed")] = 2026,
+) -> None:
+    """Run the whole pipeline on a simulated tenant and a local storage emulator (no Azure needed)."""
+    from licensing.demo import run_demo
+
+    run_demo(_console(), output=output, users=users, groups=groups, seed=seed)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sandbox(ctx: typer.Context) -> None:
+    """Serve a simulated Microsoft Graph tenant on loopback (see `licensing-audit sandbox --help`)."""
+    from licensing.sandbox.__main__ import main as sandbox_main
+
+    raise typer.Exit(sandbox_main(list(ctx.args)) or 0)
+
+
+@app.command()
+def enqueue(
+    scope: Annotated[Scope, typer.Option("--scope")] = Scope.TENANT,
+    group: Annotated[str | None, typer.Option("--group")] = None,
+    sku: Annotated[str | None, typer.Option("--sku")] = None,
+    request_id: Annotated[str | None, typer.Option("--request-id")] = None,
+    requested_by: Annotated[str | None, typer.Option("--requested-by")] = None,
+    no_notify: Annotated[bool, typer.Option("--no-notify")] = False,
+    store: Annotated[str | None, typer.Option("--store", help="Storage connection string (default: settings).")] = None,
+) -> None:
+    """Put an audit request on the queue (the Function App runs it)."""
+    from licensing.queues import enqueue_request
+    from licensing.requests import validate_request
+
+    settings = _settings(store=store)
+    fields: dict[str, Any] = {"scope": scope.value, "notify": not no_notify}
+    for key, value in (("group_id", group), ("sku", sku), ("request_id", request_id), ("requested_by", requested_by)):
+        if value:
+            fields[key] = value
+    request = validate_request(fields)
+    message_id = enqueue_request(settings.storage, settings.audit_queue, request)
+    _console().print(f"enqueued {request.scope.value} audit on {settings.audit_queue} (message {message_id})")
+
+
+@app.command()
+def history(
+    sku: Annotated[str | None, typer.Option("--sku", help="skuId or skuPartNumber (default: all).")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650)] = 30,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Storage connection string (default: settings).")] = None,
+) -> None:
+    """Print the seat trend per SKU from the stored history."""
+    from licensing.audit import utcnow
+    from licensing.report.terminal import render_history
+    from licensing.skus import product_name
+
+    settings = _settings(tenant_id=tenant_id, store=store)
+    audit_store = _open_store(settings)
+    if audit_store is None:
+        raise ConfigurationError("history needs storage: set LICENSING_STORAGE or pass --store")
+    tenant = settings.azure_tenant_id or audit_store.default_tenant_id()
+    if tenant is None:
+        raise ConfigurationError("no audit runs stored yet: run an audit first, or pass --tenant-id")
+    since = (utcnow() - timedelta(days=days)).date()
+    data = audit_store.sku_history(tenant, since=since)
+    names: dict[str, str] = {}
+    latest = audit_store.latest_run(tenant)
+    part_numbers = {s.sku_id: s.sku_part_number for s in audit_store.run_skus(latest.id)} if latest else {}
+    for sku_id in data:
+        names[sku_id] = product_name(part_numbers.get(sku_id, sku_id), sku_id)
+    if sku:
+        wanted = sku.lower()
+        data = {k: v for k, v in data.items() if k.lower() == wanted or part_numbers.get(k, "").lower() == wanted}
+        if not data:
+            raise BadRequestError(f"no history for SKU {sku!r} in the last {days} days")
+    render_history(data, names, _console())
+
+
+@app.command("check-permissions")
+def check_permissions_command(
+    graph_url: Annotated[str | None, typer.Option("--graph-url")] = None,
+    cloud: Annotated[str | None, typer.Option("--cloud")] = None,
+    credential: Annotated[CredentialName, typer.Option("--credential")] = CredentialName.DEFAULT,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+) -> None:
+    """Try each Graph read (and the mail send) the audit needs; print what is granted or missing."""
+    from licensing.graph import check_permissions, open_graph
+
+    settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
+
+    async def probe() -> list[Any]:
+        async with open_graph(settings, credential=credential.value) as graph:
+            return list(await check_permissions(graph))
+
+    results = asyncio.run(probe())
+    console = _console()
+    missing = 0
+    for check in results:
+        mark = {True: "granted", False: "MISSING", None: "unknown"}[check.granted]
+        missing += check.granted is False
+        console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False)
+    if missing:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:
+    from licensing import telemetry
+
+    configure = getattr(telemetry, "configure", None)
+    if configure is not None:
+        configure(settings, verbose=verbose)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map every error to its exit code with one line on stderr, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="licensing-audit")
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        print(f"licensing-audit: error: {exc.format_message()}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    except click.Abort:
+        print("licensing-audit: aborted", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    except (ConfigurationError, BadRequestError) as exc:
+        print(f"licensing-audit: error: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    except LicensingError as exc:
+        print(f"licensing-audit: failed: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""`licensing-audit demo`: the whole pipeline on a simulated tenant and a local storage emulator.
+
+It starts Azurite and the sandbox Graph tenant, a local Teams receiver, then runs two
+simulated nights through the same code path as the queue trigger (message on the queue,
+handler, audit, store, alerts), so that history, a trend and "resolved" alerts exist. It
+writes everything a person wants to look at into the output folder and says where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from licensing.errors import AuditError
+from licensing.model import AuditRequest, Scope, SkuDay, Trigger
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from licensing.settings import Settings
+
+__all__ = ["WebhookReceiver", "run_demo"]
+
+
+class WebhookReceiver:
+    """A local stand-in for a Teams Workflows webhook: records every POST and answers 202."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(self.rfile.read(length))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="teams-receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/workflows/demo/triggers/manual/paths/invoke"
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Clock:
+    """The simulated time of the current night."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+
+@contextmanager
+def _step(console: Console, text: str) -> Iterator[None]:
+    console.print(f"• {text} …", markup=False)
+    yield
+
+
+def _seed_history(store: Any, tenant_id: str, skus: list[Any], first_night: datetime, days: int = 28) -> int:
+    """Simulated consumption of the weeks before the demo, so the trend and forecast have data.
+
+    The demo tenant has no past; rather than a flat line, consumption grows steadily toward
+    today's figure. These rows are marked as demo data by their tenant (the sandbox's).
+    """
+    rows: list[SkuDay] = []
+    for sku in skus:
+        if sku.enabled <= 0:
+            continue
+        growth = max(1, sku.consumed // 60)
+        for back in range(days, 0, -1):
+            day = (first_night - timedelta(days=back)).date()
+            rows.append(
+                SkuDay(
+                    sku_id=sku.sku_id,
+                    day=day,
+                    enabled=sku.enabled,
+                    consumed=max(0, sku.consumed - growth * back // 2),
+                    warning=sku.warning,
+                    suspended=sku.suspended,
+                    locked_out=sku.locked_out,
+                )
+            )
+    store.write_sku_history(tenant_id, rows)
+    return len(rows)
+
+
+def _fix_one_problem(graph: Any, report: Any) -> str:
+    """Between the nights, remove a licensed group that had a nested group: its findings resolve."""
+    for finding in report.findings:
+        if finding.kind == "nested_group" and finding.group_id:
+            graph.delete_group(finding.group_id)
+            return f"deleted the misconfigured group {finding.group_name or finding.group_id}"
+    return "nothing (the tenant had no nested groups)"
+
+
+def _write_alert_files(alerts_dir: Path, channel: str, item_id: str, body: bytes, night: int) -> Path:
+    safe_id = "".join(c if c.isalnum() or c in "-_" else "-" for c in item_id)[-40:]
+    if channel == "mail":
+        message = orjson.loads(body)
+        html = message.get("message", message).get("body", {}).get("content", "")
+        path = alerts_dir / f"mail-night{night}-{safe_id}.html"
+        path.write_text(html, encoding="utf-8")
+    else:
+        path = alerts_dir / f"teams-night{night}-{safe_id}.json"
+        path.write_bytes(orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2))
+    return path
+
+
+def _demo_settings(graph_url: str, storage: str, webhook: str, tenant_domain: str) -> Settings:
+    from licensing.settings import load_settings
+
+    return load_settings(
+        {
+            "GRAPH_BASE_URL": graph_url,
+            "LICENSING_STORAGE": storage,
+            "ALERT_TEAMS_WEBHOOK_URL": webhook,
+            "ALERT_MAIL_FROM": f"license-audit@{tenant_domain}",
+            "ALERT_MAIL_TO": f"m365-admins@{tenant_domain}",
+            "ALERT_MIN_SEVERITY": "warning",
+            "AUDIT_QUEUE": "license-audit-requests",
+            "GRAPH_MAX_CONCURRENCY": "8",
+        }
+    )
+
+
+def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 24, seed: int = 2026) -> None:
+    """Run two simulated nights and write report.json/html, CSVs and the delivered alerts to ``output``."""
+    from licensing.emulator import Azurite
+    from licensing.queues import put_message, queue_client
+    from licensing.report.csv_report import write_csv
+    from licensing.report.html import write_html
+    from licensing.report.json_report import to_json_bytes
+    from licensing.report.terminal import render_summary
+    from licensing.requests import encode_request
+    from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
+    from licensing.store import open_store
+    from licensing.triggers import handle_audit_message
+
+    if output.exists():
+        shutil.rmtree(output)
+    alerts_dir = output / "alerts"
+    alerts_dir.mkdir(parents=True)
+
+    with _step(console, "Starting Azurite (local Table and Queue Storage, in memory)"), Azurite() as azurite:
+        with _step(console, f"Generating a simulated tenant ({users} users, {groups} groups, seed {seed})"):
+            tenant = generate_tenant(TenantSpec(seed=seed, users=users, groups=groups))
+        with (
+            _step(console, "Serving it as a simulated Microsoft Graph on loopback"),
+            SandboxServer(tenant) as graph,
+            WebhookReceiver() as teams,
+        ):
+            settings = _demo_settings(graph.base_url, azurite.connection_string, teams.url, "contoso.example")
+            store = open_store(settings.storage)
+            store.ensure_tables()
+            nights = [datetime.now(UTC).replace(hour=2, minute=30, second=0, microsecond=0) - timedelta(days=1)]
+            nights.append(nights[0] + timedelta(days=1))
+            clock = _Clock(nights[0])
+            written_alerts: list[Path] = []
+            outcome = None
+            for night, when in enumerate(nights, start=1):
+                clock.current = when
+                if night == 2 and outcome is not None:
+                    _seed_history(store, outcome.report.run.tenant_id, list(outcome.report.skus), nights[0])
+                    fixed = _fix_one_problem(graph, outcome.report)
+                    console.print(f"• Between the nights an admin fixed something: {fixed}", markup=False)
+                request = AuditRequest(
+                    scope=Scope.TENANT, trigger=Trigger.SCHEDULE, request_id=f"schedule-{when:%Y%m%dT%H%M%SZ}"
+                )
+                with _step(console, f"Night {night} ({when:%Y-%m-%d %H:%M} UTC): enqueuing the scheduled audit"):
+                    put_message(settings.storage, settings.audit_queue, encode_request(request))
+                    client = queue_client(settings.storage, settings.audit_queue)
+                    messages = list(client.receive_messages(max_messages=1, visibility_timeout=300))
+                if not messages:
+                    raise AuditError("the demo request did not arrive on the local queue")
+                message = messages[0]
+
+                def delivered(channel: str, item_id: str, body: bytes, night: int = night) -> None:
+                    written_alerts.append(_write_alert_files(alerts_dir, channel, item_id, body, night))
+
+                with _step(console, f"Night {night}: running the queue handler (Graph → rules → alerts → storage)"):
+                    result = asyncio.run(
+                        handle_audit_message(
+                            message.content,
+                            settings,
+                            message_id=message.id,
+                            dequeue_count=message.dequeue_count or 1,
+                            credential="none",
+                            on_delivered=delivered,
+                            now=clock,
+                        )
+                    )
+                client.delete_message(message)
+                client.close()
+                outcome = result.audit
+                if outcome is None:
+                    raise AuditError(f"night {night}: the request was {result.outcome}: {result.reason}")
+                run = outcome.report.run
+                console.print(
+                    f"  run {run.id}: {run.status.value}, {len(outcome.report.findings)} findings, "
+                    f"{run.graph_requests} Graph requests",
+                    markup=False,
+                )
+            assert outcome is not None
+            report = outcome.report
+            (output / "report.json").write_bytes(to_json_bytes(report))
+            csvs = write_csv(report, output)
+            write_html(report, output / "report.html", history=outcome.history or None, cloud=settings.graph_cloud)
+
+    console.print()
+    render_summary(report, console=console)
+    console.print()
+    console.print("Demo output:", markup=False)
+    for path in [output / "report.html", output / "report.json", *csvs, *sorted(set(written_alerts))]:
+        console.print(f"  {path}", markup=False)

@@ -1,0 +1,54 @@
+"""Azure Queue Storage clients: put audit requests (timer, CLI, fan-out) in the encoding the host reads."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from licensing.errors import ConfigurationError, StorageError, StorageUnavailableError, redact_text
+from licensing.model import AuditRequest
+from licensing.requests import encode_request
+from licensing.settings import StorageConnection
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
+__all__ = ["enqueue_request", "put_message", "queue_client"]
+
+
+def queue_client(connection: StorageConnection | None, queue_name: str) -> QueueClient:
+    """A QueueClient without message encoding policy: host.json reads messages with encoding ``none``."""
+    from azure.storage.queue import QueueClient
+
+    if connection is None:
+        raise ConfigurationError("no storage configured: set LICENSING_STORAGE or AzureWebJobsStorage")
+    if connection.connection_string is not None:
+        return QueueClient.from_connection_string(connection.connection_string.reveal(), queue_name)
+    if not connection.queue_uri:
+        raise ConfigurationError(f"{connection.source}__queueServiceUri (or __accountName) is missing")
+    from licensing.credentials import storage_credential
+
+    return QueueClient(connection.queue_uri, queue_name, credential=storage_credential(connection))
+
+
+def put_message(connection: StorageConnection | None, queue_name: str, text: str, *, delay_s: int = 0) -> str:
+    """Put one message (creating the queue if needed); returns the message id."""
+    from azure.core.exceptions import AzureError, ResourceExistsError
+
+    client = queue_client(connection, queue_name)
+    try:
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        sent = client.send_message(text, visibility_timeout=delay_s or None)
+    except AzureError as exc:
+        reason = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise StorageUnavailableError(f"could not put a message on queue {queue_name}: {reason}") from None
+    finally:
+        client.close()
+    if not sent or not sent.id:
+        raise StorageError(f"queue {queue_name} did not return a message id")
+    return str(sent.id)
+
+
+def enqueue_request(connection: StorageConnection | None, queue_name: str, request: AuditRequest) -> str:
+    return put_message(connection, queue_name, encode_request(request))

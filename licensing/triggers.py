@@ -1,0 +1,193 @@
+"""What the Functions triggers do: the timer enqueues a request; a queue message runs one audit or is rejected.
+
+Every audit goes through the queue (DESIGN.md, "Data flow") and so inherits its retry and
+poison handling. Outcomes of a queue message:
+
+- malformed: rejected with a one-line reason, recorded as a ``rejected`` run, completed (not retried);
+- already done (same ``request_id``): nothing happens;
+- another tenant-wide audit holds the lease: the request is put back with a delay, same request id;
+- transient failure: the exception propagates, the host retries after ``visibilityTimeout`` and
+  after ``maxDequeueCount`` moves the message to ``<queue>-poison``; the failed run keeps its last error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from licensing.audit import new_run_id, run_audit, utcnow
+from licensing.errors import BadRequestError, LicensingError
+from licensing.model import AuditReport, AuditRequest, RunInfo, RunStatus, Scope, Trigger
+from licensing.queues import enqueue_request, put_message
+from licensing.requests import encode_request, parse_request
+from licensing.schedule import occurrence_request_id
+from licensing.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from licensing.audit import AuditOutcome
+    from licensing.store import AuditStore
+
+__all__ = [
+    "LEASE_NAME",
+    "MAX_DEQUEUE_COUNT",
+    "MessageResult",
+    "handle_audit_message",
+    "handle_timer",
+]
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME: Final = "tenant-audit"
+# Longer than host.json's functionTimeout (30 min): a crashed holder never blocks the next night.
+LEASE_TTL: Final = timedelta(minutes=40)
+DEFER_SECONDS: Final = 120
+UNKNOWN_TENANT: Final = "unknown-tenant"
+
+
+def _host_max_dequeue_count() -> int:
+    """host.json's queues.maxDequeueCount (the poison threshold), read from the file we deploy."""
+    try:
+        host = json.loads((Path(__file__).resolve().parents[1] / "host.json").read_text(encoding="utf-8"))
+        return int(host["extensions"]["queues"]["maxDequeueCount"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return 5  # the host's own default
+
+
+MAX_DEQUEUE_COUNT: Final = _host_max_dequeue_count()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResult:
+    """What became of one queue message: ``completed`` | ``skipped`` | ``rejected`` | ``deferred``."""
+
+    outcome: str
+    request: AuditRequest | None = None
+    reason: str | None = None
+    audit: AuditOutcome | None = None
+
+
+def handle_timer(settings: Settings, *, past_due: bool = False, now: datetime | None = None) -> AuditRequest:
+    """Enqueue the tenant audit of this scheduled occurrence, and nothing else."""
+    now = now or utcnow()
+    if past_due:
+        log.warning("the audit timer is past due; enqueuing the missed occurrence now")
+    request = AuditRequest(
+        scope=Scope.TENANT,
+        trigger=Trigger.SCHEDULE,
+        request_id=occurrence_request_id(settings.audit_schedule, now),
+    )
+    enqueue_request(settings.storage, settings.audit_queue, request)
+    log.info("enqueued scheduled audit %s on %s", request.request_id, settings.audit_queue)
+    return request
+
+
+def _open_store(settings: Settings) -> AuditStore | None:
+    if settings.storage is None:
+        return None
+    from licensing.store import open_store
+
+    store = open_store(settings.storage)
+    store.ensure_tables()
+    return store
+
+
+def _record_rejection(store: AuditStore | None, settings: Settings, message_id: str | None, reason: str) -> None:
+    if store is None:
+        return
+    tenant = settings.azure_tenant_id or UNKNOWN_TENANT
+    prior = store.run_for_request(tenant, message_id) if message_id else None
+    if prior is not None and prior.status is RunStatus.REJECTED:
+        return  # the same bad message delivered again: recorded once
+    now = utcnow()
+    run = RunInfo(
+        id=new_run_id(now),
+        tenant_id=tenant,
+        trigger=Trigger.QUEUE,
+        scope=Scope.TENANT,
+        started_at=now,
+        finished_at=now,
+        status=RunStatus.REJECTED,
+        errors=(reason,),
+        request_id=message_id,
+    )
+    try:
+        store.finish_run(AuditReport(run=run))
+    except LicensingError as exc:
+        log.error("could not record the rejected request %s: %s", message_id, exc)
+
+
+async def handle_audit_message(
+    body: bytes | str,
+    settings: Settings,
+    *,
+    message_id: str | None = None,
+    dequeue_count: int = 1,
+    credential: str = "default",
+    store_factory: Callable[[Settings], AuditStore | None] = _open_store,
+    http_client: httpx.AsyncClient | None = None,
+    on_delivered: Callable[[str, str, bytes], None] | None = None,
+    lease_owner: str | None = None,
+    now: Callable[[], datetime] = utcnow,
+) -> MessageResult:
+    """Validate one queue message and run its audit. Raises on transient failure (the host retries)."""
+    try:
+        request = parse_request(body, message_id=message_id)
+    except BadRequestError as exc:
+        log.error("rejected audit request %s: %s", message_id or "(no id)", exc)
+        _record_rejection(store_factory(settings), settings, message_id, str(exc))
+        return MessageResult("rejected", reason=str(exc))
+
+    store = store_factory(settings)
+    owner = lease_owner or f"{request.request_id or 'request'}:{datetime.now(UTC):%H%M%S%f}"
+    leased = False
+    if store is not None and request.scope is Scope.TENANT:
+        leased = store.try_acquire_lease(LEASE_NAME, owner, LEASE_TTL)
+        if not leased:
+            # Another tenant-wide audit is running: come back later, under the same request id.
+            put_message(settings.storage, settings.audit_queue, encode_request(request), delay_s=DEFER_SECONDS)
+            log.info("tenant audit already running; request %s deferred by %ss", request.request_id, DEFER_SECONDS)
+            return MessageResult("deferred", request=request, reason="another tenant-wide audit is running")
+    try:
+        outcome = await run_audit(
+            request,
+            settings,
+            credential=credential,
+            store=store,
+            alerts=True,
+            http_client=http_client,
+            on_delivered=on_delivered,
+            now=now,
+        )
+    except LicensingError as exc:
+        final = dequeue_count >= MAX_DEQUEUE_COUNT
+        log.error(
+            "audit request %s failed (attempt %d of %d%s): %s",
+            request.request_id,
+            dequeue_count,
+            MAX_DEQUEUE_COUNT,
+            "; the message goes to the poison queue" if final else "; the host will retry",
+            exc,
+        )
+        raise
+    finally:
+        if leased and store is not None:
+            store.release_lease(LEASE_NAME, owner)
+    if outcome.skipped:
+        return MessageResult("skipped", request=request, reason="already completed", audit=outcome)
+    run = outcome.report.run
+    log.info(
+        "audit %s finished: %s, %d findings, %d Graph requests (%d throttled)",
+        run.id,
+        run.status.value,
+        len(outcome.report.findings),
+        run.graph_requests,
+        run.graph_throttled,
+    )
+    return MessageResult("completed", request=request, audit=outcome)
