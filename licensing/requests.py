@@ -46,7 +46,7 @@ def decode_message(body: bytes | str) -> dict[str, Any]:
     text = raw.strip()
     if not text:
         raise BadRequestError('message is empty: expected a JSON object such as {"scope": "tenant"}')
-    if not text.startswith(b"{"):
+    if not text.startswith((b"{", b"[")):
         try:
             text = base64.b64decode(text, validate=True).strip()
         except (binascii.Error, ValueError):

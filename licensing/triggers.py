@@ -26,7 +26,7 @@ from licensing.model import AuditReport, AuditRequest, RunInfo, RunStatus, Scope
 from licensing.queues import enqueue_request, put_message
 from licensing.requests import encode_request, parse_request
 from licensing.schedule import occurrence_request_id
-from licensing.settings import Settings
+from licensing.settings import Settings, is_loopback_url
 
 if TYPE_CHECKING:
     import httpx
@@ -129,7 +129,7 @@ async def handle_audit_message(
     *,
     message_id: str | None = None,
     dequeue_count: int = 1,
-    credential: str = "default",
+    credential: str | None = None,
     store_factory: Callable[[Settings], AuditStore | None] = _open_store,
     http_client: httpx.AsyncClient | None = None,
     on_delivered: Callable[[str, str, bytes], None] | None = None,
@@ -154,6 +154,9 @@ async def handle_audit_message(
             put_message(settings.storage, settings.audit_queue, encode_request(request), delay_s=DEFER_SECONDS)
             log.info("tenant audit already running; request %s deferred by %ss", request.request_id, DEFER_SECONDS)
             return MessageResult("deferred", request=request, reason="another tenant-wide audit is running")
+    if credential is None:
+        # Tokens only ever go to a Graph endpoint: a loopback URL (the sandbox) gets none.
+        credential = "none" if is_loopback_url(settings.graph_base_url) else "default"
     try:
         outcome = await run_audit(
             request,
