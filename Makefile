@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench iac clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ pytest: $(PY_STAMP) $(NODE_STAMP)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+iac: $(PY_STAMP)
+	@echo "==> Bicep parse + checkov (infra/)"
+	@$(PY) -m pytest tests/unit/test_infra.py -q
 
 bench: $(PY_STAMP) $(NODE_STAMP)
 	@$(PY) -m bench
