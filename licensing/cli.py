@@ -196,9 +196,9 @@ def demo(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sandbox(ctx: typer.Context) -> None:
     """Serve a simulated Microsoft Graph tenant on loopback (see `licensing-audit sandbox --help`)."""
-    from licensing.sandbox.__main__ import main as sandbox_main
+    from licensing.sandbox import serve
 
-    raise typer.Exit(sandbox_main(list(ctx.args)) or 0)
+    raise typer.Exit(serve(list(ctx.args)))
 
 
 @app.command()
