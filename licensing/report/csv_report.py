@@ -1,0 +1,181 @@
+"""The CSV report: skus.csv, groups.csv and findings.csv, safe to open in Excel.
+
+UTF-8 with a BOM (``utf-8-sig``) so Excel shows Unicode names; every string cell that a
+spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) is
+prefixed with ``'``: display names and UPNs come from the tenant and must not run as formulas.
+OWASP "CSV Injection": https://owasp.org/www-community/attacks/CSV_Injection
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+from licensing.model import AuditReport, Finding, GroupSummary, Severity, SkuSummary
+
+__all__ = [
+    "FINDING_COLUMNS",
+    "GROUP_COLUMNS",
+    "SKU_COLUMNS",
+    "findings_csv",
+    "groups_csv",
+    "safe_cell",
+    "skus_csv",
+    "write_csv",
+]
+
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+SKU_COLUMNS: Final = (
+    "sku_id",
+    "sku_part_number",
+    "product_name",
+    "enabled",
+    "consumed",
+    "available",
+    "warning",
+    "suspended",
+    "locked_out",
+    "group_assigned_users",
+    "waiting_users",
+    "assigned_by_groups",
+)
+GROUP_COLUMNS: Final = (
+    "id",
+    "display_name",
+    "sku_ids",
+    "processing_state",
+    "members",
+    "users",
+    "b2b_users",
+    "nested_groups",
+    "license_errors",
+)
+FINDING_COLUMNS: Final = (
+    "id",
+    "kind",
+    "severity",
+    "message",
+    "sku_id",
+    "sku_part_number",
+    "product_name",
+    "group_id",
+    "group_name",
+    "user_id",
+    "user_name",
+    "member_group_id",
+    "member_group_name",
+    "error",
+)
+
+Cell = str | int | float | None
+
+
+def safe_cell(value: Cell) -> str | int | float:
+    """A cell value a spreadsheet will not evaluate: strings that look like formulas get a leading '."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _text(rows: Iterable[Sequence[Cell]], header: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180 line ends, what Excel writes too
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _join(values: Iterable[str]) -> str:
+    return ";".join(values)
+
+
+def skus_csv(skus: Iterable[SkuSummary]) -> str:
+    return _text(
+        (
+            (
+                s.sku_id,
+                s.sku_part_number,
+                s.product_name,
+                s.enabled,
+                s.consumed,
+                s.available,
+                s.warning,
+                s.suspended,
+                s.locked_out,
+                s.group_assigned_users,
+                s.waiting_users,
+                _join(s.assigned_by_groups),
+            )
+            for s in skus
+        ),
+        SKU_COLUMNS,
+    )
+
+
+def groups_csv(groups: Iterable[GroupSummary]) -> str:
+    return _text(
+        (
+            (
+                g.id,
+                g.display_name,
+                _join(g.sku_ids),
+                g.processing_state,
+                g.members,
+                g.users,
+                g.b2b_users,
+                g.nested_groups,
+                g.license_errors,
+            )
+            for g in groups
+        ),
+        GROUP_COLUMNS,
+    )
+
+
+def findings_csv(findings: Iterable[Finding]) -> str:
+    return _text(
+        (
+            (
+                f.id,
+                f.kind,
+                Severity(f.severity).value,
+                f.message,
+                f.sku_id,
+                f.sku_part_number,
+                f.product_name,
+                f.group_id,
+                f.group_name,
+                f.user_id,
+                f.user_name,
+                f.member_group_id,
+                f.member_group_name,
+                f.error,
+            )
+            for f in findings
+        ),
+        FINDING_COLUMNS,
+    )
+
+
+def write_csv(report: AuditReport, directory: Path) -> list[Path]:
+    """Write skus.csv, groups.csv and findings.csv into ``directory`` (created if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (
+        ("skus.csv", skus_csv(report.skus)),
+        ("groups.csv", groups_csv(report.groups)),
+        ("findings.csv", findings_csv(report.findings)),
+    ):
+        path = directory / name
+        # newline="" keeps the csv module's \r\n as written (no translation on Windows).
+        with path.open("w", encoding="utf-8-sig", newline="") as handle:
+            handle.write(text)
+        written.append(path)
+    return written

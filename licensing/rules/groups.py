@@ -1,0 +1,216 @@
+"""Group rules: B2B members, nested groups, license errors, processing state, disabled users, empty groups,
+and redundant direct assignments (the only user-subject rule)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Final
+
+from licensing.model import FindingKind, LicensedGroup, Severity
+from licensing.rules.base import (
+    COUNT_VIOLATION,
+    Facts,
+    RuleContext,
+    RuleResult,
+    as_utc,
+    make_finding,
+    plural,
+    quote,
+)
+
+__all__ = [
+    "ERROR_EXPLANATIONS",
+    "evaluate_b2b_member",
+    "evaluate_disabled_user_licensed",
+    "evaluate_empty_licensed_group",
+    "evaluate_license_error",
+    "evaluate_nested_group",
+    "evaluate_processing_incomplete",
+    "evaluate_redundant_direct_assignment",
+]
+
+# licenseAssignmentState.error values: https://learn.microsoft.com/graph/api/resources/licenseassignmentstate
+ERROR_EXPLANATIONS: Final = {
+    COUNT_VIOLATION: "no seat is left",
+    "MutuallyExclusiveViolation": "it conflicts with another license the user has",
+    "DependencyViolation": "a license it depends on is missing",
+    "ProhibitedInUsageLocationViolation": "it is not available in the user's usage location",
+    "UniquenessViolation": "a service plan in it conflicts with another assignment",
+    "Other": "Microsoft reported an unspecified error",
+}
+PROCESSING_COMPLETE: Final = "ProcessingComplete"
+
+
+def _readable_groups(facts: Facts, result: RuleResult, *, needs_users: bool) -> Iterator[LicensedGroup]:
+    """The groups in scope whose members were read; the others are recorded as not evaluated."""
+    if facts.groups_unreadable:
+        result.blocked = f"groups could not be read: {facts.groups_unreadable}"
+        return
+    if needs_users and facts.users_unreadable:
+        result.blocked = f"users could not be read: {facts.users_unreadable}"
+        return
+    scoped = facts.scope_group_id
+    if scoped is not None and not facts.groups and scoped in facts.unreadable_members:
+        # A group-scoped audit whose group could not be read (deleted mid-run, 403): nothing was evaluated.
+        result.skipped.append(f"{scoped}: {facts.unreadable_members[scoped]}")
+    for group in facts.groups:
+        reason = facts.unreadable_members.get(group.id)
+        if reason is not None:
+            result.skipped.append(f"{quote(facts.group_name(group.id))} ({group.id}): {reason}")
+            continue
+        yield group
+
+
+def evaluate_b2b_member(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult()
+    for group in _readable_groups(facts, result, needs_users=True):
+        name = quote(facts.group_name(group.id))
+        for uid in group.user_ids:
+            if uid in facts.b2b:
+                message = (
+                    f"Group {name} licenses the B2B account {facts.user_label(uid)}: "
+                    "groups used for licensing must not contain guests"
+                )
+                result.findings.append(
+                    make_finding(
+                        FindingKind.B2B_MEMBER, Severity.WARNING, message, facts, group_id=group.id, user_id=uid
+                    )
+                )
+    return result
+
+
+def evaluate_nested_group(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult()
+    for group in _readable_groups(facts, result, needs_users=False):
+        name = quote(facts.group_name(group.id))
+        for ref in group.member_groups:
+            message = (
+                f"Group {name} contains the group {quote(ref.display_name or ref.id)}: "
+                "members of a nested group do not get the licenses"
+            )
+            result.findings.append(
+                make_finding(
+                    FindingKind.NESTED_GROUP,
+                    Severity.WARNING,
+                    message,
+                    facts,
+                    group_id=group.id,
+                    member_group_id=ref.id,
+                )
+            )
+    return result
+
+
+def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult()
+    for group in _readable_groups(facts, result, needs_users=True):
+        errors = facts.errors_by_group.get(group.id)
+        if not errors:
+            continue
+        members = set(group.user_ids)  # built only for groups with errors: no O(groups x users)
+        name = quote(facts.group_name(group.id))
+        seen: set[tuple[str, str, str]] = set()
+        for uid, sku_id, error in errors:
+            if uid not in members or not facts.sku_in_scope(sku_id) or (uid, sku_id, error) in seen:
+                continue
+            seen.add((uid, sku_id, error))
+            why = ERROR_EXPLANATIONS.get(error, f"error {error}")
+            if error == "ProhibitedInUsageLocationViolation":
+                user = facts.users.get(uid)
+                if user is not None and user.usage_location:
+                    why += f" ({user.usage_location})"
+            message = f"{facts.user_label(uid)} did not get {facts.product(sku_id)} from group {name}: {why}"
+            severity = Severity.CRITICAL if error == COUNT_VIOLATION else Severity.WARNING
+            result.findings.append(
+                make_finding(
+                    FindingKind.LICENSE_ERROR,
+                    severity,
+                    message,
+                    facts,
+                    group_id=group.id,
+                    user_id=uid,
+                    sku_id=sku_id,
+                    error=error,
+                )
+            )
+    return result
+
+
+def evaluate_processing_incomplete(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult()
+    stuck_after = timedelta(hours=ctx.processing_stuck_hours)
+    now = as_utc(ctx.now)
+    for group in _readable_groups(facts, result, needs_users=False):
+        state = group.processing_state
+        if not state or state == PROCESSING_COMPLETE:
+            continue
+        name = quote(facts.group_name(group.id))
+        since = ctx.processing_since.get(group.id)
+        if since is not None and now - as_utc(since) > stuck_after:
+            hours = int((now - as_utc(since)).total_seconds() // 3600)
+            message = (
+                f"Group {name}: license processing has been '{state}' for {hours} hours "
+                f"(more than {ctx.processing_stuck_hours}): changes to its members or licenses are not applied"
+            )
+            severity = Severity.WARNING
+        else:
+            message = f"Group {name}: license processing is '{state}', not complete yet"
+            severity = Severity.INFO
+        result.findings.append(
+            make_finding(FindingKind.PROCESSING_INCOMPLETE, severity, message, facts, group_id=group.id)
+        )
+    return result
+
+
+def evaluate_disabled_user_licensed(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult()
+    for group in _readable_groups(facts, result, needs_users=True):
+        holders = facts.disabled_by_group.get(group.id)
+        if not holders:
+            continue
+        members = set(group.user_ids)
+        name = quote(facts.group_name(group.id))
+        for uid in holders:
+            if uid not in members:
+                continue
+            message = f"The disabled account {facts.user_label(uid)} holds licenses through group {name}"
+            result.findings.append(
+                make_finding(
+                    FindingKind.DISABLED_USER_LICENSED, Severity.INFO, message, facts, group_id=group.id, user_id=uid
+                )
+            )
+    return result
+
+
+def evaluate_redundant_direct_assignment(facts: Facts, ctx: RuleContext) -> RuleResult:
+    if facts.users_unreadable:
+        return RuleResult(blocked=f"users could not be read: {facts.users_unreadable}")
+    result = RuleResult()
+    if facts.unreadable_members:
+        result.note = f"members of {plural(len(facts.unreadable_members), 'group')} could not be read"
+    for uid, sku_id, group_ids in facts.redundant:
+        names = ", ".join(quote(facts.group_name(g)) for g in group_ids)
+        message = (
+            f"{facts.user_label(uid)} has {facts.product(sku_id)} both directly and through "
+            f"{'group' if len(group_ids) == 1 else 'groups'} {names}: the direct assignment can be removed"
+        )
+        result.findings.append(
+            make_finding(
+                FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, Severity.INFO, message, facts, user_id=uid, sku_id=sku_id
+            )
+        )
+    return result
+
+
+def evaluate_empty_licensed_group(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult()
+    for group in _readable_groups(facts, result, needs_users=False):
+        if group.member_count:
+            continue
+        products = ", ".join(facts.product(s) for s in group.sku_ids) or "licenses"
+        message = f"Group {quote(facts.group_name(group.id))} assigns {products} but has no members"
+        result.findings.append(
+            make_finding(FindingKind.EMPTY_LICENSED_GROUP, Severity.INFO, message, facts, group_id=group.id)
+        )
+    return result

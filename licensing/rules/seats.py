@@ -1,0 +1,219 @@
+"""Seat rules, one finding per User SKU: shortage, low, forecast, expiring units, expected group assignment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+
+from licensing.model import FindingKind, Scope, Severity, Sku, SkuDay
+from licensing.rules.base import Facts, RuleContext, RuleResult, make_finding, plural
+
+__all__ = [
+    "MIN_FORECAST_POINTS",
+    "evaluate_expected_sku",
+    "evaluate_seat_forecast",
+    "evaluate_seat_low",
+    "evaluate_seat_shortage",
+    "evaluate_units_expiring",
+    "forecast_days_left",
+    "is_shortage",
+    "low_threshold",
+]
+
+MIN_FORECAST_POINTS = 7
+
+
+def _user_skus(facts: Facts) -> list[Sku]:
+    # Company SKUs (tenant-wide add-ons) have no per-user seats: listed in the report, never a finding.
+    return [s for s in facts.skus if s.applies_to.casefold() == "user"]
+
+
+def _undercount_note(facts: Facts) -> str | None:
+    if facts.users_unreadable:
+        return "waiting users may be undercounted: users could not be read"
+    if facts.unreadable_members:
+        groups = plural(len(facts.unreadable_members), "group")
+        return f"waiting users may be undercounted: members of {groups} could not be read"
+    return None
+
+
+def _blocked(facts: Facts) -> str | None:
+    return f"SKUs could not be read: {facts.skus_unreadable}" if facts.skus_unreadable else None
+
+
+def is_shortage(sku: Sku, waiting: int) -> bool:
+    """docs/findings.md: ``consumed > enabled``, or users waiting that the free seats cannot cover."""
+    return sku.consumed > sku.enabled or (waiting > 0 and waiting > max(sku.available, 0))
+
+
+def low_threshold(sku: Sku, ctx: RuleContext) -> float:
+    return max(float(ctx.seat_min_free), ctx.seat_min_free_pct / 100.0 * sku.enabled)
+
+
+def _counts(sku: Sku) -> str:
+    return f"enabled {sku.enabled}, consumed {sku.consumed}"
+
+
+def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
+    if result.blocked:
+        return result
+    for sku in _user_skus(facts):
+        waiting = len(facts.waiting.get(sku.sku_id, ()))
+        if not is_shortage(sku, waiting):
+            continue
+        product = facts.product(sku.sku_id)
+        if sku.consumed > sku.enabled:
+            over = sku.consumed - sku.enabled
+            message = f"{product}: {sku.consumed} seats are in use but only {sku.enabled} are enabled ({over} over)"
+            if waiting:
+                message += f", and {plural(waiting, 'user is', 'users are')} waiting for a seat"
+        else:
+            free = max(sku.available, 0)
+            message = (
+                f"{product}: {plural(waiting, 'user is', 'users are')} waiting for a seat and only "
+                f"{free} {'is' if free == 1 else 'are'} free ({_counts(sku)})"
+            )
+        result.findings.append(
+            make_finding(FindingKind.SEAT_SHORTAGE, Severity.CRITICAL, message, facts, sku_id=sku.sku_id)
+        )
+    return result
+
+
+def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
+    if result.blocked:
+        return result
+    for sku in _user_skus(facts):
+        if sku.enabled <= 0 or is_shortage(sku, len(facts.waiting.get(sku.sku_id, ()))):
+            continue
+        threshold = low_threshold(sku, ctx)
+        if sku.available < threshold:
+            shown = math.ceil(threshold)
+            message = (
+                f"{facts.product(sku.sku_id)}: only {sku.available} of {sku.enabled} seats are free "
+                f"(alert below {shown}; consumed {sku.consumed})"
+            )
+            result.findings.append(
+                make_finding(FindingKind.SEAT_LOW, Severity.WARNING, message, facts, sku_id=sku.sku_id)
+            )
+    return result
+
+
+def _window(series: Sequence[SkuDay], days: int) -> list[SkuDay]:
+    """The points of the last ``days`` calendar days ending at the latest point, one per day (last wins)."""
+    by_day = {d.day: d for d in sorted(series, key=lambda d: d.day)}
+    if not by_day:
+        return []
+    latest = max(by_day)
+    start = latest - timedelta(days=days - 1)
+    return [by_day[day] for day in sorted(by_day) if day >= start]
+
+
+def forecast_days_left(series: Sequence[SkuDay], days: int) -> tuple[float, float] | None:
+    """Least-squares line of ``consumed`` over the window: (slope per day, days until it reaches the latest
+    ``enabled``, counted from the latest point; <= 0 when the line is already there). None when there are
+    fewer than 7 points or the trend is flat or falling."""
+    points = _window(series, days)
+    if len(points) < MIN_FORECAST_POINTS:
+        return None
+    latest = points[-1]
+    xs = [float((p.day - latest.day).days) for p in points]
+    ys = [float(p.consumed) for p in points]
+    n = float(len(points))
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+    if slope <= 0:
+        return None
+    at_latest = mean_y - slope * mean_x  # the fitted value at x = 0, the latest day
+    return slope, (latest.enabled - at_latest) / slope
+
+
+def evaluate_seat_forecast(facts: Facts, ctx: RuleContext) -> RuleResult:
+    if facts.scope is Scope.GROUP:
+        return RuleResult(not_applicable="not evaluated in a group-scoped audit (partial data)")
+    if ctx.history is None:
+        return RuleResult(not_applicable="no SKU history (needs a store)")
+    result = RuleResult(blocked=_blocked(facts))
+    if result.blocked:
+        return result
+    evaluated = 0
+    for sku in _user_skus(facts):
+        series = ctx.history.get(sku.sku_id, ())
+        trend = forecast_days_left(series, ctx.forecast_days)
+        if len(_window(series, ctx.forecast_days)) >= MIN_FORECAST_POINTS:
+            evaluated += 1
+        if trend is None or is_shortage(sku, len(facts.waiting.get(sku.sku_id, ()))):
+            continue
+        slope, days_left = trend
+        if days_left > ctx.forecast_days:
+            continue
+        enabled = _window(series, ctx.forecast_days)[-1].enabled
+        when = "now" if days_left <= 0 else f"in about {max(1, math.ceil(days_left))} days"
+        message = (
+            f"{facts.product(sku.sku_id)}: at the current trend (+{slope:.1f} seats a day) "
+            f"the {enabled} seats run out {when} (consumed {sku.consumed})"
+        )
+        result.findings.append(
+            make_finding(FindingKind.SEAT_FORECAST, Severity.WARNING, message, facts, sku_id=sku.sku_id)
+        )
+    if evaluated == 0 and _user_skus(facts):
+        result.not_applicable = f"fewer than {MIN_FORECAST_POINTS} days of SKU history"
+    return result
+
+
+def evaluate_units_expiring(facts: Facts, ctx: RuleContext) -> RuleResult:
+    result = RuleResult(blocked=_blocked(facts))
+    if result.blocked:
+        return result
+    for sku in _user_skus(facts):
+        product = facts.product(sku.sku_id)
+        if sku.suspended > 0 or sku.locked_out > 0:
+            parts = []
+            if sku.suspended:
+                parts.append(f"{sku.suspended} suspended")
+            if sku.locked_out:
+                parts.append(f"{sku.locked_out} locked out")
+            message = (
+                f"{product}: {' and '.join(parts)} seats: the subscription has expired or was cancelled "
+                f"({_counts(sku)})"
+            )
+            severity = Severity.CRITICAL
+        elif sku.warning > 0:
+            message = (
+                f"{product}: {sku.warning} seats are in their grace period and will be suspended unless renewed "
+                f"({_counts(sku)})"
+            )
+            severity = Severity.WARNING
+        else:
+            continue
+        result.findings.append(make_finding(FindingKind.UNITS_EXPIRING, severity, message, facts, sku_id=sku.sku_id))
+    return result
+
+
+def evaluate_expected_sku(facts: Facts, ctx: RuleContext) -> RuleResult:
+    if facts.scope is Scope.GROUP:
+        return RuleResult(not_applicable="not evaluated in a group-scoped audit (other groups were not read)")
+    if facts.skus_unreadable:
+        return RuleResult(blocked=f"SKUs could not be read: {facts.skus_unreadable}")
+    if facts.groups_unreadable:
+        return RuleResult(blocked=f"groups could not be read: {facts.groups_unreadable}")
+    assigned = {sku_id for g in facts.groups for sku_id in g.sku_ids}
+    result = RuleResult()
+    for sku in _user_skus(facts):
+        if sku.enabled <= 0 or not ctx.is_expected(sku) or sku.sku_id in assigned:
+            continue
+        message = (
+            f"{facts.product(sku.sku_id)}: no group assigns it ({sku.consumed} of {sku.enabled} seats in use, "
+            "assigned directly); it is expected to be licensed through groups"
+        )
+        result.findings.append(
+            make_finding(
+                FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, Severity.WARNING, message, facts, sku_id=sku.sku_id
+            )
+        )
+    return result

@@ -1,0 +1,118 @@
+"""SKU product names: Microsoft's published table of product names and string ids, shipped as data.
+
+The table is ``licensing/data/sku_names.csv`` (``String_Id,GUID,Product_Display_Name``, one row
+per SKU), refreshed from the official download by ``scripts/refresh_sku_names.py``. It is read
+lazily, once per process, and never needed for correctness: an unknown SKU shows its part number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Final
+
+__all__ = ["DATA_COLUMNS", "SkuName", "load_table", "parse_official_csv", "parse_table", "product_name", "to_table_csv"]
+
+DATA_COLUMNS: Final = ("String_Id", "GUID", "Product_Display_Name")
+
+
+@dataclass(frozen=True, slots=True)
+class SkuName:
+    string_id: str  # skuPartNumber
+    guid: str  # skuId, lowercase; "" when not known
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    by_part: Mapping[str, str]  # part number (casefolded) -> name
+    by_guid: Mapping[str, str]  # skuId (lowercase) -> name
+
+
+def _header_key(name: str) -> str:
+    # The official file has had "String_ Id" (with a space) in some editions: match loosely.
+    return "".join(name.split()).lower().lstrip("\ufeff")
+
+
+def parse_official_csv(text: str) -> list[SkuName]:
+    """Parse Microsoft's CSV (one row per service plan) into one row per SKU, sorted by string id.
+
+    Columns used: ``Product_Display_Name``, ``String_Id`` (or ``String_ Id``), ``GUID``. The first
+    display name seen for a SKU wins; rows without a string id or name are skipped.
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header = next(reader, None)
+    if header is None:
+        raise ValueError("the product names CSV is empty")
+    index = {_header_key(h): i for i, h in enumerate(header)}
+    try:
+        i_name, i_id, i_guid = index["product_display_name"], index["string_id"], index["guid"]
+    except KeyError as exc:
+        raise ValueError(f"the product names CSV has no {exc.args[0]!r} column (header: {header!r})") from None
+    seen: dict[str, SkuName] = {}
+    for row in reader:
+        if len(row) <= max(i_name, i_id, i_guid):
+            continue
+        string_id, guid, name = row[i_id].strip(), row[i_guid].strip().lower(), row[i_name].strip()
+        if not string_id or not name:
+            continue
+        key = string_id.casefold()
+        if key not in seen:
+            seen[key] = SkuName(string_id, guid, name)
+    return sorted(seen.values(), key=lambda s: (s.string_id.casefold(), s.guid))
+
+
+def to_table_csv(rows: Iterable[SkuName]) -> str:
+    """The data file's text: header ``String_Id,GUID,Product_Display_Name`` and one row per SKU."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(DATA_COLUMNS)
+    for row in rows:
+        writer.writerow((row.string_id, row.guid, row.name))
+    return out.getvalue()
+
+
+def parse_table(text: str) -> list[SkuName]:
+    """Parse the shipped data file (the format :func:`to_table_csv` writes)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if reader.fieldnames is None or tuple(reader.fieldnames) != DATA_COLUMNS:
+        raise ValueError(f"sku_names.csv must have the header {','.join(DATA_COLUMNS)}")
+    return [
+        SkuName(r["String_Id"].strip(), (r["GUID"] or "").strip().lower(), r["Product_Display_Name"].strip())
+        for r in reader
+        if r.get("String_Id") and r.get("Product_Display_Name")
+    ]
+
+
+@lru_cache(maxsize=1)
+def _table() -> _Table:
+    text = resources.files("licensing").joinpath("data/sku_names.csv").read_text(encoding="utf-8")
+    rows = parse_table(text)
+    return _Table(
+        by_part={r.string_id.casefold(): r.name for r in rows},
+        by_guid={r.guid: r.name for r in rows if r.guid},
+    )
+
+
+def load_table() -> list[SkuName]:
+    """Every row of the shipped table (for tests and tooling)."""
+    text = resources.files("licensing").joinpath("data/sku_names.csv").read_text(encoding="utf-8")
+    return parse_table(text)
+
+
+def product_name(part_number: str | None, sku_id: str | None = None) -> str:
+    """The product name an admin knows ("Microsoft 365 E5"); falls back to the part number, then the id."""
+    table = _table()
+    if part_number:
+        name = table.by_part.get(part_number.casefold())
+        if name:
+            return name
+    if sku_id:
+        name = table.by_guid.get(sku_id.lower())
+        if name:
+            return name
+    return part_number or sku_id or "unknown SKU"

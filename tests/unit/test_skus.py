@@ -1,0 +1,124 @@
+"""SKU product names: the shipped table, the lookup, and the refresh script's parser."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from licensing.skus import SkuName, load_table, parse_official_csv, parse_table, product_name, to_table_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# A slice of Microsoft's file, as published: one row per service plan, BOM, "String_ Id" header variant,
+# quoted names with commas, the same SKU repeated.
+OFFICIAL_SAMPLE = (
+    "\ufeffProduct_Display_Name,String_ Id,GUID,Service_Plan_Name,Service_Plan_Id,"
+    "Service_Plans_Included_Friendly_Names\r\n"
+    "Office 365 E3,ENTERPRISEPACK,6fd2c87f-b296-42f0-b197-1e91e994b900,EXCHANGE_S_ENTERPRISE,"
+    "efb87545-963c-4e0d-99df-69c6916d9eb0,Exchange Online (Plan 2)\r\n"
+    "Office 365 E3,ENTERPRISEPACK,6fd2c87f-b296-42f0-b197-1e91e994b900,TEAMS1,57ff2da0-773e-42df-b2af-ffb7a2317929,"
+    "Microsoft Teams\r\n"
+    '"Microsoft 365 E5 (no Teams), EEA",Microsoft_365_E5_(no_Teams),18A4BD3F-0B5B-4887-B04F-61DD0EE15F5E,X,'
+    "00000000-0000-0000-0000-000000000000,X\r\n"
+    "Microsoft Entra ID P1,AAD_PREMIUM,078d2b04-f1bd-4111-bbd4-b4b1b354cef4,AAD_PREMIUM,"
+    "41781fb2-bc02-4b7c-bd55-b576c07bb09d,Microsoft Entra ID P1\r\n"
+    ",EMPTY_NAME,11111111-1111-1111-1111-111111111111,X,X,X\r\n"
+    "short,row\r\n"
+)
+
+
+def test_parse_official_csv_one_row_per_sku_sorted() -> None:
+    rows = parse_official_csv(OFFICIAL_SAMPLE)
+    assert rows == [
+        SkuName("AAD_PREMIUM", "078d2b04-f1bd-4111-bbd4-b4b1b354cef4", "Microsoft Entra ID P1"),
+        SkuName("ENTERPRISEPACK", "6fd2c87f-b296-42f0-b197-1e91e994b900", "Office 365 E3"),
+        SkuName(
+            "Microsoft_365_E5_(no_Teams)", "18a4bd3f-0b5b-4887-b04f-61dd0ee15f5e", "Microsoft 365 E5 (no Teams), EEA"
+        ),
+    ]
+    assert parse_table(to_table_csv(rows)) == rows, "what the script writes is what the app reads"
+
+
+def test_parse_official_csv_rejects_other_files() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        parse_official_csv("")
+    with pytest.raises(ValueError, match="column"):
+        parse_official_csv("Name,Id\nx,y\n")
+
+
+def test_refresh_script_writes_the_data_file_from_a_local_copy(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("refresh_sku_names", ROOT / "scripts" / "refresh_sku_names.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.OFFICIAL_URL.startswith("https://download.microsoft.com/")
+    lines = [OFFICIAL_SAMPLE.splitlines()[0]]
+    lines += [f"Product {i},PART_{i:03d},{i:08x}-0000-4000-8000-000000000000,P,X,X" for i in range(60)]
+    source = tmp_path / "official.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    out = tmp_path / "sku_names.csv"
+    assert script.main(["--source", str(source), "--output", str(out)]) == 0
+    rows = parse_table(out.read_text(encoding="utf-8"))
+    assert len(rows) == 60 and rows[0] == SkuName("PART_000", "00000000-0000-4000-8000-000000000000", "Product 0")
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text(OFFICIAL_SAMPLE, encoding="utf-8")
+    with pytest.raises(SystemExit, match="refusing"):
+        script.refresh(str(tiny), out)
+
+
+def test_shipped_table_is_well_formed_and_covers_the_common_skus() -> None:
+    rows = load_table()
+    assert len(rows) >= 60
+    assert len({r.string_id.casefold() for r in rows}) == len(rows), "one row per SKU"
+    guids = [r.guid for r in rows if r.guid]
+    assert len(set(guids)) == len(guids) and all(GUID.match(g) for g in guids)
+    text = (ROOT / "licensing" / "data" / "sku_names.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "String_Id,GUID,Product_Display_Name"
+    for part in (
+        "ENTERPRISEPACK",
+        "ENTERPRISEPREMIUM",
+        "STANDARDPACK",
+        "SPE_E3",
+        "SPE_E5",
+        "EMS",
+        "EMSPREMIUM",
+        "AAD_PREMIUM",
+        "AAD_PREMIUM_P2",
+        "POWER_BI_PRO",
+        "SPB",
+        "O365_BUSINESS_ESSENTIALS",
+        "SPE_F1",
+        "Microsoft_365_Copilot",
+        "WIN10_VDA_E5",
+        "VISIOCLIENT",
+        "PROJECTPREMIUM",
+        "FLOW_FREE",
+        "INTUNE_A",
+    ):
+        assert product_name(part) != part, part
+
+
+@pytest.mark.parametrize(
+    ("part", "sku_id", "name"),
+    [
+        ("SPE_E5", None, "Microsoft 365 E5"),
+        ("spe_e5", None, "Microsoft 365 E5"),
+        ("ENTERPRISEPACK", "6fd2c87f-b296-42f0-b197-1e91e994b900", "Office 365 E3"),
+        (None, "6FD2C87F-B296-42F0-B197-1E91E994B900", "Office 365 E3"),
+        ("SOMETHING_NEW", "00000000-0000-0000-0000-000000000000", "SOMETHING_NEW"),
+        (None, "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000001"),
+        ("EMS", None, "Enterprise Mobility + Security E3"),
+        ("AAD_PREMIUM_P2", None, "Microsoft Entra ID P2"),
+    ],
+)
+def test_product_name_falls_back_to_the_part_number(part: str | None, sku_id: str | None, name: str) -> None:
+    assert product_name(part, sku_id) == name
+
+
+def test_parse_table_rejects_a_wrong_header() -> None:
+    with pytest.raises(ValueError, match="header"):
+        parse_table("Id,Name\nx,y\n")
