@@ -77,7 +77,18 @@ class Schedule:
             sets = [_parse_field(p, lo, hi) for p, (_, lo, hi) in zip(parts, _FIELDS, strict=True)]
         except (ValueError, KeyError):
             raise ConfigurationError(f"AUDIT_SCHEDULE={expression!r} is invalid: not an NCRONTAB expression") from None
-        return cls(expression, *sets, day_restricted=parts[3] != "*", weekday_restricted=parts[5] != "*")
+        seconds, minutes, hours, days, months, weekdays = sets
+        return cls(
+            expression,
+            seconds,
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            day_restricted=parts[3] != "*",
+            weekday_restricted=parts[5] != "*",
+        )
 
     def _day_matches(self, day: datetime) -> bool:
         if day.month not in self.months:
