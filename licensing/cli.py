@@ -31,6 +31,13 @@ __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "app", "main
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 
+# Recent typer releases carry their own copy of click: catch the usage errors of both.
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
+    {click.UsageError, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")}
+)
+_ABORTS: tuple[type[BaseException], ...] = tuple({click.Abort, typer.Abort})
+_EXITS: tuple[type[BaseException], ...] = tuple({click.exceptions.Exit, typer.Exit})
+
 app = typer.Typer(
     name="licensing-audit",
     help="Audit Microsoft Entra ID group-based licensing: seats, B2B members, nested groups, errors, waste.",
@@ -297,15 +304,15 @@ def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every error to its exit code with one line on stderr, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="licensing-audit")
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.UsageError as exc:
-        print(f"licensing-audit: error: {exc.format_message()}", file=sys.stderr)  # noqa: T201
+        # Without standalone mode click returns the code of a typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False, prog_name="licensing-audit")
+    except _EXITS as exc:
+        return int(getattr(exc, "exit_code", EXIT_FAILED))
+    except _USAGE_ERRORS as exc:
+        text = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+        print(f"licensing-audit: error: {text}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
-    except click.Abort:
+    except _ABORTS:
         print("licensing-audit: aborted", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
     except (ConfigurationError, BadRequestError) as exc:
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""`licensing-audit run` against the sandbox: the CLI contract (files, schema, exit codes, one-line errors)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from licensing.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, main
+from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "licensing" / "data" / "report.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    with SandboxServer(generate_tenant(TenantSpec(seed=5, users=250, groups=14))) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LICENSING_STORAGE", "AzureWebJobsStorage", "ALERT_TEAMS_WEBHOOK_URL", "ALERT_MAIL_TO", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def base_args(server: SandboxServer) -> list[str]:
+    return ["run", "--graph-url", server.base_url, "--credential", "none", "--store", "none", "--no-alerts"]
+
+
+def test_run_writes_json_csv_html_that_validate(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*base_args(server), "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "csv")]
+    args += ["--html", str(tmp_path / "r.html")]
+    assert main(args) == EXIT_OK
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    jsonschema.validate(report, SCHEMA)
+    assert report["schema"] == "licensing-audit/1"
+    assert report["run"]["trigger"] == "cli" and report["run"]["status"] == "succeeded"
+    assert {p.name for p in (tmp_path / "csv").iterdir()} == {"skus.csv", "groups.csv", "findings.csv"}
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html>")
+    out = capsys.readouterr().out
+    assert "critical" in out.lower()
+    assert "\x1b[" not in out  # not a terminal: no colour codes
+
+
+def test_fail_on_gives_exit_3(server: SandboxServer) -> None:
+    assert main([*base_args(server), "--fail-on", "critical", "--quiet"]) == EXIT_FINDINGS
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--scope", "group"], "group_id is required"),
+        (["--scope", "group", "--group", "nope"], "is not a GUID"),
+        (["--scope", "planet"], "planet"),
+        (["--fail-on", "sometimes"], "sometimes"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(
+    server: SandboxServer, extra: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*base_args(server), *extra]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_credential_none_is_refused_for_a_real_graph_host(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--cloud", "global", "--credential", "none", "--store", "none", "--no-alerts"])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_USAGE and len(err.splitlines()) == 1 and "loopback" in err
+
+
+def test_bad_settings_are_one_line_and_exit_2(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SEAT_MIN_FREE", "many")
+    monkeypatch.setenv("ALERT_MIN_SEVERITY", "panic")
+    assert main(base_args(server)) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert "SEAT_MIN_FREE" in err and "ALERT_MIN_SEVERITY" in err and len(err.splitlines()) == 1
