@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,3 +32,62 @@ def storage_connection(azurite: Azurite) -> str:
 def unique_name() -> str:
     """A fresh lowercase name usable as a table or queue name suffix."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+class OTelCapture:
+    """The session's in-memory OpenTelemetry providers (installed once: OTel globals can be set only once)."""
+
+    def __init__(self) -> None:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.reader = InMemoryMetricReader()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        trace.set_tracer_provider(self.tracer_provider)
+        metrics.set_meter_provider(self.meter_provider)
+        self.installed = trace.get_tracer_provider() is self.tracer_provider
+
+    def spans(self, name: str | None = None) -> list[Any]:
+        return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
+
+    def points(self, metric: str) -> dict[frozenset[tuple[str, Any]], float]:
+        """Current value of every point of one metric, keyed by its attribute set (sum, last value, or count)."""
+        data = self.reader.get_metrics_data()
+        out: dict[frozenset[tuple[str, Any]], float] = {}
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name != metric:
+                        continue
+                    for p in m.data.data_points:
+                        value = getattr(p, "value", None)
+                        out[frozenset((p.attributes or {}).items())] = value if value is not None else p.count
+        return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _otel_session() -> OTelCapture:
+    """Installed before any test runs, so that telemetry.configure() (CLI tests) finds a provider and keeps it."""
+    return OTelCapture()
+
+
+@pytest.fixture(autouse=True)
+def _otel_clear(_otel_session: OTelCapture) -> Iterator[None]:
+    yield
+    _otel_session.exporter.clear()  # spans of one test never pile up over the session
+
+
+@pytest.fixture
+def otel(_otel_session: OTelCapture) -> OTelCapture:
+    """In-memory spans (cleared per test) and metrics (cumulative: compare before/after or use unique attributes)."""
+    if not _otel_session.installed:
+        pytest.fail("another OpenTelemetry tracer provider was installed before the test session's in-memory one")
+    _otel_session.exporter.clear()
+    return _otel_session
