@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from licensing import telemetry
 from licensing.settings import get_settings
 
 settings = get_settings()
+# Inside Azure the worker exports telemetry; this adds trace ids and secret redaction to log records.
+telemetry.configure(settings)
 # The bindings read their connection from this app setting prefix (identity-based forms included).
 STORAGE_CONNECTION = settings.storage.source if settings.storage else "AzureWebJobsStorage"
 

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.REJECTED})
+# The partition for runs whose tenant is not known (the request failed before Graph said who we are).
+UNKNOWN_TENANT = "unknown-tenant"
 
 
 def utcnow() -> datetime:
@@ -125,37 +127,45 @@ async def run_audit(
 
     started_at = now()
     clock = time.monotonic()
+    provisional = RunInfo(
+        id=run_id or new_run_id(started_at),
+        tenant_id=settings.azure_tenant_id or UNKNOWN_TENANT,
+        trigger=request.trigger,
+        scope=request.scope,
+        scope_id=request.group_id or request.sku,
+        started_at=started_at,
+        request_id=request.request_id,
+        requested_by=request.requested_by,
+    )
     async with open_graph(settings, credential=credential) as graph:
-        with telemetry.span("audit.read", {"audit.scope": request.scope.value}):
-            try:
-                snapshot = await read_snapshot(graph, request, progress=progress)
-            except GraphError as exc:
-                raise AuditError(f"could not read the tenant from Microsoft Graph: {exc}") from exc
-        tenant_id = snapshot.tenant_id
+        with telemetry.run_span(provisional) as run_span:
+            with telemetry.span("audit.read", {"run.scope": request.scope.value}):
+                try:
+                    snapshot = await read_snapshot(graph, request, progress=progress)
+                except GraphError as exc:
+                    error = AuditError(f"could not read the tenant from Microsoft Graph: {exc}")
+                    _record_failure(store, provisional, error, now)
+                    raise error from exc
+            tenant_id = snapshot.tenant_id
+            run_span.set_attribute("tenant.id", tenant_id)
 
-        prior: RunInfo | None = None
-        if store is not None and request.request_id:
-            prior = store.run_for_request(tenant_id, request.request_id)
-            if prior is not None and prior.status in FINISHED:
-                log.info("request %s already completed as run %s; nothing to do", request.request_id, prior.id)
-                findings = tuple(store.run_findings(prior.id))
-                return AuditOutcome(AuditReport(run=prior, findings=findings), history={}, skipped=True)
+            prior: RunInfo | None = None
+            if store is not None and request.request_id:
+                prior = store.run_for_request(tenant_id, request.request_id)
+                if prior is not None and prior.status in FINISHED:
+                    log.info("request %s already completed as run %s; nothing to do", request.request_id, prior.id)
+                    run_span.set_attribute("run.skipped", True)
+                    findings = tuple(store.run_findings(prior.id))
+                    return AuditOutcome(AuditReport(run=prior, findings=findings), history={}, skipped=True)
 
-        run = RunInfo(
-            id=prior.id if prior is not None else (run_id or new_run_id(started_at)),
-            tenant_id=tenant_id,
-            tenant_name=snapshot.tenant_name,
-            trigger=request.trigger,
-            scope=request.scope,
-            scope_id=request.group_id or request.sku,
-            started_at=started_at,
-            request_id=request.request_id,
-            requested_by=request.requested_by,
-        )
-        with telemetry.span(
-            "audit.run",
-            {"run.id": run.id, "run.trigger": run.trigger.value, "run.scope": run.scope.value, "tenant.id": tenant_id},
-        ):
+            # A run that crashed earlier is redone under its own id: its findings and alerts are upserts.
+            run = replace(
+                provisional,
+                id=prior.id if prior is not None else provisional.id,
+                tenant_id=tenant_id,
+                tenant_name=snapshot.tenant_name,
+            )
+            run_span.set_attribute("run.id", run.id)
             if store is not None:
                 store.begin_run(run)
             try:
@@ -177,6 +187,7 @@ async def run_audit(
             except Exception as exc:  # an unexpected bug still must not leave a run that looks 'running' forever
                 _record_failure(store, run, exc, now)
                 raise AuditError(f"audit failed unexpectedly: {type(exc).__name__}") from exc
+            telemetry.set_run_outcome(outcome.report, run_span)
     telemetry.run_finished(outcome.report, time.monotonic() - clock)
     return outcome
 

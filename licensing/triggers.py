@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from licensing.audit import new_run_id, run_audit, utcnow
+from licensing.audit import UNKNOWN_TENANT, new_run_id, run_audit, utcnow
 from licensing.errors import BadRequestError, LicensingError
 from licensing.model import AuditReport, AuditRequest, RunInfo, RunStatus, Scope, Trigger
 from licensing.queues import enqueue_request, put_message
@@ -48,7 +48,6 @@ LEASE_NAME: Final = "tenant-audit"
 # Longer than host.json's functionTimeout (30 min): a crashed holder never blocks the next night.
 LEASE_TTL: Final = timedelta(minutes=40)
 DEFER_SECONDS: Final = 120
-UNKNOWN_TENANT: Final = "unknown-tenant"
 
 
 def _host_max_dequeue_count() -> int:
