@@ -1,0 +1,648 @@
+"""The self-contained HTML report: seat chart, SKU trends, filterable findings, run metadata, in one file.
+
+Everything is inline (CSS, a small script, SVG charts drawn here on the server), so the file
+opens from a mail attachment or a file share with no network access and works without
+JavaScript (the script only adds the filters). Every tenant-controlled string goes through
+jinja2's autoescaping; the one JSON block inside ``<script>`` is escaped by :func:`script_json`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from licensing.errors import LicensingError
+from licensing.links import group_url, licenses_url, user_url
+from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, SkuDay, SkuSummary
+from licensing.settings import Severity
+
+if TYPE_CHECKING:
+    import jinja2
+    from markupsafe import Markup
+
+__all__ = [
+    "MAX_ROWS_PER_KIND",
+    "Projection",
+    "kind_info",
+    "project_seats",
+    "render_html",
+    "script_json",
+    "write_html",
+]
+
+# Rows rendered per finding kind (and groups listed). Beyond that the page names the total and
+# points at the JSON/CSV, which carry everything: a 20,000-finding report stays a few MB.
+MAX_ROWS_PER_KIND: Final = 2_000
+MIN_FORECAST_POINTS: Final = 7  # docs/findings.md, seat_forecast
+
+_SEVERITIES: Final = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+_KIND_ORDER: Final = {k.value: i for i, k in enumerate(FindingKind)}
+# C0/C1 controls (not tab/newline) and the bidi embedding/override/isolate controls: invalid in
+# HTML or able to reorder the text around a name. <bdi> keeps RTL names in their own box.
+_UNSAFE_CHARS: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+_SCRIPT_ESCAPES: Final = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_UNSAFE: Final = re.compile("[<>&\u2028\u2029]")
+
+
+def clean_text(value: object, limit: int | None = None) -> str:
+    """A tenant string made displayable: control and bidi-override characters replaced, optionally trimmed."""
+    text = _UNSAFE_CHARS.sub("\ufffd", "" if value is None else str(value))
+    if limit is not None and len(text) > limit:
+        return text[: max(1, limit - 1)] + "…"
+    return text
+
+
+def script_json(value: object) -> Markup:
+    """JSON safe to place inside ``<script>``: ``<``, ``>``, ``&`` and U+2028/2029 escaped as ``\\uXXXX``."""
+    from markupsafe import Markup
+
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    # Markup only after every character that could end the script element or the JS string is escaped.
+    return Markup(_SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group(0)], text))  # noqa: S704
+
+
+# ------------------------------------------------------------------------------ rule texts
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo:
+    kind: str
+    title: str
+    remediation: str
+
+
+def kind_info(kind: str) -> KindInfo:
+    """Title and remediation of a finding kind from ``licensing.rules.RULES``; a readable fallback without it."""
+    rules = _rules()
+    rule = rules.get(kind) if rules is not None else None
+    if rule is not None:
+        return KindInfo(kind, str(rule.title), str(rule.remediation))
+    return KindInfo(kind, kind.replace("_", " ").capitalize(), "")
+
+
+def _rules() -> Mapping[str, Any] | None:
+    try:
+        from licensing.rules import RULES
+    except ImportError:
+        # The rules package is optional for rendering (e.g. reports re-rendered from stored JSON).
+        return None
+    return RULES
+
+
+def _product(part_number: str | None, sku_id: str | None) -> str:
+    from licensing.skus import product_name
+
+    return product_name(part_number, sku_id)
+
+
+# ------------------------------------------------------------------------------ forecast
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Least-squares line of ``consumed`` over the forecast window (docs/findings.md, seat_forecast)."""
+
+    slope: float  # seats a day
+    intercept: float  # fitted consumed on ``latest``
+    latest: date
+    enabled: int  # the latest enabled, the line's target
+    days_left: float  # from ``latest`` until the line reaches ``enabled`` (<= 0: already there)
+
+    def value_at(self, day: date) -> float:
+        return self.intercept + self.slope * (day - self.latest).days
+
+    @property
+    def reaches_on(self) -> date:
+        return self.latest + timedelta(days=max(0, math.ceil(self.days_left)))
+
+
+def project_seats(series: Sequence[SkuDay], forecast_days: int = 30) -> Projection | None:
+    """The consumption trend of one SKU, or None with fewer than 7 points in the window or no rise."""
+    by_day = {d.day: d for d in sorted(series, key=lambda d: d.day)}
+    if not by_day:
+        return None
+    latest_day = max(by_day)
+    start = latest_day - timedelta(days=forecast_days - 1)
+    points = [by_day[d] for d in sorted(by_day) if d >= start]
+    if len(points) < MIN_FORECAST_POINTS:
+        return None
+    xs = [float((p.day - latest_day).days) for p in points]
+    ys = [float(p.consumed) for p in points]
+    n = float(len(points))
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+    if slope <= 0:
+        return None
+    intercept = mean_y - slope * mean_x
+    enabled = points[-1].enabled
+    return Projection(slope, intercept, latest_day, enabled, (enabled - intercept) / slope)
+
+
+# ------------------------------------------------------------------------------ view models
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    text: str
+    url: str | None
+    title: str  # the full text (the link text may be trimmed)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRow:
+    name: str
+    full_name: str
+    part_number: str
+    state: str  # ok | low | short | idle
+    enabled: int
+    consumed: int
+    free: int
+    waiting: int
+    warning: int
+    suspended: int
+    locked_out: int
+    groups: int
+    y: float
+    bar_x: float
+    consumed_w: float
+    waiting_x: float
+    waiting_w: float
+    enabled_x: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeatChart:
+    rows: tuple[SeatRow, ...]
+    width: int
+    height: int
+    label_w: int
+    bar_w: int
+    ticks: tuple[tuple[float, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrendChart:
+    name: str
+    part_number: str
+    width: int
+    height: int
+    consumed_path: str
+    consumed_area: str
+    enabled_path: str
+    projection_path: str | None
+    marker: tuple[float, float] | None  # where the projection meets enabled
+    marker_label: str | None
+    alarm: bool  # a seat_forecast/seat_shortage finding for this SKU
+    y_ticks: tuple[tuple[float, str], ...]
+    x_labels: tuple[tuple[float, str, str], ...]  # x, text, anchor
+    points: tuple[tuple[float, float, str], ...]  # consumed dots with a tooltip
+    latest_consumed: int
+    latest_enabled: int
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRow:
+    severity: str
+    kind: str
+    message: str
+    sku: str | None
+    group: Link | None
+    user: Link | None
+    member_group: Link | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KindSection:
+    kind: str
+    title: str
+    remediation: str
+    severity: str  # the highest among its findings
+    total: int
+    counts: tuple[tuple[str, int], ...]  # severity -> count
+    rows: tuple[FindingRow, ...]
+
+    @property
+    def trimmed(self) -> int:
+        return self.total - len(self.rows)
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def _sev(value: object) -> Severity:
+    try:
+        return Severity(str(value))
+    except ValueError:
+        return Severity.INFO
+
+
+def _fmt_dt(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fmt_duration(start: datetime, end: datetime | None) -> str:
+    if end is None:
+        return "—"
+    seconds = max(0.0, (end - start).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _nice_step(span: float, target: int = 4) -> float:
+    raw = max(span, 1e-9) / target
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * magnitude:
+            return float(factor * magnitude)
+    return float(10 * magnitude)
+
+
+def _seat_state(sku: SkuSummary, kinds: set[str]) -> str:
+    if FindingKind.SEAT_SHORTAGE in kinds or sku.consumed > sku.enabled or sku.waiting_users > max(sku.available, 0):
+        return "short"
+    if kinds & {FindingKind.SEAT_LOW, FindingKind.SEAT_FORECAST, FindingKind.UNITS_EXPIRING}:
+        return "low"
+    if sku.enabled == 0 and sku.consumed == 0:
+        return "idle"
+    return "ok"
+
+
+def _seat_chart(skus: Sequence[SkuSummary], sku_kinds: Mapping[str, set[str]]) -> SeatChart | None:
+    if not skus:
+        return None
+    label_w, bar_w, right_w, row_h, top = 300, 470, 230, 46, 28
+    width = label_w + bar_w + right_w
+
+    def ratio(used: int, enabled: int) -> float:
+        if enabled <= 0:
+            return 1.25 if used > 0 else 0.0
+        return used / enabled
+
+    # Each bar is scaled to its own SKU (100 % = enabled), so a 10-seat add-on and a 5,000-seat E5
+    # are equally legible; the axis stretches past 100 % only when something is over.
+    top_ratio = max(ratio(s.consumed + s.waiting_users, s.enabled) for s in skus)
+    domain = min(1.25, max(1.0, top_ratio))
+    scale = bar_w / domain
+    ordered = sorted(
+        skus,
+        key=lambda s: (
+            {"short": 0, "low": 1, "ok": 2, "idle": 3}[_seat_state(s, sku_kinds.get(s.sku_id, set()))],
+            -ratio(s.consumed, s.enabled),
+            s.product_name.lower(),
+        ),
+    )
+    rows = []
+    for i, s in enumerate(ordered):
+        consumed_r = min(domain, ratio(s.consumed, s.enabled))
+        waiting_r = min(domain - consumed_r, ratio(s.waiting_users, s.enabled)) if s.waiting_users else 0.0
+        full = clean_text(s.product_name or s.sku_part_number or s.sku_id, 200)
+        rows.append(
+            SeatRow(
+                name=clean_text(full, 38),
+                full_name=full,
+                part_number=clean_text(s.sku_part_number, 40),
+                state=_seat_state(s, sku_kinds.get(s.sku_id, set())),
+                enabled=s.enabled,
+                consumed=s.consumed,
+                free=s.available,
+                waiting=s.waiting_users,
+                warning=s.warning,
+                suspended=s.suspended,
+                locked_out=s.locked_out,
+                groups=len(s.assigned_by_groups),
+                y=top + i * row_h,
+                bar_x=label_w,
+                consumed_w=round(consumed_r * scale, 1),
+                waiting_x=round(label_w + consumed_r * scale, 1),
+                waiting_w=round(max(3.0, waiting_r * scale), 1) if s.waiting_users else 0.0,
+                enabled_x=round(label_w + min(1.0, domain) * scale, 1),
+            )
+        )
+    ticks = tuple(
+        (round(label_w + t * scale, 1), f"{round(t * 100)}%") for t in (0, 0.25, 0.5, 0.75, 1.0, 1.25) if t <= domain
+    )
+    return SeatChart(tuple(rows), width, top + len(rows) * row_h + 6, label_w, bar_w, ticks)
+
+
+def _trend_chart(
+    sku_id: str,
+    series: Sequence[SkuDay],
+    name: str,
+    part_number: str,
+    forecast_days: int,
+    alarm: bool,
+) -> TrendChart | None:
+    by_day = {d.day: d for d in sorted(series, key=lambda d: d.day)}
+    if len(by_day) < 2:
+        return None
+    if all(d.enabled == 0 and d.consumed == 0 for d in by_day.values()):
+        return None  # a SKU with no seats and no use has no trend worth a chart
+    days = sorted(by_day)
+    first, last = days[0], days[-1]
+    projection = project_seats(list(by_day.values()), forecast_days)
+    end = last
+    if projection is not None:
+        # Show the line up to where it meets the seats, but never more than one window ahead.
+        end = last + timedelta(days=max(1, min(forecast_days, math.ceil(max(projection.days_left, 0)) + 2)))
+    values = [float(by_day[d].consumed) for d in days] + [float(by_day[d].enabled) for d in days]
+    proj_start = max(first, last - timedelta(days=forecast_days - 1))
+    if projection is not None:
+        values += [projection.value_at(proj_start), projection.value_at(end)]
+    lo, hi = min(values), max(values)
+    step = max(1.0, _nice_step(hi - lo if hi > lo else max(hi, 10.0)))  # seats are whole numbers
+    y_min = max(0.0, math.floor((lo - step * 0.5) / step) * step)
+    y_max = math.ceil((hi + step * 0.3) / step) * step
+    if y_max <= y_min:
+        y_max = y_min + step
+    width, height = 520, 220
+    left, right, top, bottom = 52, 14, 16, 30
+    plot_w, plot_h = width - left - right, height - top - bottom
+    span_days = max(1, (end - first).days)
+
+    def x(day: date) -> float:
+        return round(left + (day - first).days / span_days * plot_w, 1)
+
+    def y(value: float) -> float:
+        clamped = min(max(value, y_min), y_max)
+        return round(top + (1 - (clamped - y_min) / (y_max - y_min)) * plot_h, 1)
+
+    consumed_pts = [(x(d), y(by_day[d].consumed)) for d in days]
+    consumed_path = "M" + " L".join(f"{px},{py}" for px, py in consumed_pts)
+    base = y(y_min)
+    consumed_area = f"{consumed_path} L{consumed_pts[-1][0]},{base} L{consumed_pts[0][0]},{base} Z"
+    # Enabled changes in steps (a purchase lands on a day): draw it as a step line.
+    enabled_parts = [f"M{x(days[0])},{y(by_day[days[0]].enabled)}"]
+    for prev, cur in itertools.pairwise(days):
+        enabled_parts.append(f"L{x(cur)},{y(by_day[prev].enabled)} L{x(cur)},{y(by_day[cur].enabled)}")
+    if end > last:
+        enabled_parts.append(f"L{x(end)},{y(by_day[last].enabled)}")
+    enabled_path = " ".join(enabled_parts)
+    projection_path = marker = marker_label = None
+    latest = by_day[last]
+    if projection is not None:
+        projection_path = (
+            f"M{x(proj_start)},{y(projection.value_at(proj_start))} L{x(end)},{y(projection.value_at(end))}"
+        )
+        if projection.days_left <= forecast_days:
+            when = projection.reaches_on
+            marker = (x(min(when, end)), y(projection.enabled))
+            marker_label = "full now" if projection.days_left <= 0 else f"full ~{when:%d %b}"
+    step_ticks = []
+    tick = y_min
+    while tick <= y_max + 1e-9:
+        step_ticks.append((y(tick), f"{tick:,.0f}"))
+        tick += step
+    x_labels = [(x(first), f"{first:%d %b}", "start"), (x(last), f"{last:%d %b}", "middle" if end > last else "end")]
+    if end > last and (x(end) - x(last)) > 60:
+        x_labels.append((x(end), f"{end:%d %b}", "end"))
+    elif end > last:
+        x_labels[-1] = (x(last), f"{last:%d %b}", "end")
+    if projection is None:
+        summary = "no rising trend" if len(by_day) >= MIN_FORECAST_POINTS else f"{len(by_day)} days of history"
+    elif projection.days_left <= 0:
+        summary = f"+{projection.slope:.1f}/day · at the limit now"
+    elif projection.days_left <= forecast_days:
+        left = math.ceil(projection.days_left)
+        summary = f"+{projection.slope:.1f}/day · full in ~{left} day{'s' if left != 1 else ''}"
+    else:
+        summary = f"+{projection.slope:.1f}/day · not full within {forecast_days} days"
+    points = tuple(
+        (
+            px,
+            py,
+            f"{d:%Y-%m-%d}: {by_day[d].consumed:,} of {by_day[d].enabled:,} consumed"
+            + (f", {by_day[d].waiting:,} waiting" if by_day[d].waiting else ""),
+        )
+        for (px, py), d in zip(consumed_pts, days, strict=True)
+    )
+    return TrendChart(
+        name=clean_text(name, 48),
+        part_number=clean_text(part_number or sku_id, 48),
+        width=width,
+        height=height,
+        consumed_path=consumed_path,
+        consumed_area=consumed_area,
+        enabled_path=enabled_path,
+        projection_path=projection_path,
+        marker=marker,
+        marker_label=marker_label,
+        alarm=alarm,
+        y_ticks=tuple(step_ticks),
+        x_labels=tuple(x_labels),
+        points=points if len(points) <= 120 else (),
+        latest_consumed=latest.consumed,
+        latest_enabled=latest.enabled,
+        summary=summary,
+    )
+
+
+def _link(name: str | None, object_id: str | None, url: str | None) -> Link | None:
+    if not object_id and not name:
+        return None
+    full = clean_text(name or object_id, 300)
+    return Link(clean_text(full, 80), url, full if not object_id else f"{full} ({clean_text(object_id, 80)})")
+
+
+def _finding_row(f: Finding, cloud: str, groups: Mapping[str, str], skus: Mapping[str, str]) -> FindingRow:
+    sku = None
+    if f.sku_id or f.sku_part_number:
+        sku = clean_text(f.product_name or skus.get(f.sku_id or "") or _product(f.sku_part_number, f.sku_id), 80)
+    group = member = user = None
+    if f.group_id:
+        group = _link(f.group_name or groups.get(f.group_id), f.group_id, group_url(f.group_id, cloud))
+    if f.member_group_id:
+        member = _link(
+            f.member_group_name or groups.get(f.member_group_id), f.member_group_id, group_url(f.member_group_id, cloud)
+        )
+    if f.user_id:
+        user = _link(f.user_name, f.user_id, user_url(f.user_id, cloud))
+    return FindingRow(
+        severity=_sev(f.severity).value,
+        kind=f.kind,
+        message=clean_text(f.message, 600),
+        sku=sku,
+        group=group,
+        user=user,
+        member_group=member,
+        error=clean_text(f.error, 80) if f.error else None,
+    )
+
+
+def _sections(
+    findings: Iterable[Finding], cloud: str, groups: Mapping[str, str], skus: Mapping[str, str], max_rows: int
+) -> list[KindSection]:
+    by_kind: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_kind[f.kind].append(f)
+    sections = []
+    for kind, items in by_kind.items():
+        items.sort(
+            key=lambda f: (
+                -_sev(f.severity).rank,
+                (f.group_name or "").lower(),
+                (f.user_name or "").lower(),
+                (f.product_name or f.sku_part_number or "").lower(),
+                f.id,
+            )
+        )
+        counts = Counter(_sev(f.severity) for f in items)
+        info = kind_info(kind)
+        sections.append(
+            KindSection(
+                kind=kind,
+                title=info.title,
+                remediation=info.remediation,
+                severity=max(counts, key=lambda s: s.rank).value,
+                total=len(items),
+                counts=tuple((s.value, counts[s]) for s in _SEVERITIES if counts[s]),
+                rows=tuple(_finding_row(f, cloud, groups, skus) for f in items[:max_rows]),
+            )
+        )
+    sections.sort(key=lambda s: (-_sev(s.severity).rank, _KIND_ORDER.get(s.kind, 99), s.kind))
+    return sections
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=True,  # every {{ }} is escaped, whatever the template's file name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["clean"] = clean_text
+    env.filters["num"] = lambda v: f"{v:,}"
+    return env
+
+
+def render_html(
+    report: AuditReport,
+    *,
+    history: Mapping[str, Sequence[SkuDay]] | None = None,
+    cloud: str = "global",
+    forecast_days: int = 30,
+    max_rows_per_kind: int = MAX_ROWS_PER_KIND,
+    generated_at: datetime | None = None,
+) -> str:
+    """The report as one self-contained HTML document (see the module docstring)."""
+    run = report.run
+    sku_names = {s.sku_id: s.product_name or _product(s.sku_part_number, s.sku_id) for s in report.skus}
+    group_names = {g.id: g.display_name for g in report.groups}
+    sku_kinds: dict[str, set[str]] = defaultdict(set)
+    for f in report.findings:
+        if f.sku_id and f.kind in (
+            FindingKind.SEAT_SHORTAGE,
+            FindingKind.SEAT_LOW,
+            FindingKind.SEAT_FORECAST,
+            FindingKind.UNITS_EXPIRING,
+        ):
+            sku_kinds[f.sku_id].add(f.kind)
+    sections = _sections(report.findings, cloud, group_names, sku_names, max_rows_per_kind)
+    severity_counts = Counter(_sev(f.severity).value for f in report.findings)
+    trends: list[TrendChart] = []
+    if history:
+        parts = {s.sku_id: s.sku_part_number for s in report.skus}
+        for sku_id, series in history.items():
+            alarm = bool(sku_kinds.get(sku_id, set()) & {FindingKind.SEAT_FORECAST, FindingKind.SEAT_SHORTAGE})
+            chart = _trend_chart(
+                sku_id,
+                series,
+                sku_names.get(sku_id) or _product(parts.get(sku_id), sku_id),
+                parts.get(sku_id, ""),
+                forecast_days,
+                alarm,
+            )
+            if chart is not None:
+                trends.append(chart)
+        trends.sort(
+            key=lambda c: (
+                not c.alarm,
+                -(c.latest_consumed / c.latest_enabled if c.latest_enabled else 0),
+                c.name.lower(),
+            )
+        )
+    groups = sorted(report.groups, key=_group_sort_key)
+    not_evaluated = [o for o in report.outcomes if o.status == "not_evaluated"]
+    data = {
+        "total": len(report.findings),
+        "rendered": sum(len(s.rows) for s in sections),
+        "severity": {s.value: severity_counts.get(s.value, 0) for s in _SEVERITIES},
+        "kinds": {s.kind: {"title": s.title, "total": s.total, "rendered": len(s.rows)} for s in sections},
+    }
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        run=run,
+        tenant=clean_text(run.tenant_name or run.tenant_id, 120),
+        status=run.status.value if hasattr(run.status, "value") else str(run.status),
+        trigger=getattr(run.trigger, "value", str(run.trigger)),
+        scope=getattr(run.scope, "value", str(run.scope)),
+        started=_fmt_dt(run.started_at),
+        finished=_fmt_dt(run.finished_at),
+        duration=_fmt_duration(run.started_at, run.finished_at),
+        generated=_fmt_dt(generated_at or datetime.now(UTC)),
+        severities=[s.value for s in _SEVERITIES],
+        severity_counts={s.value: severity_counts.get(s.value, 0) for s in _SEVERITIES},
+        total=len(report.findings),
+        seat_chart=_seat_chart(report.skus, sku_kinds),
+        skus=report.skus,
+        trends=trends,
+        forecast_days=forecast_days,
+        sections=sections,
+        groups=groups[:max_rows_per_kind],
+        groups_total=len(groups),
+        group_links={g.id: group_url(g.id, cloud) for g in groups[:max_rows_per_kind]},
+        sku_names=sku_names,
+        not_evaluated=not_evaluated,
+        licenses_url=licenses_url(cloud),
+        max_rows=max_rows_per_kind,
+        data_json=script_json(data),
+    )
+
+
+def _group_sort_key(g: GroupSummary) -> tuple[int, str]:
+    problems = g.license_errors + g.b2b_users + g.nested_groups
+    return (-problems, g.display_name.lower())
+
+
+def write_html(
+    report: AuditReport,
+    path: Path,
+    *,
+    history: Mapping[str, Sequence[SkuDay]] | None = None,
+    cloud: str = "global",
+    forecast_days: int = 30,
+) -> Path:
+    """Write :func:`render_html` to ``path`` (UTF-8, parent folders created) and return the path."""
+    text = render_html(report, history=history, cloud=cloud, forecast_days=forecast_days)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LicensingError(f"cannot write the HTML report to {path}: {exc.strerror or exc}") from None
+    return path
