@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from licensing.errors import LicensingError
 from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, SkuDay, SkuSummary
+from licensing.rules.seats import MIN_FORECAST_POINTS, Projection, project_seats
 from licensing.settings import Severity
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ __all__ = [
 # Rows rendered per finding kind (and groups listed). Beyond that the page names the total and
 # points at the JSON/CSV, which carry everything: a 20,000-finding report stays a few MB.
 MAX_ROWS_PER_KIND: Final = 2_000
-MIN_FORECAST_POINTS: Final = 7  # docs/findings.md, seat_forecast
+
 
 _SEVERITIES: Final = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 _KIND_ORDER: Final = {k.value: i for i, k in enumerate(FindingKind)}
@@ -105,49 +106,6 @@ def _product(part_number: str | None, sku_id: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------ forecast
-
-
-@dataclass(frozen=True, slots=True)
-class Projection:
-    """Least-squares line of ``consumed`` over the forecast window (docs/findings.md, seat_forecast)."""
-
-    slope: float  # seats a day
-    intercept: float  # fitted consumed on ``latest``
-    latest: date
-    enabled: int  # the latest enabled, the line's target
-    days_left: float  # from ``latest`` until the line reaches ``enabled`` (<= 0: already there)
-
-    def value_at(self, day: date) -> float:
-        return self.intercept + self.slope * (day - self.latest).days
-
-    @property
-    def reaches_on(self) -> date:
-        return self.latest + timedelta(days=max(0, math.ceil(self.days_left)))
-
-
-def project_seats(series: Sequence[SkuDay], forecast_days: int = 30) -> Projection | None:
-    """The consumption trend of one SKU, or None with fewer than 7 points in the window or no rise."""
-    by_day = {d.day: d for d in sorted(series, key=lambda d: d.day)}
-    if not by_day:
-        return None
-    latest_day = max(by_day)
-    start = latest_day - timedelta(days=forecast_days - 1)
-    points = [by_day[d] for d in sorted(by_day) if d >= start]
-    if len(points) < MIN_FORECAST_POINTS:
-        return None
-    xs = [float((p.day - latest_day).days) for p in points]
-    ys = [float(p.consumed) for p in points]
-    n = float(len(points))
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    var = sum((x - mean_x) ** 2 for x in xs)
-    if var == 0:
-        return None
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
-    if slope <= 0:
-        return None
-    intercept = mean_y - slope * mean_x
-    enabled = points[-1].enabled
-    return Projection(slope, intercept, latest_day, enabled, (enabled - intercept) / slope)
 
 
 # ------------------------------------------------------------------------------ view models

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 from licensing.model import FindingKind, Scope, Severity, Sku, SkuDay
 from licensing.rules.base import Facts, RuleContext, RuleResult, make_finding, plural
 
 __all__ = [
     "MIN_FORECAST_POINTS",
+    "Projection",
     "evaluate_expected_sku",
     "evaluate_seat_forecast",
     "evaluate_seat_low",
@@ -19,6 +21,7 @@ __all__ = [
     "forecast_days_left",
     "is_shortage",
     "low_threshold",
+    "project_seats",
 ]
 
 MIN_FORECAST_POINTS = 7
@@ -111,10 +114,29 @@ def _window(series: Sequence[SkuDay], days: int) -> list[SkuDay]:
     return [by_day[day] for day in sorted(by_day) if day >= start]
 
 
-def forecast_days_left(series: Sequence[SkuDay], days: int) -> tuple[float, float] | None:
-    """Least-squares line of ``consumed`` over the window: (slope per day, days until it reaches the latest
-    ``enabled``, counted from the latest point; <= 0 when the line is already there). None when there are
-    fewer than 7 points or the trend is flat or falling."""
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Least-squares line of ``consumed`` over the forecast window (docs/findings.md, seat_forecast)."""
+
+    slope: float  # seats a day
+    intercept: float  # fitted consumed on ``latest``
+    latest: date
+    enabled: int  # the latest enabled, the line's target
+    days_left: float  # from ``latest`` until the line reaches ``enabled`` (<= 0: already there)
+
+    def value_at(self, day: date) -> float:
+        return self.intercept + self.slope * (day - self.latest).days
+
+    @property
+    def reaches_on(self) -> date:
+        return self.latest + timedelta(days=max(0, math.ceil(self.days_left)))
+
+
+def project_seats(series: Sequence[SkuDay], days: int) -> Projection | None:
+    """The consumption trend of one SKU over the window, or None with fewer than 7 points or no rise.
+
+    The one implementation of the forecast: the rule, the HTML chart and the terminal use it.
+    """
     points = _window(series, days)
     if len(points) < MIN_FORECAST_POINTS:
         return None
@@ -129,8 +151,14 @@ def forecast_days_left(series: Sequence[SkuDay], days: int) -> tuple[float, floa
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
     if slope <= 0:
         return None
-    at_latest = mean_y - slope * mean_x  # the fitted value at x = 0, the latest day
-    return slope, (latest.enabled - at_latest) / slope
+    intercept = mean_y - slope * mean_x  # the fitted value at x = 0, the latest day
+    return Projection(slope, intercept, latest.day, latest.enabled, (latest.enabled - intercept) / slope)
+
+
+def forecast_days_left(series: Sequence[SkuDay], days: int) -> tuple[float, float] | None:
+    """(slope per day, days until the trend reaches the latest ``enabled``), or None (see project_seats)."""
+    projection = project_seats(series, days)
+    return None if projection is None else (projection.slope, projection.days_left)
 
 
 def evaluate_seat_forecast(facts: Facts, ctx: RuleContext) -> RuleResult:
