@@ -1,0 +1,309 @@
+"""The Graph reader against the sandbox in a separate process, next to the plain msgraph-sdk way and the latency floor.
+
+Run: .venv/bin/python -m bench reader      (or .venv/bin/python -m bench.bench_reader)
+Sizes (environment): BENCH_READER_USERS (100000), BENCH_READER_GROUPS (3000 groups, of which ~2/3 licensed),
+BENCH_READER_LATENCY_MS (30), BENCH_READER_SDK_GROUPS (groups read by the SDK baseline, then extrapolated: 40).
+
+Each contender runs in its own fresh interpreter so that CPU time and peak RSS are its own:
+* reader      licensing.graph.read_snapshot (raw JSON, $batch, concurrency GRAPH_MAX_CONCURRENCY=8)
+* sdk         the straightforward msgraph-sdk code: GraphServiceClient, typed models, PageIterator,
+              one group after the other; on a slice of the licensed groups, extrapolated per member object
+* user-scan   the user-centric alternative: one /users?$select=…,licenseAssignmentStates chain (for the strategy choice)
+Lower bound (b): the longest chain of sequential pages × latency (also shown: requests ÷ concurrency × latency).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+USERS = int(os.environ.get("BENCH_READER_USERS", "100000"))
+GROUPS = int(os.environ.get("BENCH_READER_GROUPS", "3000"))
+LATENCY_MS = float(os.environ.get("BENCH_READER_LATENCY_MS", "30"))
+SDK_GROUPS = int(os.environ.get("BENCH_READER_SDK_GROUPS", "40"))
+CONCURRENCY = 8
+PAGE = 999
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------- children (one per contender)
+
+
+def child_reader(url: str) -> dict[str, Any]:
+    import asyncio
+
+    from licensing.graph import open_graph, read_snapshot
+    from licensing.model import AuditRequest
+    from licensing.settings import Settings
+
+    async def run() -> dict[str, Any]:
+        settings = Settings(graph_base_url=url, graph_max_concurrency=CONCURRENCY)
+        async with open_graph(settings, credential="none") as graph:
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            snap = await read_snapshot(graph, AuditRequest())
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        sizes = [g.member_count for g in snap.groups]
+        return {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "requests": snap.stats.requests,
+            "ru": snap.stats.resource_units,
+            "throttled": snap.stats.throttled,
+            "groups": len(snap.groups),
+            "users": len(snap.users),
+            "member_objects": sum(sizes),
+            "member_pages": sum(max(1, math.ceil(n / PAGE)) for n in sizes),
+            "largest_group": max(sizes, default=0),
+            "unreadable": len(snap.unreadable),
+        }
+
+    out = asyncio.run(run())
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def child_sdk(url: str, limit: int) -> dict[str, Any]:
+    """The straightforward SDK way: typed models and PageIterator, group after group."""
+    import asyncio
+
+    from kiota_abstractions.authentication import AnonymousAuthenticationProvider
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph import GraphServiceClient
+    from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+    from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder
+    from msgraph.graph_request_adapter import GraphRequestAdapter
+    from msgraph_core.tasks.page_iterator import PageIterator
+
+    from licensing.graph.reader import USER_FIELDS
+
+    async def run() -> dict[str, Any]:
+        adapter = GraphRequestAdapter(AnonymousAuthenticationProvider())
+        adapter.base_url = url
+        client = GraphServiceClient(request_adapter=adapter)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        config = RequestConfiguration(
+            query_parameters=GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
+                filter="assignedLicenses/$count ne 0",
+                count=True,
+                select=["id", "displayName", "assignedLicenses", "licenseProcessingState"],
+                top=PAGE,
+            )
+        )
+        config.headers.add("ConsistencyLevel", "eventual")
+        groups: list[Any] = []
+        first = await client.groups.get(request_configuration=config)
+        iterator = PageIterator(first, adapter)
+        # Next pages of a $count query need the header again (PageIterator.set_headers(**dict) is broken).
+        iterator.headers.add("ConsistencyLevel", "eventual")
+        await iterator.iterate(lambda g: groups.append(g) or True)
+        groups_wall, groups_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        objects = 0
+        requests = 0
+        for group in groups[:limit]:
+            members: list[Any] = []
+            page = await client.groups.by_group_id(group.id).members.get(
+                request_configuration=RequestConfiguration(
+                    query_parameters=MembersRequestBuilder.MembersRequestBuilderGetQueryParameters(
+                        select=USER_FIELDS.split(","), top=PAGE
+                    )
+                )
+            )
+            requests += 1 + (1 if page and page.odata_next_link else 0)
+            it = PageIterator(page, adapter)
+            await it.iterate(lambda m, members=members: members.append(m) or True)
+            objects += len(members)
+        return {
+            "wall_s": time.perf_counter() - wall0,
+            "cpu_s": time.process_time() - cpu0,
+            "groups_total": len(groups),
+            "groups_read": min(limit, len(groups)),
+            "member_objects": objects,
+            "groups_phase_wall_s": groups_wall,
+            "groups_phase_cpu_s": groups_cpu,
+        }
+
+    out = asyncio.run(run())
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def child_user_scan(url: str) -> dict[str, Any]:
+    import asyncio
+
+    from licensing.graph import open_graph
+    from licensing.graph.client import query
+    from licensing.graph.reader import USER_FIELDS
+    from licensing.settings import Settings
+
+    async def run() -> dict[str, Any]:
+        async with open_graph(Settings(graph_base_url=url), credential="none") as graph:
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            path = "/users?" + query({"$select": USER_FIELDS, "$top": PAGE})
+            users = await graph.get_collection(path, route="/users")
+            return {
+                "wall_s": time.perf_counter() - wall0,
+                "cpu_s": time.process_time() - cpu0,
+                "requests": graph.stats.requests,
+                "ru": graph.stats.resource_units,
+                "users": len(users),
+            }
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child(kind: str, url: str, *extra: str, server_pid: int | None = None) -> dict[str, Any]:
+    server_cpu0 = _cpu_of(server_pid) if server_pid else 0.0
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_reader", "--child", kind, url, *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} failed: {out.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if server_pid:
+        result["server_cpu_s"] = _cpu_of(server_pid) - server_cpu0
+    return result
+
+
+def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "licensing.sandbox",
+            "--port",
+            "0",
+            "--seed",
+            "7",
+            "--users",
+            str(USERS),
+            "--groups",
+            str(GROUPS),
+            "--latency-ms",
+            str(LATENCY_MS),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.terminate()
+        raise RuntimeError(f"the sandbox did not start (first line {url!r})")
+    return proc, url
+
+
+def main() -> None:
+    latency = LATENCY_MS / 1000.0
+    started = time.perf_counter()
+    sandbox, url = _start_sandbox()
+    try:
+        print(
+            f"sandbox: {USERS:,} users, {GROUPS:,} groups, {LATENCY_MS:g} ms latency per response, "
+            f"separate process ({time.perf_counter() - started:.1f} s to generate)"
+        )
+        reader = _child("reader", url, server_pid=sandbox.pid)
+        sdk = _child("sdk", url, str(SDK_GROUPS))
+        scan = _child("user-scan", url)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+
+    # (a) the SDK baseline, extrapolated from its slice to every licensed group by member objects.
+    per_object_cpu = (sdk["cpu_s"] - sdk["groups_phase_cpu_s"]) / max(1, sdk["member_objects"])
+    per_group_wall = (sdk["wall_s"] - sdk["groups_phase_wall_s"]) / max(1, sdk["groups_read"])
+    sdk_cpu = sdk["groups_phase_cpu_s"] + per_object_cpu * reader["member_objects"]
+    sdk_wall = sdk["groups_phase_wall_s"] + per_group_wall * reader["groups"]
+    sdk_wall = max(sdk_wall, sdk["groups_phase_wall_s"] + per_object_cpu * reader["member_objects"])
+
+    # (b) the floor: the longest chain of sequential pages. Before the members: the licensed groups list
+    # (SKUs, subscriptions, organization run beside it); then the largest group's member pages.
+    group_pages = max(1, math.ceil(reader["groups"] / PAGE))
+    chain = group_pages + max(1, math.ceil(reader["largest_group"] / PAGE))
+    floor_chain = chain * latency
+    # With $batch, first pages go 20 to a request; CONCURRENCY requests at a time.
+    min_requests = 3 + group_pages + max(math.ceil(reader["member_pages"] / 20), chain - group_pages)
+    floor_conc = (group_pages + math.ceil((min_requests - 3 - group_pages) / CONCURRENCY)) * latency
+    floor = max(floor_chain, floor_conc)
+    # The sandbox is one Python process: producing the JSON of every member costs it CPU time that no
+    # client can overlap away. That time (measured on the sandbox process) is a floor too.
+    floor_server = max(floor, reader["server_cpu_s"])
+
+    print(
+        f"licensed groups {reader['groups']:,}, users read {reader['users']:,}, member objects "
+        f"{reader['member_objects']:,}, member pages {reader['member_pages']:,}, "
+        f"largest group {reader['largest_group']:,}"
+    )
+    print(f"{'':34}{'wall s':>10}{'CPU s':>10}{'peak RSS MB':>13}{'requests':>10}{'RU':>10}")
+    print(
+        f"{'reader (concurrency 8, $batch)':34}{reader['wall_s']:10.2f}{reader['cpu_s']:10.2f}"
+        f"{reader['peak_rss_mb']:13.0f}{reader['requests']:10,}{reader['ru']:10,.0f}"
+    )
+    print(
+        f"{'(a) msgraph-sdk typed + PageIterator':34}{sdk_wall:10.1f}{sdk_cpu:10.1f}{sdk['peak_rss_mb']:13.0f}"
+        f"{'':>10}{'':>10}   extrapolated from {sdk['groups_read']} groups / {sdk['member_objects']:,} objects "
+        f"({per_object_cpu * 1000:.2f} ms CPU per object)"
+    )
+    print(f"{'(b) floor: longest chain x latency':34}{floor_chain:10.2f}{'':>23}{chain:10}   pages in the chain")
+    print(f"{'    floor with concurrency 8':34}{floor:10.2f}{'':>10}{'':>13}{min_requests:10,}   minimum requests")
+    print(
+        f"{'    floor with sandbox CPU time':34}{floor_server:10.2f}   the sandbox spent "
+        f"{reader['server_cpu_s']:.2f} s CPU answering the reader"
+    )
+    print(
+        f"{'user-centric scan (alternative)':34}{scan['wall_s']:10.2f}{scan['cpu_s']:10.2f}{'':>13}"
+        f"{scan['requests']:10,}{scan['ru']:10,.0f}   {scan['users']:,} users, one sequential chain"
+    )
+    print("ratios (target):")
+    print(f"  CPU  sdk / reader          = {sdk_cpu / reader['cpu_s']:8.1f}x   (>= 30x)")
+    print(f"  wall reader / floor chain  = {reader['wall_s'] / floor_chain:8.2f}x   (<= 1.3x)")
+    print(f"  wall reader / floor conc.  = {reader['wall_s'] / floor:8.2f}x")
+    print(f"  wall reader / floor server = {reader['wall_s'] / floor_server:8.2f}x")
+    print(f"  peak RSS reader            = {reader['peak_rss_mb']:8.0f} MB (< 300 MB)")
+    print(f"  requests reader / minimum  = {reader['requests'] / min_requests:8.2f}x   (<= 1.1x)")
+    print(f"  unreadable parts           = {reader['unreadable']}")
+
+
+def _child_main(argv: list[str]) -> None:
+    kind, url = argv[0], argv[1]
+    if kind == "reader":
+        result = child_reader(url)
+    elif kind == "sdk":
+        result = child_sdk(url, int(argv[2]))
+    elif kind == "user-scan":
+        result = child_user_scan(url)
+    else:
+        raise SystemExit(f"unknown child {kind}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        _child_main(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,644 @@
+"""The Graph client: one HTTP exchange through the SDK adapter, retries, paging, JSON $batch, stats.
+
+The msgraph-sdk request adapter carries credentials, the base URL, its middleware and the
+error mapping; bodies come back as raw bytes (``send_primitive_async(..., "bytes", ...)``)
+parsed with orjson, because the SDK's generated models cost ~2.7 ms of CPU per object
+(DESIGN.md). The SDK's RetryHandler is left out of the middleware: this module owns the
+retry policy (:class:`~licensing.graph.retry.RetryPolicy`), so retries are never doubled.
+Everything heavy (msgraph, kiota, azure-identity) is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote, urlencode, urlsplit
+
+import orjson
+
+from licensing import telemetry
+from licensing.errors import (
+    GraphAuthError,
+    GraphError,
+    GraphNotFoundError,
+    GraphPermissionError,
+    GraphResponseError,
+    GraphThrottledError,
+    GraphUnavailableError,
+    redact_text,
+    redact_url,
+)
+from licensing.graph.retry import RETRYABLE_STATUSES, RetryPolicy
+from licensing.model import GraphStats
+from licensing.settings import Settings
+
+__all__ = [
+    "BATCH_LIMIT",
+    "CollectionRequest",
+    "GraphClient",
+    "Response",
+    "open_graph",
+    "permission_for",
+    "query",
+]
+
+BATCH_LIMIT: Final = 20  # https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch
+EVENTUAL: Final[Mapping[str, str]] = {"ConsistencyLevel": "eventual"}
+MAX_EMPTY_PAGES: Final = 100  # consecutive empty pages with a next link before we call the server broken
+
+# The least-privileged application permission behind each route (DESIGN.md "Least privilege").
+_PERMISSIONS: Final = (
+    ("/subscribedSkus", "LicenseAssignment.Read.All or Organization.Read.All"),
+    ("/directory/subscriptions", "LicenseAssignment.Read.All or Organization.Read.All"),
+    ("/organization", "Organization.Read.All"),
+    ("/users/{id}/sendMail", "Mail.Send"),
+    ("/groups", "GroupMember.Read.All"),
+    ("/users", "User.Read.All"),
+)
+
+
+def permission_for(route: str) -> str | None:
+    for prefix, permission in _PERMISSIONS:
+        if route.startswith(prefix):
+            return permission
+    return None
+
+
+def query(params: Mapping[str, str | int]) -> str:
+    """A query string Graph reads: ``$`` and ``,`` kept literal, spaces as %20 (never ``+``)."""
+    return urlencode({k: str(v) for k, v in params.items()}, safe="$,/()'", quote_via=quote)
+
+
+@contextmanager
+def bulk_allocation() -> Iterator[None]:
+    """No cyclic GC while a page is parsed and turned into records (synchronous code, no await inside).
+
+    A members page is ~20,000 new dicts and lists: generation-0 collections fire dozens of
+    times per page and rescan the growing snapshot, about 40 % of the reader's CPU when
+    measured. Reference counting still frees everything; the collector runs again afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    content: bytes = b""
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def json(self) -> Any:
+        try:
+            with bulk_allocation():
+                return orjson.loads(self.content) if self.content else {}
+        except orjson.JSONDecodeError as exc:
+            raise GraphResponseError(f"Graph returned a body that is not JSON ({exc})", status=self.status) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRequest:
+    """One collection to read to the end. ``path`` is relative to the version root and carries its query."""
+
+    key: str
+    path: str
+    route: str  # template without ids or query values, for telemetry and permission names
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Exchange:
+    """A request option our middleware fills with the final response's status and headers."""
+
+    __slots__ = ("headers", "status")
+    KEY: Final = "licensing_graph_exchange"
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: Mapping[str, str] = {}
+
+    @staticmethod
+    def get_key() -> str:
+        return _Exchange.KEY
+
+
+def _observer_middleware() -> Any:
+    """A kiota middleware that copies status and headers of the response into the request's ``_Exchange``."""
+    from kiota_http.middleware.middleware import REQUEST_OPTIONS_KEY, BaseMiddleware
+
+    class ExchangeObserver(BaseMiddleware):
+        async def send(self, request: Any, transport: Any) -> Any:
+            options = request.extensions.get(REQUEST_OPTIONS_KEY) or {}
+            exchange = options.get(_Exchange.KEY)
+            response = await super().send(request, transport)
+            if exchange is not None:
+                exchange.status = response.status_code
+                exchange.headers = response.headers
+            return response
+
+    return ExchangeObserver()
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        lower = name.lower()
+        for key, candidate in headers.items():
+            if key.lower() == lower:
+                value = candidate
+                break
+    if value is None:
+        return None
+    if isinstance(value, list | tuple | set | frozenset):
+        value = next(iter(value), None)
+    return None if value is None else str(value)
+
+
+def _resource_units(headers: Mapping[str, Any] | None) -> float:
+    raw = _header(headers, "x-ms-resource-unit")
+    try:
+        return float(raw) if raw else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _graph_error(status: int, route: str, what: str, code: str | None = None, message: str | None = None) -> GraphError:
+    """Map a final (non-retried or exhausted) answer to the error an admin can act on."""
+    detail = f": {code}" if code else ""
+    if message:
+        detail += f" ({redact_text(message)[:200]})"
+    if status == 401:
+        return GraphAuthError(f"Graph refused the token for {what} (401){detail}", status=status)
+    if status == 403:
+        permission = permission_for(route)
+        needs = f"; the app needs the Graph application permission {permission}" if permission else ""
+        return GraphPermissionError(f"Graph denied {what} (403){detail}{needs}", permission=permission)
+    if status == 404:
+        return GraphNotFoundError(f"{what} was not found (404){detail}", status=status)
+    if status == 429:
+        return GraphThrottledError(f"Graph kept throttling {what} (429){detail}", status=status)
+    if status >= 500:
+        return GraphUnavailableError(f"Graph failed on {what} ({status}){detail}", status=status)
+    return GraphResponseError(f"Graph rejected {what} ({status}){detail}", status=status)
+
+
+class GraphClient:
+    """One Graph client per event loop (create it inside the loop, with :func:`open_graph`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: str = "default",
+        http_client: Any = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 60.0,
+        max_concurrency: int | None = None,
+    ) -> None:
+        from licensing.graph.auth import make_auth_provider
+
+        self.settings = settings
+        self.base_url = settings.graph_base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self._origin = (parts.scheme.lower(), parts.netloc.lower())
+        self._root = f"{parts.scheme}://{parts.netloc}"
+        self._version_path = parts.path.rstrip("/")  # "/v1.0"
+        self.retry = retry or RetryPolicy()
+        self.concurrency = max_concurrency or settings.graph_max_concurrency
+        self._semaphore = asyncio.Semaphore(self.concurrency)
+        self._pause_until = 0.0  # monotonic time before which nobody sends (a 429 throttles the whole app)
+        self._requests = 0
+        self._throttled = 0
+        self._retried = 0
+        self._ru = 0.0
+        self.warnings: list[str] = []  # reported oddities (e.g. a Retry-After over the cap)
+        auth, self._credential = make_auth_provider(settings, credential)
+        self._http_client = self._make_http_client(http_client, timeout_s)
+        from kiota_abstractions.api_client_builder import register_default_deserializer
+        from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+        from msgraph.graph_request_adapter import GraphRequestAdapter
+
+        # Only error bodies go through a parse node (into ODataError); pages are read as bytes.
+        register_default_deserializer(JsonParseNodeFactory)
+        self._adapter = GraphRequestAdapter(auth, client=self._http_client)
+        self._adapter.base_url = self.base_url
+
+        self._error_map: dict[str, Any] = {"XXX": ODataError}
+
+    def _make_http_client(self, http_client: Any, timeout_s: float) -> Any:
+        import httpx
+        from kiota_http.middleware import (
+            ParametersNameDecodingHandler,
+            RedirectHandler,
+            UrlReplaceHandler,
+            UserAgentHandler,
+        )
+        from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
+        from msgraph_core.middleware import GraphTelemetryHandler  # type: ignore[import-untyped]
+
+        if http_client is None:
+            limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency * 2)
+            http_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0)), limits=limits
+            )
+        # The SDK default chain minus RetryHandler (we retry, see retry.py). RedirectHandler drops the
+        # Authorization header when a redirect leaves the host.
+        middleware = [
+            RedirectHandler(),
+            ParametersNameDecodingHandler(),
+            UrlReplaceHandler(),
+            UserAgentHandler(),
+            GraphTelemetryHandler(),
+            _observer_middleware(),
+        ]
+        return GraphClientFactory.create_with_custom_middleware(middleware, client=http_client)
+
+    async def aclose(self) -> None:
+        await self._http_client.aclose()
+        close = getattr(self._credential, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    @property
+    def stats(self) -> GraphStats:
+        return GraphStats(
+            requests=self._requests, throttled=self._throttled, retried=self._retried, resource_units=self._ru
+        )
+
+    # ------------------------------------------------------------------ one exchange
+
+    def url(self, path: str) -> str:
+        """Absolute URL for a path relative to the version root; absolute URLs are checked, not rewritten."""
+        if path.startswith(("http://", "https://")):
+            self.check_host(path)
+            return path
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    def check_host(self, url: str) -> None:
+        parts = urlsplit(url)
+        if (parts.scheme.lower(), parts.netloc.lower()) != self._origin:
+            raise GraphResponseError(f"Graph pointed to another host ({redact_url(url)}); not followed")
+
+    def relative(self, url: str) -> str | None:
+        """The version-relative form of an absolute URL on our host (what $batch wants), or None."""
+        parts = urlsplit(url)
+        if (parts.scheme.lower(), parts.netloc.lower()) != self._origin:
+            return None
+        if not parts.path.startswith(self._version_path + "/"):
+            return None
+        rel = parts.path[len(self._version_path) :]
+        return f"{rel}?{parts.query}" if parts.query else rel
+
+    async def _exchange(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
+        from kiota_abstractions.api_error import APIError
+        from kiota_abstractions.method import Method
+        from kiota_abstractions.request_information import RequestInformation
+
+        info = RequestInformation()
+        info.http_method = Method(method)
+        info.url = url
+        info.headers.try_add("Accept", "application/json")
+        for name, value in headers.items():
+            info.headers.add(name, value)
+        if body is not None:
+            info.headers.add("Content-Type", "application/json")
+            info.content = body
+        exchange = _Exchange()
+        info.add_request_options([exchange])  # type: ignore[list-item]
+        try:
+            content = await self._adapter.send_primitive_async(info, "bytes", self._error_map)
+        except APIError as err:
+            error = getattr(err, "error", None)
+            return Response(
+                status=int(err.response_status_code or exchange.status or 0),
+                headers=err.response_headers or exchange.headers or {},
+                error_code=getattr(error, "code", None),
+                error_message=getattr(error, "message", None),
+            )
+        return Response(status=exchange.status or 200, headers=exchange.headers, content=bytes(content or b""))
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        what: str | None = None,
+        retry_timeouts: bool = True,
+    ) -> Response:
+        """One logical request with the retry policy; returns a 2xx response or raises a GraphError."""
+        import httpx
+        from azure.core.exceptions import ClientAuthenticationError
+
+        url = self.url(path)
+        what = what or f"{method} {route}"
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            pause = self._pause_until - time.monotonic()
+            if pause > 0:
+                await self.retry.sleep(pause)
+            failure: str
+            retry_after: str | None = None
+            response: Response | None = None
+            async with self._semaphore:
+                started = time.perf_counter()
+                try:
+                    response = await self._exchange(method, url, headers or {}, body)
+                except httpx.TimeoutException:
+                    failure = "timed out"
+                    status: int | None = None
+                except httpx.TransportError as exc:
+                    failure = f"connection failed ({type(exc).__name__})"
+                    status = None
+                except ClientAuthenticationError as exc:
+                    raise GraphAuthError(
+                        f"no Graph token for {what}: {redact_text(str(exc).splitlines()[0] if str(exc) else '')}"
+                    ) from exc
+                else:
+                    status = response.status
+                    failure = f"HTTP {status}"
+                duration = time.perf_counter() - started
+            self._requests += 1
+            ru = _resource_units(response.headers) if response is not None else 0.0
+            self._ru += ru
+            throttled = status == 429
+            self._throttled += throttled
+            telemetry.graph_request(method, route, status, throttled=throttled, resource_units=ru, duration_s=duration)
+            if response is not None:
+                if 200 <= response.status < 300:
+                    return response
+                if response.status not in RETRYABLE_STATUSES:
+                    raise _graph_error(response.status, route, what, response.error_code, response.error_message)
+                retry_after = _header(response.headers, "Retry-After")
+            elif not retry_timeouts and failure == "timed out":
+                raise GraphUnavailableError(f"{what} timed out; not retried (it may have been carried out)")
+            delay = self.retry.delay(attempt, retry_after)
+            reason = self.retry.give_up_reason(attempt, delay, waited)
+            if reason is not None:
+                if delay >= self.retry.max_retry_after_s:
+                    self.warnings.append(f"{what}: {reason}")
+                if response is not None:
+                    err = _graph_error(response.status, route, what, response.error_code, response.error_message)
+                    raise type(err)(f"{err.message}; {reason}", status=response.status)
+                raise GraphUnavailableError(f"{what} {failure}; {reason}")
+            if throttled and retry_after is not None:
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+            self._retried += 1
+            waited += delay
+            await self.retry.sleep(delay)
+
+    async def get_json(
+        self, path: str, *, route: str, headers: Mapping[str, str] | None = None, what: str | None = None
+    ) -> Any:
+        return (await self.send("GET", path, route=route, headers=headers, what=what)).json()
+
+    # ------------------------------------------------------------------ collections
+
+    async def get_collection(
+        self, path: str, *, route: str, headers: Mapping[str, str] | None = None, what: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of a collection: our own nextLink loop (empty pages do not end it; other hosts are refused)."""
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        empties: dict[str, int] = {}
+        while url is not None:
+            page = await self.get_json(url, route=route, headers=headers, what=what)
+            url = self._next_link(page, empties, "", route)
+            items.extend(self._page_items(page, route))
+        return items
+
+    def _page_items(self, page: Any, route: str) -> list[dict[str, Any]]:
+        if not isinstance(page, dict):
+            raise GraphResponseError(f"Graph returned a page of {route} that is not a JSON object")
+        value = page.get("value", [])
+        if not isinstance(value, list):
+            raise GraphResponseError(f"Graph returned a page of {route} without a 'value' list")
+        return [v for v in value if isinstance(v, dict)]
+
+    def _next_link(self, page: Any, empties: dict[str, int], key: str, route: str) -> str | None:
+        """The checked next link of a page. Empty pages with a next link are normal (they do not end the
+        collection, and may repeat the same link); only a long run of them is treated as a broken server."""
+        link = page.get("@odata.nextLink") if isinstance(page, dict) else None
+        if not link:
+            return None
+        if not isinstance(link, str):
+            raise GraphResponseError(f"Graph returned a malformed next link for {route}")
+        self.check_host(link)
+        value = page.get("value")
+        empties[key] = empties.get(key, 0) + 1 if not value else 0
+        if empties[key] > MAX_EMPTY_PAGES:
+            raise GraphResponseError(f"Graph returned {empties[key]} empty pages in a row for {route}")
+        return link
+
+    async def read_collections(
+        self,
+        requests: Sequence[CollectionRequest],
+        *,
+        on_done: Callable[[str], None] | None = None,
+        on_items: Callable[[str, list[dict[str, Any]]], None] | None = None,
+    ) -> dict[str, list[dict[str, Any]] | GraphError]:
+        """Read many collections to the end, packing pending pages (first or next) into $batch requests.
+
+        Next pages go to the front of the queue: the longest chain of pages is the wall-time
+        floor, so it must never wait behind first pages. A failed collection yields its
+        GraphError and the others carry on. With ``on_items``, each page's items are handed
+        over as they arrive and not kept (the result is then an empty list per collection):
+        raw JSON of a whole tenant is several times the size of the records made from it.
+        """
+        pending: deque[tuple[CollectionRequest, str]] = deque((r, r.path) for r in requests)
+        items: dict[str, list[dict[str, Any]]] = {r.key: [] for r in requests}
+        empties: dict[str, int] = {}
+        results: dict[str, list[dict[str, Any]] | GraphError] = {}
+        in_flight: set[asyncio.Task[list[tuple[CollectionRequest, Any]]]] = set()
+
+        def settle(req: CollectionRequest, outcome: list[dict[str, Any]] | GraphError) -> None:
+            results[req.key] = outcome
+            if on_done is not None:
+                on_done(req.key)
+
+        while pending or in_flight:
+            while pending and len(in_flight) < self.concurrency:
+                chunk = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
+                in_flight.add(asyncio.create_task(self._fetch_pages(chunk)))
+            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                for req, page in task.result():
+                    if isinstance(page, GraphError):
+                        settle(req, page)
+                        continue
+                    try:
+                        page_items = self._page_items(page, req.route)
+                        link = self._next_link(page, empties, req.key, req.route)
+                    except GraphError as exc:
+                        settle(req, exc)
+                        continue
+                    if on_items is None:
+                        items[req.key].extend(page_items)
+                    else:
+                        with bulk_allocation():
+                            on_items(req.key, page_items)
+                    if link is None:
+                        settle(req, items.pop(req.key))
+                    else:
+                        pending.appendleft((req, link))
+        return results
+
+    async def _fetch_pages(self, chunk: list[tuple[CollectionRequest, str]]) -> list[tuple[CollectionRequest, Any]]:
+        """One page per entry: a plain GET for one, a $batch for several. Errors are returned, not raised."""
+        if len(chunk) == 1:
+            req, url = chunk[0]
+            try:
+                return [(req, await self.get_json(url, route=req.route, headers=req.headers))]
+            except GraphError as exc:
+                return [(req, exc)]
+        subs: list[tuple[str, str, Mapping[str, str]]] = []
+        direct: list[tuple[CollectionRequest, str]] = []
+        for req, url in chunk:
+            rel = self.relative(url) if url.startswith(("http://", "https://")) else url
+            if rel is None:
+                direct.append((req, url))
+            else:
+                subs.append((rel, req.route, req.headers))
+        batched = [pair for pair in chunk if pair not in direct]
+        out: list[tuple[CollectionRequest, Any]] = []
+        if subs:
+            answers = await self.batch_get(subs)
+            out.extend((req, answer) for (req, _), answer in zip(batched, answers, strict=True))
+        for req, url in direct:
+            try:
+                out.append((req, await self.get_json(url, route=req.route, headers=req.headers)))
+            except GraphError as exc:
+                out.append((req, exc))
+        return out
+
+    async def batch_get(self, subs: Sequence[tuple[str, str, Mapping[str, str]]]) -> list[Any]:
+        """GET up to 20 version-relative URLs in one JSON $batch; retry sub-requests that fail transiently.
+
+        Each sub-request is metered and throttled on its own and can come back 429/5xx inside a
+        200 envelope (https://learn.microsoft.com/graph/json-batching#response-format), so those
+        are sent again, after the longest Retry-After among them. Returns, per sub-request,
+        the parsed body or a GraphError.
+        """
+        if len(subs) > BATCH_LIMIT:
+            raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests")
+        results: list[Any] = [None] * len(subs)
+        attempts = [0] * len(subs)
+        waited = 0.0
+        remaining = list(range(len(subs)))
+        while remaining:
+            envelope = {
+                "requests": [
+                    {
+                        "id": str(i),
+                        "method": "GET",
+                        "url": subs[i][0],
+                        **({"headers": dict(subs[i][2])} if subs[i][2] else {}),
+                    }
+                    for i in remaining
+                ]
+            }
+            try:
+                response = await self.send(
+                    "POST", "/$batch", route="/$batch", body=orjson.dumps(envelope), what="a $batch request"
+                )
+                answers = response.json().get("responses")
+                if not isinstance(answers, list):
+                    raise GraphResponseError("Graph returned a $batch response without 'responses'")
+            except GraphError as exc:
+                for i in remaining:
+                    results[i] = exc
+                return results
+            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+            retry: list[int] = []
+            longest = 0.0
+            for i in remaining:
+                route = subs[i][1]
+                answer = by_id.get(str(i))
+                attempts[i] += 1
+                what = f"GET {route}"
+                headers: Mapping[str, Any]
+                body: Any
+                if answer is None:  # missing from the envelope: treat as a transient failure
+                    status, headers, body = 503, {}, None
+                else:
+                    status = int(answer.get("status") or 0)
+                    headers = answer.get("headers") or {}
+                    body = answer.get("body")
+                ru = _resource_units(headers)
+                self._ru += ru
+                if 200 <= status < 300:
+                    results[i] = body if body is not None else {}
+                    continue
+                error = body.get("error") if isinstance(body, dict) else None
+                code = error.get("code") if isinstance(error, dict) else None
+                message = error.get("message") if isinstance(error, dict) else None
+                if status == 429:
+                    self._throttled += 1
+                if status not in RETRYABLE_STATUSES:
+                    results[i] = _graph_error(status, route, what, code, message)
+                    continue
+                delay = self.retry.delay(attempts[i], _header(headers, "Retry-After"))
+                reason = self.retry.give_up_reason(attempts[i], delay, waited)
+                if reason is not None:
+                    if delay >= self.retry.max_retry_after_s:
+                        self.warnings.append(f"{what}: {reason}")
+                    err = _graph_error(status, route, what, code, message)
+                    results[i] = type(err)(f"{err.message}; {reason}", status=status)
+                    continue
+                retry.append(i)
+                longest = max(longest, delay)
+            remaining = retry
+            if remaining:
+                self._retried += len(remaining)
+                waited += longest
+                await self.retry.sleep(longest)
+        return results
+
+    # ------------------------------------------------------------------ mail
+
+    async def send_mail(self, mailbox: str, message: Mapping[str, Any]) -> None:
+        """POST /users/{mailbox}/sendMail; Graph answers 202 Accepted. Raises a GraphError otherwise.
+
+        Timeouts are not retried: the message may have been accepted, and a duplicate alert is
+        worse than one the outbox replays.
+        """
+        response = await self.send(
+            "POST",
+            f"/users/{quote(mailbox, safe='@')}/sendMail",
+            route="/users/{id}/sendMail",
+            body=orjson.dumps(message),
+            what="sending mail",
+            retry_timeouts=False,
+        )
+        if response.status != 202:
+            raise GraphResponseError(f"sendMail answered {response.status}, expected 202", status=response.status)
+
+
+@asynccontextmanager
+async def open_graph(settings: Settings, credential: str = "default", **options: Any) -> AsyncIterator[GraphClient]:
+    """A GraphClient bound to the running event loop, closed on exit."""
+    client = GraphClient(settings, credential=credential, **options)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -1,0 +1,94 @@
+"""Check, with the configured credential, which Graph permissions the audit needs are granted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import orjson
+
+from licensing.errors import GraphError, GraphPermissionError, GraphResponseError
+from licensing.graph.client import GraphClient, query
+
+__all__ = ["PermissionCheck", "check_permissions"]
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionCheck:
+    """``granted``: True present, False missing, None could not tell (``detail`` says why)."""
+
+    permission: str
+    granted: bool | None
+    detail: str = ""
+
+
+async def _probe(graph: GraphClient, permission: str, path: str, route: str) -> tuple[PermissionCheck, object]:
+    try:
+        body = await graph.get_json(path, route=route, what=f"the {permission} check")
+    except GraphPermissionError as exc:
+        return PermissionCheck(permission, False, exc.message), None
+    except GraphError as exc:
+        return PermissionCheck(permission, None, exc.message), None
+    return PermissionCheck(permission, True, f"GET {route} answered"), body
+
+
+async def check_permissions(graph: GraphClient) -> list[PermissionCheck]:
+    """Try each read the audit needs (and, when a sender is configured, the mail send) and report per permission."""
+    results: list[PermissionCheck] = []
+    check, _ = await _probe(
+        graph,
+        "LicenseAssignment.Read.All or Organization.Read.All",
+        "/subscribedSkus?" + query({"$select": "skuId"}),
+        "/subscribedSkus",
+    )
+    results.append(check)
+    check, _ = await _probe(
+        graph,
+        "LicenseAssignment.Read.All (subscription lifecycle dates, optional)",
+        "/directory/subscriptions",
+        "/directory/subscriptions",
+    )
+    results.append(check)
+    check, body = await _probe(
+        graph, "GroupMember.Read.All", "/groups?" + query({"$select": "id", "$top": 1}), "/groups"
+    )
+    groups = body.get("value") if isinstance(body, dict) else None
+    if check.granted and isinstance(groups, list) and groups and isinstance(groups[0], dict) and groups[0].get("id"):
+        gid = quote(str(groups[0]["id"]), safe="")
+        check, _ = await _probe(
+            graph,
+            "GroupMember.Read.All",
+            f"/groups/{gid}/members?" + query({"$select": "id", "$top": 1}),
+            "/groups/{id}/members",
+        )
+    results.append(check)
+    check, _ = await _probe(graph, "User.Read.All", "/users?" + query({"$select": "id", "$top": 1}), "/users")
+    results.append(check)
+    results.append(await _check_mail(graph))
+    return results
+
+
+async def _check_mail(graph: GraphClient) -> PermissionCheck:
+    """Mail.Send without sending: a message with no recipient gets 400 when sending is allowed, 403 when not."""
+    mailbox = graph.settings.alert_mail_from
+    if not mailbox:
+        return PermissionCheck("Mail.Send", None, "not checked: ALERT_MAIL_FROM is not set")
+    probe = {"message": {"subject": "licensing-audit permission check"}, "saveToSentItems": False}
+    try:
+        await graph.send(
+            "POST",
+            f"/users/{quote(mailbox, safe='@')}/sendMail",
+            route="/users/{id}/sendMail",
+            body=orjson.dumps(probe),
+            what="the Mail.Send check",
+            retry_timeouts=False,
+        )
+    except GraphPermissionError as exc:
+        return PermissionCheck("Mail.Send", False, exc.message)
+    except GraphResponseError as exc:
+        if exc.status == 400:
+            return PermissionCheck("Mail.Send", True, f"{mailbox} may send (a message without recipients was refused)")
+        return PermissionCheck("Mail.Send", None, exc.message)
+    except GraphError as exc:
+        return PermissionCheck("Mail.Send", None, exc.message)
+    return PermissionCheck("Mail.Send", True, f"{mailbox} may send")
