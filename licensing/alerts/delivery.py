@@ -1,0 +1,231 @@
+"""Delivering one alert body: the Teams webhook POST, the Graph sendMail call, rate limits and retries.
+
+Every failure becomes a :class:`~licensing.errors.DeliveryError` whose message is safe to log and
+store (no webhook URL, no token): the notifier keeps the body in the outbox and tries again later.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from licensing.errors import DeliveryError, GraphError, GraphThrottledError, GraphUnavailableError, redact_text
+from licensing.settings import is_loopback_url
+
+__all__ = [
+    "MailTransport",
+    "RateLimiter",
+    "RetryLaterError",
+    "RetryPolicy",
+    "limiter_for",
+    "parse_retry_after",
+    "post_webhook",
+    "send_mail",
+    "with_retries",
+]
+
+Sleep = Callable[[float], Awaitable[Any]]
+RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class MailTransport(Protocol):
+    """Sends one Graph sendMail request body from ``mailbox``; ``licensing.graph.GraphClient`` is one.
+
+    Raises :class:`~licensing.errors.GraphError` (with ``status``) or DeliveryError on failure.
+    """
+
+    async def send_mail(self, mailbox: str, message: dict[str, Any]) -> None: ...
+
+
+class RetryLaterError(DeliveryError):
+    """A retryable failure that said when to come back (``Retry-After``, in seconds)."""
+
+    def __init__(self, message: str, *, channel: str, status: int | None, retry_after: float | None) -> None:
+        super().__init__(message, channel=channel, retryable=True, status=status)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds (also fractional) or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries within one run; what is left goes to the outbox for the next run."""
+
+    attempts: int = 4
+    base_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    max_retry_after_s: float = 120.0  # a longer Retry-After is not waited for: the outbox takes it
+    jitter: float = 0.2
+
+    def backoff(self, attempt: int) -> float:
+        delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return delay * (1 + random.uniform(0, self.jitter))
+
+
+async def with_retries(send: Callable[[], Awaitable[None]], policy: RetryPolicy, sleep: Sleep) -> int:
+    """Call ``send`` until it succeeds or the policy gives up (re-raising the last DeliveryError).
+
+    Returns the number of attempts made.
+    """
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            await send()
+            return attempt
+        except DeliveryError as exc:
+            if not exc.retryable or attempt >= policy.attempts:
+                raise
+            retry_after = exc.retry_after if isinstance(exc, RetryLaterError) else None
+            if retry_after is not None and retry_after > policy.max_retry_after_s:
+                raise DeliveryError(
+                    f"{exc.message}; Retry-After {retry_after:g} s is longer than this run waits",
+                    channel=exc.channel,
+                    retryable=True,
+                    status=exc.status,
+                ) from exc
+            await sleep(retry_after if retry_after is not None else policy.backoff(attempt))
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+class RateLimiter:
+    """At most ``rate`` sends per ``period_s`` seconds (sliding window), shared by every run in the process.
+
+    Slots are reserved without awaiting, so concurrent senders on one event loop never race, and no
+    asyncio primitive ties the limiter to one loop.
+    """
+
+    def __init__(self, rate: int, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.period_s = period_s
+        self.clock = clock
+        self._slots: deque[float] = deque(maxlen=rate)
+
+    def reserve(self) -> float:
+        """Reserve the next slot; return how long to wait for it."""
+        now = self.clock()
+        start = now
+        if len(self._slots) == self.rate:
+            start = max(now, self._slots[0] + self.period_s)
+        if self._slots:
+            start = max(start, self._slots[-1])
+        self._slots.append(start)
+        return start - now
+
+    async def wait(self, sleep: Sleep) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await sleep(delay)
+
+
+# Teams Workflows webhooks: at most 4 posts a second. Exchange Online: 30 messages a minute per mailbox.
+_LIMITS: Final = {"teams": (4, 1.0), "mail": (30, 60.0)}
+_limiters: dict[tuple[str, str], RateLimiter] = {}
+
+
+def limiter_for(channel: str, destination: str) -> RateLimiter:
+    """The process-wide limiter of one webhook or mailbox (keyed by a digest, never the URL itself)."""
+    import hashlib
+
+    key = (channel, hashlib.sha256(destination.encode("utf-8")).hexdigest()[:16])
+    limiter = _limiters.get(key)
+    if limiter is None:
+        rate, period = _LIMITS[channel]
+        limiter = _limiters[key] = RateLimiter(rate, period)
+    return limiter
+
+
+def check_webhook_url(url: str) -> None:
+    """Only https webhooks (http on loopback, for tests and the demo): the body names users and groups."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise DeliveryError("the Teams webhook URL is malformed", channel="teams", retryable=False) from None
+    if (
+        not parts.hostname
+        or parts.scheme not in ("https", "http")
+        or (parts.scheme == "http" and not is_loopback_url(url))
+    ):
+        raise DeliveryError(
+            "the Teams webhook URL must use https (http only on loopback)", channel="teams", retryable=False
+        )
+
+
+async def post_webhook(client: httpx.AsyncClient, url: str, body: bytes, *, timeout_s: float = 30.0) -> None:
+    """POST one card message to a Workflows webhook; 2xx (the flow answers 202) means delivered."""
+    check_webhook_url(url)
+    try:
+        response = await client.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout_s)
+    except httpx.TimeoutException:
+        raise RetryLaterError(
+            f"the Teams webhook did not answer within {timeout_s:g} s", channel="teams", status=None, retry_after=None
+        ) from None
+    except httpx.HTTPError as exc:  # connection refused, reset, TLS: the message would name the URL
+        raise RetryLaterError(
+            f"could not reach the Teams webhook ({type(exc).__name__})", channel="teams", status=None, retry_after=None
+        ) from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    what = f"the Teams webhook answered HTTP {status}"
+    if status in RETRYABLE_STATUSES or status >= 500:
+        raise RetryLaterError(
+            what, channel="teams", status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    hint = {
+        400: " (the flow rejected the card)",
+        401: " (the flow's signature was refused: check ALERT_TEAMS_WEBHOOK_URL)",
+        403: " (the flow refused the call: check ALERT_TEAMS_WEBHOOK_URL)",
+        404: " (the flow does not exist any more: check ALERT_TEAMS_WEBHOOK_URL)",
+        413: " (the card is too large)",
+    }.get(status, "")
+    raise DeliveryError(what + hint, channel="teams", retryable=False, status=status)
+
+
+async def send_mail(transport: MailTransport, mailbox: str, message: dict[str, Any]) -> None:
+    """Send one sendMail body through ``transport``, mapping its failures to DeliveryError."""
+    try:
+        await transport.send_mail(mailbox, message)
+    except DeliveryError:
+        raise
+    except GraphError as exc:
+        status = exc.status
+        retryable = isinstance(exc, GraphThrottledError | GraphUnavailableError) or (
+            status is not None and (status in RETRYABLE_STATUSES or status >= 500)
+        )
+        text = f"Graph sendMail failed: {redact_text(exc.message)}"
+        if retryable:
+            raise RetryLaterError(text, channel="mail", status=status, retry_after=None) from None
+        raise DeliveryError(text, channel="mail", retryable=False, status=status) from None
+    except httpx.TimeoutException:
+        raise RetryLaterError("Graph sendMail timed out", channel="mail", status=None, retry_after=None) from None
+    except httpx.HTTPError as exc:
+        raise RetryLaterError(
+            f"could not reach Graph for sendMail ({type(exc).__name__})", channel="mail", status=None, retry_after=None
+        ) from None

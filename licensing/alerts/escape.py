@@ -1,0 +1,49 @@
+"""Escaping of tenant-controlled strings for their targets: Adaptive Card markdown text and HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Final
+
+__all__ = ["html_text", "md_text", "one_line"]
+
+# Characters that Adaptive Card markdown (a CommonMark subset: emphasis, links, lists, tables in some
+# hosts) gives meaning to, plus the braces of the card's {{DATE()}}/{{TIME()}} functions, which the card
+# expands *before* markdown (text-formatters.ts in the adaptivecards package): "\{\{" never matches them.
+# CommonMark renders a backslash-escaped ASCII punctuation character literally.
+_MD_SPECIAL: Final = re.compile(r"([\\`*_\[\](){}#>+\-!|~<&])")
+# "1. item" would start an ordered list ("1) item" is covered by the ")" above).
+_ORDERED_MARKER: Final = re.compile(r"^(\d+)\.")
+_WS: Final = re.compile(r"\s+")
+# Bidi overrides and other invisible format characters can disguise a name; C0/C1 controls break rendering.
+_INVISIBLE: Final = re.compile("[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# Renderers (markdown-it's linkify, Outlook) turn bare URLs into links: a word joiner defeats that and
+# does not show.
+_AUTOLINK: Final = re.compile(r"(?i)(://|www\.)")
+_JOINER: Final = "\u2060"
+
+
+def one_line(value: object, limit: int = 300) -> str:
+    """A plain single line: controls and invisible format characters removed, whitespace collapsed, capped."""
+    text = _INVISIBLE.sub(" ", "" if value is None else str(value))
+    text = _WS.sub(" ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _defang(text: str) -> str:
+    return _AUTOLINK.sub(lambda m: m.group(1)[:1] + _JOINER + m.group(1)[1:], text)
+
+
+def md_text(value: object, limit: int = 300) -> str:
+    """Text for an Adaptive Card TextBlock, fact or cell that renders literally: no emphasis, links, lists,
+    HTML or ``{{DATE()}}``/``{{TIME()}}`` functions."""
+    text = _MD_SPECIAL.sub(r"\\\1", one_line(value, limit))
+    return _defang(_ORDERED_MARKER.sub(r"\1\\.", text))
+
+
+def html_text(value: object, limit: int = 300) -> str:
+    """Text for an HTML element or attribute value (quotes escaped too), with bare URLs defanged."""
+    return html.escape(_defang(one_line(value, limit)), quote=True)

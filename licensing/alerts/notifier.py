@@ -1,0 +1,353 @@
+"""One run's alerting, in transactional-outbox order: replay the outbox, plan, queue, commit state, deliver.
+
+1. Deliver what earlier runs left in the outbox (oldest first), so nothing waits behind new alerts.
+2. Plan against the alert state (:func:`~licensing.alerts.policy.plan_alerts`).
+3. Put this run's digests into the outbox under stable ids (run id + channel + part): a redone run
+   overwrites, never duplicates.
+4. Commit the new alert state (read-modify-write with ETags in the store).
+5. Deliver this run's items, deleting each one once delivered, recording failures otherwise.
+
+A crash between any two steps loses nothing: before (4) the redone run plans the same digests again
+under the same ids; after (4) the items wait in the outbox for step 1 or 5 of the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import httpx
+import orjson
+
+from licensing import telemetry
+from licensing.alerts.delivery import (
+    MailTransport,
+    RetryPolicy,
+    limiter_for,
+    post_webhook,
+    send_mail,
+    with_retries,
+)
+from licensing.alerts.digest import build_digest
+from licensing.alerts.mail import build_message
+from licensing.alerts.policy import AlertPlan, EvaluatedScope, plan_alerts
+from licensing.alerts.teams import teams_payload
+from licensing.errors import DeliveryError, LicensingError, StorageError, redact_text
+from licensing.model import AlertState, AuditReport, OutboxItem
+from licensing.settings import Settings
+
+__all__ = ["MAX_ATTEMPTS", "AlertStore", "DeliveryResult", "MemoryOutbox", "Notifier", "is_dead"]
+
+log = logging.getLogger(__name__)
+
+CHANNELS: Final = ("teams", "mail")
+MAX_ATTEMPTS: Final = 20  # across runs; then the item stays in the outbox, marked dead, for an admin
+DEAD_MARK: Final = "[dead] "
+
+OnDelivered = Callable[[str, str, bytes], None]
+
+
+class AlertStore(Protocol):
+    """What the notifier needs from the store (``licensing.store`` implements it on Table Storage)."""
+
+    def alert_states(self, tenant_id: str) -> Mapping[str, AlertState]: ...
+
+    def update_alert_states(
+        self, tenant_id: str, change: Callable[[dict[str, AlertState]], Sequence[AlertState]]
+    ) -> object: ...
+
+    def outbox_put(self, item: OutboxItem) -> object: ...
+
+    def outbox_list(self, channel: str | None = None) -> list[OutboxItem]: ...
+
+    def outbox_delete(self, item: OutboxItem) -> object: ...
+
+    def outbox_record_failure(self, item: OutboxItem, error: str) -> object: ...
+
+
+class MemoryOutbox:
+    """The outbox (and alert state) of a run without a store: lives for one run, so failures are reported
+    but not kept. Also the fake store of the unit tests."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, AlertState]] = {}
+        self.items: dict[tuple[str, str], OutboxItem] = {}
+
+    def alert_states(self, tenant_id: str) -> dict[str, AlertState]:
+        return dict(self.states.get(tenant_id, {}))
+
+    def update_alert_states(
+        self, tenant_id: str, change: Callable[[dict[str, AlertState]], Sequence[AlertState]]
+    ) -> list[AlertState]:
+        rows = list(change(self.alert_states(tenant_id)))
+        table = self.states.setdefault(tenant_id, {})
+        for row in rows:
+            table[row.finding_id] = row
+        return rows
+
+    def outbox_put(self, item: OutboxItem) -> None:
+        self.items[(item.channel, item.id)] = item
+
+    def outbox_list(self, channel: str | None = None) -> list[OutboxItem]:
+        return [i for (c, _), i in sorted(self.items.items()) if channel is None or c == channel]
+
+    def outbox_delete(self, item: OutboxItem) -> None:
+        self.items.pop((item.channel, item.id), None)
+
+    def outbox_record_failure(self, item: OutboxItem, error: str) -> OutboxItem:
+        stored = self.items.get((item.channel, item.id), item)
+        updated = OutboxItem(
+            channel=stored.channel,
+            id=stored.id,
+            run_id=stored.run_id,
+            payload=stored.payload,
+            created_at=stored.created_at,
+            attempts=stored.attempts + 1,
+            last_error=error,
+        )
+        self.items[(item.channel, item.id)] = updated
+        return updated
+
+
+def is_dead(item: OutboxItem) -> bool:
+    """An item that failed :data:`MAX_ATTEMPTS` times: kept, not tried again, reported every run."""
+    return item.attempts >= MAX_ATTEMPTS or (item.last_error or "").startswith(DEAD_MARK)
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    """What one :meth:`Notifier.run` did. Errors are safe to show (no URLs, no tokens)."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (channel, item id), this run's and replayed
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, item id, error): kept in outbox
+    queued: list[tuple[str, str]] = field(default_factory=list)  # (channel, item id) put in the outbox this run
+    replayed: list[tuple[str, str]] = field(default_factory=list)  # delivered items of earlier runs
+    dead: list[tuple[str, str, str]] = field(default_factory=list)  # given up after MAX_ATTEMPTS, kept
+    plan: AlertPlan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.dead
+
+
+def _item_id(run_id: str, channel: str, part: str) -> str:
+    return f"{run_id}.{channel}.{part}"
+
+
+class Notifier:
+    """Sends a run's alerts to Teams and by e-mail, through the outbox, exactly once per finding event."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AlertStore | None = None,
+        mail: MailTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        now: Callable[[], datetime] | datetime | None = None,
+        *,
+        on_delivered: OnDelivered | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+        evaluated_scope: EvaluatedScope | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store: AlertStore = store if store is not None else MemoryOutbox()
+        self.persistent = store is not None
+        self.mail = mail
+        self.http_client = http_client
+        self.sleep = sleep
+        if isinstance(now, datetime):
+            fixed = now
+            self._now: Callable[[], datetime] = lambda: fixed
+        else:
+            self._now = now or (lambda: datetime.now(UTC))
+        self.on_delivered = on_delivered
+        self.retry = retry or RetryPolicy()
+        self.timeout_s = timeout_s
+        self.evaluated_scope = evaluated_scope
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self, report: AuditReport, notify: bool = True) -> DeliveryResult:
+        """Replay the outbox, then plan, queue, commit and deliver this run's alerts."""
+        result = DeliveryResult()
+        run_id = report.run.id
+        tenant_id = report.run.tenant_id
+        async with AsyncExitStack() as stack:
+            client = self.http_client
+            if client is None and self.settings.teams_enabled:
+                client = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+            down: set[str] = set()  # channels that failed with a retryable error in this run
+
+            waiting = self._list_outbox()
+            earlier = sorted((i for i in waiting if i.run_id != run_id), key=lambda i: (i.created_at, i.id))
+            mine = [i for i in waiting if i.run_id == run_id]  # left by an earlier attempt of this same run
+            for item in earlier:
+                await self._deliver(item, client, result, down, replay=True)
+
+            sending = notify and (self.settings.teams_enabled or self.settings.mail_enabled)
+            now = self._now()
+            states = self.store.alert_states(tenant_id) if self.persistent else {}
+            scope = self.evaluated_scope or EvaluatedScope.from_report(report)
+            plan = plan_alerts(report, states, self.settings, now, evaluated_scope=scope, notify=sending)
+            result.plan = plan
+
+            items = self._items(report, plan, now) if sending else []
+            for item in items:
+                self.store.outbox_put(item)
+                result.queued.append((item.channel, item.id))
+                telemetry.delivery(item.channel, "queued")
+
+            if self.persistent:
+
+                def change(fresh: dict[str, AlertState]) -> Sequence[AlertState]:
+                    # Re-planned on every ETag conflict, against what the store holds now.
+                    return plan_alerts(
+                        report, fresh, self.settings, now, evaluated_scope=scope, notify=sending
+                    ).next_states
+
+                self.store.update_alert_states(tenant_id, change)
+
+            todo = {(i.channel, i.id): i for i in mine}
+            todo.update({(i.channel, i.id): i for i in items})
+            for item in sorted(
+                todo.values(), key=lambda i: (CHANNELS.index(i.channel) if i.channel in CHANNELS else 9, i.id)
+            ):
+                await self._deliver(item, client, result, down, replay=False)
+
+        self._record_depth()
+        return result
+
+    # ------------------------------------------------------------------ building
+
+    def _items(self, report: AuditReport, plan: AlertPlan, now: datetime) -> list[OutboxItem]:
+        run_id = report.run.id
+        items: list[OutboxItem] = []
+        s = self.settings
+        digest = build_digest(report, plan, s)
+        if digest is None:
+            return items
+        if s.teams_enabled:
+            items.append(OutboxItem("teams", _item_id(run_id, "teams", "digest"), run_id, teams_payload(digest), now))
+        if s.mail_enabled:
+            if s.alert_mail_to:
+                message = build_message(digest, s.alert_mail_to)
+                items.append(OutboxItem("mail", _item_id(run_id, "mail", "all"), run_id, orjson.dumps(message), now))
+            if s.alert_mail_to_critical:
+                critical = build_digest(report, plan, s, critical_only=True)
+                if critical is not None:
+                    message = build_message(critical, s.alert_mail_to_critical)
+                    items.append(
+                        OutboxItem("mail", _item_id(run_id, "mail", "critical"), run_id, orjson.dumps(message), now)
+                    )
+        return items
+
+    # ------------------------------------------------------------------ delivering
+
+    def _list_outbox(self) -> list[OutboxItem]:
+        try:
+            return list(self.store.outbox_list())
+        except StorageError as exc:
+            # The new run's alerts still go out; what waits in the outbox is tried next time.
+            log.warning("could not read the alert outbox: %s", exc)
+            return []
+
+    async def _send(self, item: OutboxItem, client: httpx.AsyncClient | None) -> None:
+        s = self.settings
+        if item.channel == "teams":
+            if not s.alert_teams_webhook_url or client is None:
+                raise DeliveryError("ALERT_TEAMS_WEBHOOK_URL is not set", channel="teams", retryable=False)
+            url = s.alert_teams_webhook_url.reveal()
+            limiter = limiter_for("teams", url)
+
+            async def attempt() -> None:
+                await limiter.wait(self.sleep)
+                await post_webhook(client, url, item.payload, timeout_s=self.timeout_s)
+
+        elif item.channel == "mail":
+            mailbox = s.alert_mail_from
+            transport = self.mail
+            if not mailbox or transport is None:
+                raise DeliveryError(
+                    "e-mail is not configured (ALERT_MAIL_FROM or the Graph client missing)",
+                    channel="mail",
+                    retryable=False,
+                )
+            try:
+                message = orjson.loads(item.payload)
+            except orjson.JSONDecodeError:
+                raise DeliveryError("the queued e-mail is not valid JSON", channel="mail", retryable=False) from None
+            limiter = limiter_for("mail", mailbox)
+
+            async def attempt() -> None:
+                await limiter.wait(self.sleep)
+                await send_mail(transport, mailbox, message)
+
+        else:
+            raise DeliveryError(f"unknown alert channel {item.channel!r}", channel=item.channel, retryable=False)
+        await with_retries(attempt, self.retry, self.sleep)
+
+    async def _deliver(
+        self,
+        item: OutboxItem,
+        client: httpx.AsyncClient | None,
+        result: DeliveryResult,
+        down: set[str],
+        *,
+        replay: bool,
+    ) -> None:
+        key = (item.channel, item.id)
+        if is_dead(item):
+            result.dead.append((*key, item.last_error or f"failed {item.attempts} times"))
+            return
+        if item.channel in down:
+            result.failed.append((*key, "not tried: the channel failed earlier in this run"))
+            return
+        try:
+            with telemetry.span("alerts.deliver", {"alert.channel": item.channel, "alert.replay": replay}):
+                await self._send(item, client)
+        except DeliveryError as exc:
+            error = redact_text(exc.message)
+            attempts = item.attempts + 1
+            if attempts >= MAX_ATTEMPTS:
+                error = f"{DEAD_MARK}gave up after {attempts} attempts: {error}"
+            log.warning("alert %s on %s not delivered (attempt %d): %s", item.id, item.channel, attempts, error)
+            telemetry.delivery(item.channel, "failed")
+            if exc.retryable:
+                down.add(item.channel)
+            self._record_failure(item, error)
+            (result.dead if attempts >= MAX_ATTEMPTS else result.failed).append((*key, error))
+            return
+        telemetry.delivery(item.channel, "replayed" if replay else "delivered")
+        result.sent.append(key)
+        if replay:
+            result.replayed.append(key)
+        try:
+            self.store.outbox_delete(item)
+        except StorageError as exc:  # delivered; the next run may send it once more, which beats losing it
+            log.error("alert %s delivered but not removed from the outbox: %s", item.id, exc)
+        if self.on_delivered is not None:
+            try:
+                self.on_delivered(item.channel, item.id, item.payload)
+            except Exception:  # a observer's bug must not turn a delivered alert into a failed run
+                log.exception("the on_delivered callback failed for %s", item.id)
+
+    def _record_failure(self, item: OutboxItem, error: str) -> None:
+        try:
+            self.store.outbox_record_failure(item, error)
+        except LicensingError as exc:
+            log.error("could not record the failed delivery of %s: %s", item.id, exc)
+
+    def _record_depth(self) -> None:
+        try:
+            waiting = self.store.outbox_list()
+        except StorageError:
+            return
+        for channel in CHANNELS:
+            telemetry.outbox_depth(channel, sum(1 for i in waiting if i.channel == channel))

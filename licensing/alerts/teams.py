@@ -1,0 +1,243 @@
+"""The Teams alert: an Adaptive Card 1.5 for a digest, wrapped for a Workflows webhook, under 28 KB.
+
+The webhook is a Power Automate / Teams Workflows flow "When a Teams webhook request is received"
+(the Office 365 connector webhooks are retired). It takes a message with one Adaptive Card
+attachment: https://learn.microsoft.com/microsoftteams/platform/webhooks-and-connectors/how-to/add-incoming-webhook
+Teams renders card version 1.5 at most and refuses messages over about 28 KB, so lists are trimmed
+(then whole sections dropped, with a note) until the serialized body fits; JSON is never cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Final
+
+import orjson
+
+from licensing import links
+from licensing.alerts.digest import Block, Digest, Entry, Limits, Section, plural
+from licensing.alerts.escape import md_text
+from licensing.model import Severity
+
+__all__ = ["CARD_VERSION", "TEAMS_MAX_BYTES", "build_card", "teams_payload"]
+
+CARD_VERSION: Final = "1.5"
+# Teams' limit is about 28 KB for the whole message; keep a margin for what the flow adds around it.
+TEAMS_MAX_BYTES: Final = 26_000
+_LADDER: Final = (
+    Limits(blocks=10, entries=8, lines=10, seat_rows=15),
+    Limits(blocks=8, entries=5, lines=8, seat_rows=12),
+    Limits(blocks=5, entries=3, lines=5, seat_rows=10),
+    Limits(blocks=3, entries=2, lines=3, seat_rows=8),
+    Limits(blocks=2, entries=1, lines=2, seat_rows=6),
+    Limits(blocks=1, entries=0, lines=1, seat_rows=5),
+)
+_COLOR: Final = {Severity.CRITICAL: "Attention", Severity.WARNING: "Warning", Severity.INFO: "Default"}
+
+
+def _text(text: str, **props: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": text, "wrap": True, **props}
+
+
+def _link(text: str, url: str | None) -> str:
+    # Only URLs built by licensing.links (ids percent-encoded) are ever put into markdown.
+    return f"[{md_text(text, 120)}]({url})" if url else md_text(text, 120)
+
+
+def _more(shown: int, total: int, noun: str = "") -> str:
+    rest = total - shown
+    if rest <= 0:
+        return ""
+    return f" and {rest} more{(' ' + noun) if noun else ''}"
+
+
+def _entry_md(e: Entry) -> str:
+    text = _link(e.text, e.url)
+    if e.detail:
+        text += f" ({md_text(e.detail, 160)})"
+    if e.label == "escalated":
+        text += " ▲"
+    return text
+
+
+def _block_md(block: Block, section: Section, limits: Limits) -> str:
+    head = f"**{_link(block.name, block.url)}**: {plural(len(block.entries), section.noun)}"
+    if block.new and block.new != len(block.entries):
+        head += f" ({block.new} new)"
+    shown = block.entries[: limits.entries]
+    if not shown:
+        return head
+    return head + " — " + ", ".join(_entry_md(e) for e in shown) + _more(len(shown), len(block.entries))
+
+
+def _section(section: Section, limits: Limits) -> dict[str, Any]:
+    items: list[dict[str, Any]] = [
+        _text(
+            f"{md_text(section.title)} ({section.count})",
+            weight="Bolder",
+            color=_COLOR[section.severity],
+        )
+    ]
+    if section.remediation:
+        items.append(_text(md_text(section.remediation, 400), isSubtle=True, size="Small", spacing="None"))
+    blocks = section.blocks[: limits.blocks]
+    for block in blocks:
+        items.append(_text(_block_md(block, section, limits), spacing="Small"))
+    if len(section.blocks) > len(blocks):
+        items.append(_text(f"…{_more(len(blocks), len(section.blocks), 'groups')}", isSubtle=True, spacing="Small"))
+    lines = section.lines[: limits.lines]
+    if lines:
+        bullet = "\n".join(f"- {_entry_md(e)}" for e in lines)
+        items.append(_text(bullet, spacing="Small"))
+    if len(section.lines) > len(lines):
+        items.append(_text(f"…{_more(len(lines), len(section.lines))}", isSubtle=True, spacing="Small"))
+    return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
+
+
+def _cell(text: str, *, right: bool = False, **props: Any) -> dict[str, Any]:
+    block = _text(text, **props)
+    if right:
+        block["horizontalAlignment"] = "Right"
+    return {"type": "TableCell", "items": [block]}
+
+
+def _seat_table(digest: Digest, limits: Limits) -> list[dict[str, Any]]:
+    rows = digest.seats[: limits.seat_rows]
+    if not rows:
+        return []
+    header = ["Product", "Enabled", "Consumed", "Free", "Waiting"]
+    table_rows: list[dict[str, Any]] = [
+        {
+            "type": "TableRow",
+            "cells": [_cell(h, right=i > 0, weight="Bolder") for i, h in enumerate(header)],
+        }
+    ]
+    for r in rows:
+        table_rows.append(
+            {
+                "type": "TableRow",
+                "cells": [
+                    _cell(md_text(r.product, 80), color=_COLOR[r.severity]),
+                    _cell(str(r.enabled), right=True),
+                    _cell(str(r.consumed), right=True),
+                    _cell(str(r.available), right=True, color="Attention" if r.available < 0 else "Default"),
+                    _cell(str(r.waiting), right=True, color="Attention" if r.waiting else "Default"),
+                ],
+            }
+        )
+    out: list[dict[str, Any]] = [
+        _text("Products short of seats", weight="Bolder", separator=True, spacing="Medium"),
+        {
+            "type": "Table",
+            "columns": [{"width": 4}, {"width": 1}, {"width": 1}, {"width": 1}, {"width": 1}],
+            "rows": table_rows,
+            "firstRowAsHeader": True,
+            "showGridLines": True,
+            "gridStyle": "accent",
+        },
+    ]
+    if len(digest.seats) > len(rows):
+        out.append(_text(f"…{_more(len(rows), len(digest.seats), 'products')}", isSubtle=True))
+    return out
+
+
+def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
+    """The Adaptive Card (1.5) for ``digest`` with lists trimmed to ``limits``."""
+    limits = limits or _LADDER[0]
+    counts = digest.counts
+    body: list[dict[str, Any]] = [
+        _text(md_text(digest.headline(), 400), size="Large", weight="Bolder", style="heading"),
+        _text(
+            md_text(f"Run {digest.run_id} · {digest.started_at:%Y-%m-%d %H:%M} UTC · scope {digest.scope}", 200),
+            isSubtle=True,
+            spacing="None",
+        ),
+        {
+            "type": "FactSet",
+            "facts": [
+                {"title": "Critical", "value": str(counts.get(Severity.CRITICAL, 0))},
+                {"title": "Warning", "value": str(counts.get(Severity.WARNING, 0))},
+                {"title": "Info", "value": str(counts.get(Severity.INFO, 0))},
+                {"title": "New", "value": str(digest.new)},
+                {"title": "Escalated", "value": str(digest.escalated)},
+                {"title": "Still open", "value": str(digest.reminders)},
+                {"title": "Resolved", "value": str(digest.resolved_total)},
+            ],
+        },
+    ]
+    if digest.partial:
+        body.append(
+            _text(
+                "This run was partial: some parts of the tenant could not be read, so some findings may be "
+                "missing (the report lists what).",
+                color="Warning",
+                size="Small",
+            )
+        )
+    body.extend(_seat_table(digest, limits))
+    sections = digest.sections[: limits.sections]
+    body.extend(_section(s, limits) for s in sections)
+    if len(digest.sections) > len(sections):
+        left = digest.sections[len(sections) :]
+        body.append(
+            _text(
+                md_text(
+                    f"Not shown to fit a Teams message: {plural(len(left), 'more section')} "
+                    f"({', '.join(s.title for s in left)}). See the full report or the e-mail.",
+                    600,
+                ),
+                color="Warning",
+                separator=True,
+            )
+        )
+    if digest.resolved:
+        text = ", ".join(f"{plural(r.count, r.noun)}" for r in digest.resolved)
+        body.append(_text(f"**Resolved since the last alert:** {md_text(text, 600)}", color="Good", separator=True))
+    if digest.excluded:
+        body.append(
+            _text(
+                f"{plural(digest.excluded, 'finding')} on SKUs in ALERT\\_EXCLUDE\\_SKUS not alerted.",
+                isSubtle=True,
+                size="Small",
+            )
+        )
+    actions: list[dict[str, Any]] = []
+    if digest.report_url:
+        actions.append({"type": "Action.OpenUrl", "title": "Open the full report", "url": digest.report_url})
+    actions.append({"type": "Action.OpenUrl", "title": "Licenses in Entra", "url": links.licenses_url(digest.cloud)})
+    return {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": CARD_VERSION,
+        "body": body,
+        "actions": actions,
+        "msteams": {"width": "Full"},
+    }
+
+
+def _wrap(card: dict[str, Any]) -> bytes:
+    message = {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+    return orjson.dumps(message)
+
+
+def _ladder(digest: Digest) -> list[Limits]:
+    steps = list(_LADDER)
+    smallest = _LADDER[-1]
+    steps.extend(replace(smallest, sections=n) for n in range(len(digest.sections) - 1, -1, -1))
+    steps.append(replace(smallest, sections=0, seat_rows=0))
+    return steps
+
+
+def teams_payload(digest: Digest, max_bytes: int = TEAMS_MAX_BYTES) -> bytes:
+    """The webhook body for ``digest``: the fullest card whose serialized message fits ``max_bytes``."""
+    body = b""
+    for limits in _ladder(digest):
+        body = _wrap(build_card(digest, limits))
+        if len(body) <= max_bytes:
+            return body
+    return body  # title, counts and notes only: a few KB, whatever the tenant
