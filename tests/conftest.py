@@ -53,23 +53,26 @@ class OTelCapture:
         trace.set_tracer_provider(self.tracer_provider)
         metrics.set_meter_provider(self.meter_provider)
         self.installed = trace.get_tracer_provider() is self.tracer_provider
+        self._last: dict[str, dict[frozenset[tuple[str, Any]], float]] = {}
 
     def spans(self, name: str | None = None) -> list[Any]:
         return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
 
     def points(self, metric: str) -> dict[frozenset[tuple[str, Any]], float]:
-        """Current value of every point of one metric, keyed by its attribute set (sum, last value, or count)."""
+        """Current value of every point of one metric, keyed by its attribute set (sum, last value, or count).
+
+        Every collection is merged into what earlier ones saw: some SDK releases report a synchronous
+        gauge's point only in the first collection after it was set, and one test may read several metrics.
+        """
         data = self.reader.get_metrics_data()
-        out: dict[frozenset[tuple[str, Any]], float] = {}
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
-                    if m.name != metric:
-                        continue
+                    seen = self._last.setdefault(m.name, {})
                     for p in m.data.data_points:
                         value = getattr(p, "value", None)
-                        out[frozenset((p.attributes or {}).items())] = value if value is not None else p.count
-        return out
+                        seen[frozenset((p.attributes or {}).items())] = value if value is not None else p.count
+        return dict(self._last.get(metric, {}))
 
 
 @pytest.fixture(scope="session", autouse=True)
