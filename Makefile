@@ -15,8 +15,7 @@ $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "==> installing Python dependencies into $(VENV)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
-	  || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
