@@ -31,7 +31,7 @@ ROUTES: Final = {
     "sendMail": 1,
     "batch": 0,
 }
-STATUS_FAULTS: Final = ("429", "500", "502", "503", "504", "403", "404")
+STATUS_FAULTS: Final = ("429", "500", "502", "503", "504", "401", "403", "404")
 ACTION_FAULTS: Final = ("timeout", "reset")
 BODY_FAULTS: Final = ("empty_page", "unknown_type", "short_page")  # only on paged collection responses
 FAULT_KINDS: Final = (*STATUS_FAULTS, *ACTION_FAULTS, *BODY_FAULTS)

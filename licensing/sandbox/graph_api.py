@@ -345,6 +345,9 @@ class GraphApp:
         if k == "429":
             # https://learn.microsoft.com/graph/throttling : 429 with Retry-After
             return GraphError(429, "TooManyRequests", "Too many requests.", headers)
+        if k == "401":
+            # What an expired or revoked token gets: https://learn.microsoft.com/graph/errors
+            return GraphError(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         if k == "403":
             return GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
         if k == "404":
