@@ -6,6 +6,7 @@ store (no webhook URL, no token): the notifier keeps the body in the outbox and 
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -177,9 +178,21 @@ def check_webhook_url(url: str) -> None:
         )
 
 
+def quiet_http_request_logs() -> None:
+    """httpx logs every request line with its full URL at INFO: for a webhook that URL carries its signature.
+
+    The Functions host ships INFO logs, so the request lines of httpx and httpcore are kept below it.
+    """
+    for name in ("httpx", "httpcore"):
+        library_logger = logging.getLogger(name)
+        if library_logger.getEffectiveLevel() < logging.WARNING:
+            library_logger.setLevel(logging.WARNING)
+
+
 async def post_webhook(client: httpx.AsyncClient, url: str, body: bytes, *, timeout_s: float = 30.0) -> None:
     """POST one card message to a Workflows webhook; 2xx (the flow answers 202) means delivered."""
     check_webhook_url(url)
+    quiet_http_request_logs()
     try:
         response = await client.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout_s)
     except httpx.TimeoutException:

@@ -352,6 +352,7 @@ class GraphClient:
         what = what or f"{method} {route}"
         attempt = 0
         waited = 0.0
+        token_refused = False
         while True:
             attempt += 1
             pause = self._pause_until - time.monotonic()
@@ -387,6 +388,12 @@ class GraphClient:
             if response is not None:
                 if 200 <= response.status < 300:
                     return response
+                if response.status == 401 and not token_refused:
+                    # A token can expire between issue and use (clock skew, a long run): the auth provider asks
+                    # the credential again on the next attempt, which renews an expired token. Once only.
+                    token_refused = True
+                    self._retried += 1
+                    continue
                 if response.status not in RETRYABLE_STATUSES:
                     raise _graph_error(response.status, route, what, response.error_code, response.error_message)
                 retry_after = _header(response.headers, "Retry-After")

@@ -207,12 +207,16 @@ class AuditStore:
             client = self._clients[name] = self._service.get_table_client(name)
         return client
 
+    def _forget_tables(self) -> None:
+        """A table was deleted behind our back (or the emulator restarted): let ensure_tables() create it again."""
+        _CREATED.difference_update({(self._service.url, name) for name in self.tables.all()})
+
     def _call(self, what: str, fn: Callable[[], T], *, passthrough: tuple[type[BaseException], ...] = ()) -> T:
         try:
             return self._retry.run(what, self._host, fn, passthrough=passthrough)
         except StorageError as exc:
-            if "no such table" in str(exc):  # deleted behind our back: let ensure_tables() create it again
-                _CREATED.difference_update({(self._service.url, name) for name in self.tables.all()})
+            if "no such table" in str(exc):
+                self._forget_tables()
             raise
 
     def _get(self, table: str, pk: str, rk: str) -> Any | None:
@@ -225,6 +229,7 @@ class AuditStore:
             )
         except ResourceNotFoundError as exc:
             if _is_table_missing(exc):
+                self._forget_tables()
                 raise map_error(exc, f"read {table}", self._host) from None
             return None
         return self._restore(table, entity)

@@ -246,12 +246,6 @@ def test_403_for_one_permission_names_it_and_keeps_the_rest(
 # ------------------------------------------------------------------------------------------- tokens
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="licensing/graph/client.py GraphClient.send raises GraphAuthError on the first 401: it should ask the "
-    "credential for a fresh token and retry once; GraphClient/open_graph/run_audit also accept only a credential "
-    "name, not a TokenCredential object",
-)
 def test_token_refused_once_mid_run_gets_a_fresh_token_and_retries(
     sandbox: SandboxServer, small_tenant: SandboxTenant, graph_sleeps: SleepLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -151,12 +151,6 @@ def test_storage_outage_redelivery_of_the_same_message_takes_over_its_own_lease(
     assert deliver(settings, store, body, 2).outcome == "completed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="licensing/store/store.py AuditStore._get: a TableNotFound read (passthrough ResourceNotFoundError) is "
-    "mapped outside _call, so the process-wide _CREATED cache is never invalidated and ensure_tables() never "
-    "recreates the tables: every redelivery fails 'no such table' until the worker restarts",
-)
 def test_azurite_stopped_mid_run_and_restarted_fails_loudly_then_resumes(
     sandbox: SandboxServer, small_tenant: SandboxTenant, graph_sleeps: SleepLog, unique_name: str,
 ) -> None:  # fmt: skip
