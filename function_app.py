@@ -36,3 +36,13 @@ async def audit_request(message: func.QueueMessage) -> None:
     await handle_audit_message(
         message.get_body(), settings, message_id=message.id, dequeue_count=message.dequeue_count or 1
     )
+
+
+@app.queue_trigger(arg_name="message", queue_name=settings.audit_chunk_queue, connection=STORAGE_CONNECTION)
+async def audit_chunk(message: func.QueueMessage) -> None:
+    """Large tenants: read one chunk of licensed groups of a fanned-out audit; the last chunk in concludes it."""
+    from licensing.triggers import handle_chunk_message
+
+    await handle_chunk_message(
+        message.get_body(), settings, message_id=message.id, dequeue_count=message.dequeue_count or 1
+    )

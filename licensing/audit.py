@@ -36,9 +36,19 @@ if TYPE_CHECKING:
     import httpx
 
     from licensing.alerts import DeliveryResult
+    from licensing.fanout import FanOut
     from licensing.store import AuditStore
 
-__all__ = ["FINISHED", "AuditOutcome", "ProgressFn", "new_run_id", "run_audit", "utcnow"]
+__all__ = [
+    "FINISHED",
+    "UNKNOWN_TENANT",
+    "AuditOutcome",
+    "ProgressFn",
+    "evaluate_and_finish",
+    "new_run_id",
+    "run_audit",
+    "utcnow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,7 @@ class AuditOutcome:
     history: Mapping[str, Sequence[SkuDay]]
     delivery: DeliveryResult | None = None
     skipped: bool = False
+    fanned_out: bool = False  # handed to the chunk queue: the report's run is still ``running``
 
 
 def _history_with_today(
@@ -121,9 +132,17 @@ async def run_audit(
     http_client: httpx.AsyncClient | None = None,
     on_delivered: Callable[[str, str, bytes], None] | None = None,
     run_id: str | None = None,
+    fanout: FanOut | None = None,
 ) -> AuditOutcome:
-    """Run one audit end to end. Raises AuditError (retryable by the queue) when it could not finish."""
+    """Run one audit end to end. Raises AuditError (retryable by the queue) when it could not finish.
+
+    With ``fanout`` (the queue pipeline) and a store, a tenant audit first reads the overview (SKUs
+    and the licensed-group list); above ``FANOUT_GROUPS`` groups it hands the run to the fan-out
+    (``AuditOutcome.fanned_out``), below it reads the members itself and finishes here. Either way the
+    snapshot is built by the same merge and concluded by :func:`evaluate_and_finish`.
+    """
     from licensing.graph import open_graph, read_snapshot
+    from licensing.graph.reader import merge_snapshot, read_members, read_overview
 
     started_at = now()
     clock = time.monotonic()
@@ -137,11 +156,30 @@ async def run_audit(
         request_id=request.request_id,
         requested_by=request.requested_by,
     )
+    if store is not None and request.request_id and settings.azure_tenant_id:
+        # The tenant is configured: a finished request is skipped without touching Graph, and an attempt
+        # that fails before Graph names the tenant is recorded on the request's existing run, not a new one.
+        early = store.run_for_request(settings.azure_tenant_id, request.request_id)
+        if early is not None and early.status in FINISHED:
+            log.info("request %s already completed as run %s; nothing to do", request.request_id, early.id)
+            findings = tuple(store.run_findings(early.id))
+            return AuditOutcome(AuditReport(run=early, findings=findings), history={}, skipped=True)
+        if early is not None and fanout is not None and request.scope is Scope.TENANT:
+            # A redelivered request whose fan-out is under way: its chunks carry on, Graph is not read again.
+            resumed = fanout.resume(run=early, store=store)
+            if resumed is not None:
+                return resumed
+        if early is not None:
+            provisional = replace(provisional, id=early.id)
+    staged = fanout is not None and store is not None and request.scope is Scope.TENANT
     async with open_graph(settings, credential=credential) as graph:
         with telemetry.run_span(provisional) as run_span:
             with telemetry.span("audit.read", {"run.scope": request.scope.value}):
                 try:
-                    snapshot = await read_snapshot(graph, request, progress=progress)
+                    if staged:
+                        snapshot = await read_overview(graph, progress=progress)
+                    else:
+                        snapshot = await read_snapshot(graph, request, progress=progress)
                 except GraphError as exc:
                     error = AuditError(f"could not read the tenant from Microsoft Graph: {exc}")
                     _record_failure(store, provisional, error, now)
@@ -166,10 +204,22 @@ async def run_audit(
                 tenant_name=snapshot.tenant_name,
             )
             run_span.set_attribute("run.id", run.id)
-            if store is not None:
-                store.begin_run(run)
             try:
-                outcome = await _evaluate_alert_persist(
+                if staged:
+                    assert fanout is not None and store is not None  # narrowed by `staged`
+                    if len(snapshot.groups) > settings.fanout_groups:
+                        run_span.set_attribute("run.fanned_out", True)
+                        return await fanout.start(run=run, overview=snapshot, request=request, store=store)
+                    with telemetry.span("audit.read_members", {"run.id": run.id}):
+                        try:
+                            members = await read_members(graph, snapshot.groups, progress=progress)
+                        except GraphError as exc:
+                            raise AuditError(f"could not read the tenant from Microsoft Graph: {exc}") from exc
+                    # One client read everything here: its figures are the run's (the parts' would count twice).
+                    snapshot = replace(merge_snapshot(snapshot, [members]), stats=graph.stats)
+                if store is not None:
+                    store.begin_run(run)
+                outcome = await evaluate_and_finish(
                     run=run,
                     snapshot=snapshot,
                     request=request,
@@ -201,7 +251,7 @@ def _record_failure(store: AuditStore | None, run: RunInfo, exc: BaseException, 
         log.error("could not record the failed run %s: %s", run.id, store_exc)
 
 
-async def _evaluate_alert_persist(
+async def evaluate_and_finish(
     *,
     run: RunInfo,
     snapshot: TenantSnapshot,
@@ -214,6 +264,11 @@ async def _evaluate_alert_persist(
     http_client: httpx.AsyncClient | None,
     on_delivered: Callable[[str, str, bytes], None] | None,
 ) -> AuditOutcome:
+    """Evaluate the rules on ``snapshot``, plan and queue the alerts, then write the run's final record.
+
+    The one conclusion of every audit (single invocation or fanned out), so equal snapshots give
+    equal reports. Safe to redo under the same run id after a crash anywhere in it.
+    """
     from licensing.rules import RuleContext, evaluate
 
     today = run.started_at.date()

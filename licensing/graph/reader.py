@@ -20,7 +20,7 @@ and the ``hasMembersWithLicenseErrors`` filter is reported unreliable (DESIGN.md
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -32,6 +32,7 @@ from licensing.errors import BadRequestError, GraphError, GraphNotFoundError, Gr
 from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
 from licensing.model import (
     AuditRequest,
+    GraphStats,
     GroupRef,
     LicenseAssignment,
     LicensedGroup,
@@ -43,7 +44,15 @@ from licensing.model import (
 )
 from licensing.settings import is_guid
 
-__all__ = ["GROUP_FIELDS", "USER_FIELDS", "ProgressFn", "read_snapshot"]
+__all__ = [
+    "GROUP_FIELDS",
+    "USER_FIELDS",
+    "ProgressFn",
+    "merge_snapshot",
+    "read_members",
+    "read_overview",
+    "read_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -437,4 +446,95 @@ async def read_snapshot(
         users=MappingProxyType(users),
         unreadable=tuple(reader.unreadable),
         stats=graph.stats,
+    )
+
+
+# ---------------------------------------------------------------- staged reads (the queue pipeline, fan-out)
+
+
+async def read_overview(graph: GraphClient, progress: ProgressFn | None = None) -> TenantSnapshot:
+    """Organization, SKUs and the licensed groups *without their members* (``user_ids`` empty): what decides
+    whether a tenant audit fans out, and what its chunks share. Raises GraphError when the groups are unreadable."""
+    import asyncio
+
+    reader = _Reader(graph, progress)
+    with telemetry.span("graph.read_overview"):
+        tasks = (
+            asyncio.create_task(reader.organization()),
+            asyncio.create_task(reader.skus()),
+            asyncio.create_task(reader.licensed_groups()),
+        )
+        try:
+            _, skus, groups = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+    return TenantSnapshot(
+        tenant_id=reader.tenant_id or graph.settings.azure_tenant_id or "unknown",
+        tenant_name=reader.tenant_name,
+        scope=Scope.TENANT,
+        read_at=datetime.now(UTC),
+        skus=tuple(skus or ()),
+        groups=tuple(groups),
+        unreadable=tuple(reader.unreadable),
+        stats=graph.stats,
+    )
+
+
+async def read_members(
+    graph: GraphClient, groups: Sequence[LicensedGroup], progress: ProgressFn | None = None
+) -> TenantSnapshot:
+    """The direct members of ``groups`` (the same group-centric read as :func:`read_snapshot`): a partial
+    snapshot holding only those groups, their users and what could not be read; no SKUs."""
+    reader = _Reader(graph, progress)
+    users: dict[str, User] = {}
+    read = await reader.members(list(groups), users)
+    return TenantSnapshot(
+        tenant_id=graph.settings.azure_tenant_id or "unknown",
+        scope=Scope.TENANT,
+        read_at=datetime.now(UTC),
+        groups=tuple(read),
+        users=MappingProxyType(users),
+        unreadable=tuple(reader.unreadable),
+        stats=graph.stats,
+    )
+
+
+def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) -> TenantSnapshot:
+    """One tenant snapshot from an overview and the member reads of its groups (in any split).
+
+    Groups keep the overview's order, each user appears once, every unreadable part is kept and
+    the Graph figures add up. A group no part read stays member-less and is listed as unreadable.
+    """
+    read: dict[str, LicensedGroup] = {}
+    users: dict[str, User] = {}
+    unreadable = list(overview.unreadable)
+    requests = throttled = retried = 0
+    units = 0.0
+    for stats in (overview.stats, *(p.stats for p in parts)):
+        requests += stats.requests
+        throttled += stats.throttled
+        retried += stats.retried
+        units += stats.resource_units
+    for part in parts:
+        for group in part.groups:
+            read[group.id] = group
+        for user_id, user in part.users.items():
+            users.setdefault(user_id, user)
+        unreadable.extend(part.unreadable)
+    groups: list[LicensedGroup] = []
+    for group in overview.groups:
+        found = read.get(group.id)
+        if found is None:
+            unreadable.append(Unreadable("members", group.id, "the members of this group were not read"))
+            found = replace(group, members_read=False)
+        groups.append(found)
+    return replace(
+        overview,
+        groups=tuple(groups),
+        users=MappingProxyType(users),
+        unreadable=tuple(unreadable),
+        stats=GraphStats(requests=requests, throttled=throttled, retried=retried, resource_units=units),
     )

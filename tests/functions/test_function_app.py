@@ -37,7 +37,17 @@ def functions(module: ModuleType) -> dict[str, Any]:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for key in ("LICENSING_STORAGE", "AzureWebJobsStorage", "AUDIT_SCHEDULE", "AUDIT_QUEUE", "GRAPH_BASE_URL"):
+    for key in (
+        "LICENSING_STORAGE",
+        "AzureWebJobsStorage",
+        "AUDIT_SCHEDULE",
+        "AUDIT_QUEUE",
+        "AUDIT_CHUNK_QUEUE",
+        "GRAPH_BASE_URL",
+        "FANOUT_GROUPS",
+        "AZURE_TENANT_ID",
+        "ALERT_TEAMS_WEBHOOK_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
     yield monkeypatch
     get_settings.cache_clear()
@@ -47,7 +57,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 def test_bindings_are_indexed_as_designed(clean_env: pytest.MonkeyPatch) -> None:
     module = load_app(clean_env, {"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     found = functions(module)
-    assert set(found) == {"audit_schedule", "audit_request"}
+    assert set(found) == {"audit_schedule", "audit_request", "audit_chunk"}
     timer = json.loads(found["audit_schedule"].get_function_json())["bindings"]
     assert timer == [
         {
@@ -69,17 +79,34 @@ def test_bindings_are_indexed_as_designed(clean_env: pytest.MonkeyPatch) -> None
             "connection": "AzureWebJobsStorage",
         }
     ]
+    chunks = json.loads(found["audit_chunk"].get_function_json())["bindings"]
+    assert chunks == [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "message",
+            "queueName": "license-audit-chunks",
+            "connection": "AzureWebJobsStorage",
+        }
+    ]
 
 
 def test_settings_choose_schedule_queue_and_connection(clean_env: pytest.MonkeyPatch) -> None:
     module = load_app(
         clean_env,
-        {"LICENSING_STORAGE": "UseDevelopmentStorage=true", "AUDIT_SCHEDULE": "0 0 5 * * 1-5", "AUDIT_QUEUE": "audits"},
+        {
+            "LICENSING_STORAGE": "UseDevelopmentStorage=true",
+            "AUDIT_SCHEDULE": "0 0 5 * * 1-5",
+            "AUDIT_QUEUE": "audits",
+            "AUDIT_CHUNK_QUEUE": "audit-parts",
+        },
     )
     found = functions(module)
     assert json.loads(found["audit_schedule"].get_function_json())["bindings"][0]["schedule"] == "0 0 5 * * 1-5"
     binding = json.loads(found["audit_request"].get_function_json())["bindings"][0]
     assert (binding["queueName"], binding["connection"]) == ("audits", "LICENSING_STORAGE")
+    chunk = json.loads(found["audit_chunk"].get_function_json())["bindings"][0]
+    assert (chunk["queueName"], chunk["connection"]) == ("audit-parts", "LICENSING_STORAGE")
 
 
 def test_bad_settings_stop_start_up_with_one_line(clean_env: pytest.MonkeyPatch) -> None:
