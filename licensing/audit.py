@@ -28,6 +28,7 @@ from licensing.model import (
     Scope,
     SkuDay,
     TenantSnapshot,
+    Trigger,
     finding_id,
 )
 from licensing.settings import Settings
@@ -326,4 +327,23 @@ async def evaluate_and_finish(
         with telemetry.span("audit.store", {"run.id": run.id, "findings": len(finished.findings)}):
             # SKU history is tenant-wide counters: one row per SKU and day, from tenant runs only.
             store.finish_run(finished, history_day=today if request.scope is Scope.TENANT else None)
+        if request.trigger is Trigger.SCHEDULE:
+            purge_expired(store, run.tenant_id, settings, now())
     return AuditOutcome(report=finished, history=history, delivery=delivery)
+
+
+def purge_expired(store: AuditStore, tenant_id: str, settings: Settings, now: datetime) -> dict[str, int]:
+    """Retention, done by the nightly run: runs, findings and history older than RETENTION_DAYS go, in batches.
+
+    A purge that fails is logged and tried again the next night: it must never fail the audit it follows.
+    """
+    cutoff = now - timedelta(days=settings.retention_days)
+    try:
+        with telemetry.span("audit.retention", {"retention.days": settings.retention_days}):
+            counts = store.purge(tenant_id, cutoff)
+    except LicensingError as exc:
+        log.warning("retention: could not delete data older than %s: %s", cutoff.date(), exc)
+        return {}
+    if any(counts.values()):
+        log.info("retention: deleted %s older than %s", counts, cutoff.date())
+    return counts
