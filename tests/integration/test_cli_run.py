@@ -83,3 +83,19 @@ def test_bad_settings_are_one_line_and_exit_2(
     assert main(base_args(server)) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert "SEAT_MIN_FREE" in err and "ALERT_MIN_SEVERITY" in err and len(err.splitlines()) == 1
+
+
+def test_check_permissions_names_each_permission(server: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from licensing.sandbox import FaultRule, Faults
+
+    args = ["check-permissions", "--graph-url", server.base_url, "--credential", "none"]
+    assert main(args) == EXIT_OK
+    out = capsys.readouterr().out
+    for permission in ("Organization.Read.All", "GroupMember.Read.All", "User.Read.All", "Mail.Send"):
+        assert permission in out
+    server.set_faults(Faults(rules=(FaultRule("403", route="members"),)))
+    try:
+        assert main(args) == 1
+    finally:
+        server.set_faults(Faults())
+    assert "MISSING  GroupMember.Read.All" in capsys.readouterr().out
