@@ -3,7 +3,7 @@
 Query strategy: group-centric. Every licensed group's direct members are read with the user
 fields the rules need (``licenseAssignmentStates`` included), first pages packed 20 to a
 ``$batch``, next pages ahead of first pages. Why, measured against the sandbox
-(docs/benchmarks-reader.md: 100k users, 2,002 licensed groups, 30 / 50 ms latency):
+(docs/benchmarks.md: 100k users, 2,002 licensed groups, 30 / 50 ms latency):
 
 * the user-centric scan (``/users?$select=…,licenseAssignmentStates``) is one sequential chain
   of 101 pages: 6.1 s / 8.5 s alone, more than the whole group-centric read (4.1 s / 3.9 s);
