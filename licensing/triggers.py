@@ -182,6 +182,11 @@ async def handle_audit_message(
             fanout=FanOut(settings, lease_owner=owner, now=now) if leased else None,
         )
         fanned_out = outcome.fanned_out
+    except BadRequestError as exc:
+        # The request names a group or SKU the tenant does not have: retrying cannot help.
+        log.error("rejected audit request %s: %s", request.request_id or message_id or "(no id)", exc)
+        _record_rejection(store, settings, request.request_id or message_id, str(exc))
+        return MessageResult("rejected", request=request, reason=str(exc))
     except LicensingError as exc:
         _log_failure("audit request", request.request_id, dequeue_count, exc)
         raise

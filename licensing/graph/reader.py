@@ -257,9 +257,9 @@ class _Reader:
             path = f"/groups/{quote(group_id, safe='')}?" + query({"$select": GROUP_FIELDS})
             try:
                 item = await self.graph.get_json(path, route="/groups/{id}", what=f"group {group_id}")
-            except GraphNotFoundError as exc:
-                self.unreadable.append(Unreadable("group", group_id, f"the group does not exist (404): {exc.message}"))
-                return []
+            except GraphNotFoundError:
+                # Like an unknown SKU: the request names something the tenant does not have (not retryable).
+                raise BadRequestError(f"the tenant has no group {group_id} (Graph answered 404)") from None
             group = parse_group(item)
             self._progress("groups", 1, 1)
             return [group] if group.sku_ids else []  # a group that assigns nothing is not a licensed group

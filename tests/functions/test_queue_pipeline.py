@@ -272,6 +272,20 @@ def test_malformed_messages_are_completed_without_retry(pipe: Pipeline, caplog: 
     asyncio.run(fns["audit_chunk"](fq.QueueMessage(id="stale-chunk", body=stale, dequeue_count=1)))
 
 
+def test_a_request_for_a_group_or_sku_the_tenant_lacks_is_rejected_not_retried(pipe: Pipeline) -> None:
+    fns = pipe.load()
+    unknown = [
+        ("no-group", {"scope": "group", "group_id": "00000000-0000-0000-0000-000000000001"}, "has no group"),
+        ("no-sku", {"scope": "sku", "sku": "NOT_A_SKU"}, "has no subscribed SKU"),
+    ]
+    for request_id, body, reason in unknown:
+        text = json.dumps({**body, "request_id": request_id}).encode()
+        # Returns normally on the first delivery: the host completes the message instead of retrying it.
+        asyncio.run(fns["audit_request"](fq.QueueMessage(id=f"m-{request_id}", body=text, dequeue_count=1)))
+        run = pipe.run(request_id)
+        assert run.status is RunStatus.REJECTED and reason in run.errors[0]
+
+
 def test_a_transient_failure_is_retried_then_poisoned_keeping_the_last_error(
     pipe: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:

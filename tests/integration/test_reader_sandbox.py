@@ -224,8 +224,8 @@ def test_group_scope(sandbox: SandboxServer) -> None:
     assert set(snap.users) == {TENANT.user_id(u) for u in target.users}
     assert {s.sku_id for s in snap.skus} == {TENANT.skus[k].sku_id for k in target.sku_indices}
 
-    missing = read(sandbox, AuditRequest(scope=Scope.GROUP, group_id="00000000-0000-0000-0000-000000000000"))
-    assert missing.groups == () and missing.unreadable[0].what == "group"
+    with pytest.raises(BadRequestError, match="the tenant has no group 00000000-0000-0000-0000-000000000000"):
+        read(sandbox, AuditRequest(scope=Scope.GROUP, group_id="00000000-0000-0000-0000-000000000000"))
 
 
 @pytest.mark.parametrize("by", ["part_number", "sku_id"])
