@@ -203,6 +203,8 @@ var tableNames = [
   'AlertState'
   'AlertOutbox'
   'AuditLeases'
+  'AuditRunDetails'
+  'AuditOverflow'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "app", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
+# The smallest tenant the sandbox generator builds with every situation in it (licensing.sandbox.tenant).
+DEMO_MIN_USERS, DEMO_MIN_GROUPS = 60, 12
 
 # Recent typer releases carry their own copy of click: catch the usage errors of both.
 _USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
@@ -92,13 +94,15 @@ def _settings(
     return settings
 
 
-def _open_store(settings: Settings) -> Any:
+def _open_store(settings: Settings, *, create: bool = True) -> Any:
+    """The store; ``create=False`` for read-only commands (an operator may hold only a reader role)."""
     if settings.storage is None:
         return None
     from licensing.store import open_store
 
     store = open_store(settings.storage)
-    store.ensure_tables()
+    if create:
+        store.ensure_tables()
     return store
 
 
@@ -190,8 +194,8 @@ def run(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", help="Where to write the demo files.")] = Path("demo-output"),
-    users: Annotated[int, typer.Option("--users", min=20, max=300_000)] = 600,
-    groups: Annotated[int, typer.Option("--groups", min=4, max=5_000)] = 24,
+    users: Annotated[int, typer.Option("--users", min=DEMO_MIN_USERS, max=300_000)] = 600,
+    groups: Annotated[int, typer.Option("--groups", min=DEMO_MIN_GROUPS, max=5_000)] = 24,
     seed: Annotated[int, typer.Option("--seed")] = 2026,
 ) -> None:
     """Run the whole pipeline on a simulated tenant and a local storage emulator (no Azure needed)."""
@@ -200,7 +204,9 @@ def demo(
     run_demo(_console(), output=output, users=users, groups=groups, seed=seed)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
 def sandbox(ctx: typer.Context) -> None:
     """Serve a simulated Microsoft Graph tenant on loopback (see `licensing-audit sandbox --help`)."""
     from licensing.sandbox import serve
@@ -245,7 +251,7 @@ def history(
     from licensing.skus import product_name
 
     settings = _settings(tenant_id=tenant_id, store=store)
-    audit_store = _open_store(settings)
+    audit_store = _open_store(settings, create=False)
     if audit_store is None:
         raise ConfigurationError("history needs storage: set LICENSING_STORAGE or pass --store")
     tenant = settings.azure_tenant_id or audit_store.default_tenant_id()
@@ -288,7 +294,7 @@ def check_permissions_command(
     for check in results:
         mark = {True: "granted", False: "MISSING", None: "unknown"}[check.granted]
         missing += check.granted is False
-        console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False)
+        console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False, soft_wrap=True)
     if missing:
         raise typer.Exit(EXIT_FAILED)
 
@@ -309,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     except _EXITS as exc:
         return int(getattr(exc, "exit_code", EXIT_FAILED))
     except _USAGE_ERRORS as exc:
+        help_ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and help_ctx is not None:
+            print(help_ctx.get_help())  # noqa: T201 - `licensing-audit` alone: show what it can do
+            return EXIT_USAGE
         text = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
         print(f"licensing-audit: error: {text}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 from licensing.errors import ConfigurationError, StorageError, StorageUnavailableError, redact_text
@@ -33,12 +32,18 @@ def queue_client(connection: StorageConnection | None, queue_name: str) -> Queue
 
 def put_message(connection: StorageConnection | None, queue_name: str, text: str, *, delay_s: int = 0) -> str:
     """Put one message (creating the queue if needed); returns the message id."""
-    from azure.core.exceptions import AzureError, ResourceExistsError
+    from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
     client = queue_client(connection, queue_name)
     try:
-        with contextlib.suppress(ResourceExistsError):
+        try:
             client.create_queue()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            # Storage Queue Data Message Sender may send but not create: the queue exists (infra creates it).
+            if exc.status_code != 403:
+                raise
         sent = client.send_message(text, visibility_timeout=delay_s or None)
     except AzureError as exc:
         reason = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

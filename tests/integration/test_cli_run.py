@@ -99,3 +99,25 @@ def test_check_permissions_names_each_permission(server: SandboxServer, capsys: 
     finally:
         server.set_faults(Faults())
     assert "MISSING  GroupMember.Read.All" in capsys.readouterr().out
+
+
+def test_bare_command_prints_the_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == EXIT_USAGE
+    out = capsys.readouterr().out
+    assert "Usage: licensing-audit" in out and "check-permissions" in out
+
+
+def test_sandbox_help_is_the_sandbox_parsers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["sandbox", "--help"])
+    assert done.value.code == 0
+    assert "--faults" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_tenant_smaller_than_the_sandbox_builds(capsys: pytest.CaptureFixture[str]) -> None:
+    from licensing.cli import DEMO_MIN_GROUPS, DEMO_MIN_USERS
+    from licensing.sandbox.tenant import MIN_GROUPS, MIN_USERS
+
+    assert (DEMO_MIN_USERS, DEMO_MIN_GROUPS) == (MIN_USERS, MIN_GROUPS)
+    assert main(["demo", "--users", str(MIN_USERS - 1)]) == EXIT_USAGE
+    assert "--users" in capsys.readouterr().err

@@ -339,6 +339,8 @@ def test_queues_and_tables_are_created(trees: dict[str, dict[str, Any]]) -> None
         "AlertState",
         "AlertOutbox",
         "AuditLeases",
+        "AuditRunDetails",
+        "AuditOverflow",
     }
     assert "queues: [for queueName in queueNames" in text
     assert "tables: [for tableName in tableNames" in text
@@ -500,3 +502,11 @@ def test_deploy_doc_covers_every_azd_setting_and_the_queue_encoding() -> None:
     host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     assert host["extensions"]["queues"]["messageEncoding"] == "none"
     assert '"messageEncoding": "none"' in doc
+
+
+def test_bicep_creates_every_table_the_store_uses() -> None:
+    from licensing.store.store import TableNames
+
+    text = (INFRA / "main.bicep").read_text(encoding="utf-8")
+    for name in TableNames.with_prefix("").all():
+        assert f"'{name}'" in text, name
