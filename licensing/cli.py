@@ -186,7 +186,7 @@ def run(
     render_summary(outcome.report, console=console, verbose=verbose, quiet=quiet)
     if not quiet:
         for path in written:
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", markup=False, soft_wrap=True)
     if _fails(outcome, fail_on):
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -235,7 +235,9 @@ def enqueue(
             fields[key] = value
     request = validate_request(fields)
     message_id = enqueue_request(settings.storage, settings.audit_queue, request)
-    _console().print(f"enqueued {request.scope.value} audit on {settings.audit_queue} (message {message_id})")
+    _console().print(
+        f"enqueued {request.scope.value} audit on {settings.audit_queue} (message {message_id})", markup=False
+    )
 
 
 @app.command()
