@@ -3,14 +3,15 @@
 Query strategy: group-centric. Every licensed group's direct members are read with the user
 fields the rules need (``licenseAssignmentStates`` included), first pages packed 20 to a
 ``$batch``, next pages ahead of first pages. Why, measured against the sandbox
-(docs/benchmarks.md: 100k users, 2,002 licensed groups, 30 / 50 ms latency):
+(docs/benchmarks.md: 100k users, 2,002 licensed groups; flat shape at 30 ms per response, and the
+realistic shape, big groups, at 100 ms + 0.4 ms per object):
 
 * the user-centric scan (``/users?$select=…,licenseAssignmentStates``) is one sequential chain
-  of 101 pages: 6.1 s / 8.5 s alone, more than the whole group-centric read (4.1 s / 3.9 s);
+  of 101 pages: 3.9 s / 51.7 s alone, more than the whole group-centric read (2.8 s / 38.4 s);
 * and it cannot replace it: it does not say who is a *member* of which group (users whose
   group assignment failed hold no license; nested groups and devices are invisible), so it
   could only be added on top, bringing its serial chain with it. Its one advantage, RU
-  (101 against 4,011), does not matter within Graph's 8,000 RU per 10 s for large tenants.
+  (101 against 4,011 / 4,237), does not matter within Graph's 8,000 RU per 10 s for large tenants.
 
 The users in error need no query of their own: a group's license errors live in its
 members' ``licenseAssignmentStates`` (``assignedByGroup`` + ``error``), which this read has,

@@ -101,6 +101,12 @@ class Response:
     objects: int = 0
 
 
+class _RawJson(bytes):
+    """A body already serialised as JSON (bytes otherwise mean a text/plain body such as a $count)."""
+
+    __slots__ = ()
+
+
 class GraphError(Exception):
     """An error answer in Graph's JSON shape."""
 
@@ -186,6 +192,9 @@ class GraphApp:
         self._lock = threading.Lock()
         self._stats = _Stats()
         self._cache: dict[tuple[str, ...], Sequence[int]] = {}
+        # Serialised users per $select (tag, select, typed): a user in several groups, or read again by the
+        # next client, is rendered once. Users never change while the server runs.
+        self._fragments: dict[tuple[int, tuple[str, ...] | None, bool], bytes] = {}
         self._ru_log: deque[tuple[float, int]] = deque()
         self._ru_sum = 0
         self._faults = faults or Faults()
@@ -216,6 +225,7 @@ class GraphApp:
         with self._lock:
             self.deleted.add(g.index)
             self._cache.clear()
+            self._fragments.clear()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -239,6 +249,7 @@ class GraphApp:
 
     def handle(self, req: Request, *, sub: bool = False) -> Response:
         """Route, fault, meter and answer one request (``sub``: a $batch sub-request)."""
+        started = time.perf_counter()
         request_id = str(uuid.uuid4())
         client_id = req.headers.get("client-request-id") or request_id
         split = urlsplit(req.target)
@@ -279,15 +290,26 @@ class GraphApp:
                 resp = self._send_mail(req, key)
             else:
                 body, objects = self._run(route, query, key, body_fault)
-                raw = body if isinstance(body, bytes) else orjson.dumps(body)
-                ctype = "text/plain" if isinstance(body, bytes) else JSON_TYPE
+                raw = bytes(body) if isinstance(body, bytes) else orjson.dumps(body)
+                ctype = "text/plain" if isinstance(body, bytes) and not isinstance(body, _RawJson) else JSON_TYPE
                 resp = Response(route.status, raw, content_type=ctype, objects=objects)
             resp.headers += [("x-ms-resource-unit", str(ru))]
         except GraphError as exc:
             return self._error(exc, request_id, client_id)
         resp.headers += [("request-id", request_id), ("client-request-id", client_id)]
         f = self._faults
-        resp.delay_s = max(resp.delay_s, (self.latency_ms + f.latency_ms) / 1000 + f.per_object_us * resp.objects / 1e6)
+        base = (self.latency_ms + f.latency_ms) / 1000
+        if route.family == "batch":
+            # Without dependsOn, Graph runs a batch's sub-requests in parallel, so the envelope takes as long
+            # as its slowest sub-request (whose delay already counts its own objects), not the sum:
+            # https://learn.microsoft.com/answers/questions/1532547 (a Microsoft answer: "fully sequential or
+            # fully parallel"), https://learn.microsoft.com/graph/json-batching.
+            target = max(resp.delay_s, base)
+        else:
+            target = base + f.per_object_us * resp.objects / 1e6
+        # The simulated latency is the whole time Graph takes to answer: the CPU time this process spent
+        # building the response is part of it, not added on top (a sub-request is timed by its envelope).
+        resp.delay_s = target if sub else max(0.0, target - (time.perf_counter() - started))
         with self._lock:
             self._stats.by_status[resp.status] += 1
             self._stats.objects += resp.objects
@@ -659,7 +681,10 @@ class GraphApp:
         items: Sequence[int],
         context: str,
         render: Callable[[int], dict[str, Any]],
-    ) -> tuple[dict[str, Any], int]:
+        typed: bool | None = None,
+    ) -> tuple[dict[str, Any] | bytes, int]:
+        """One page of ``items``. With ``typed`` (users and members: tags that :meth:`_render` knows), the
+        page is built from cached serialised objects; ``render`` is used when a body fault rewrites objects."""
         top = query.top or DEFAULT_TOP
         sig = zlib.crc32(f"{key}|{query.filter}|{query.select}".encode())
         offset = 0
@@ -668,11 +693,13 @@ class GraphApp:
         fault = self._body_fault_now
         size = 0 if fault == "empty_page" else max(1, top // 3) if fault == "short_page" else top
         chunk = items[offset : offset + size]
+        end = offset + len(chunk)
+        if typed is not None and fault is None:
+            return self._page_bytes(query, key, items, context, chunk, end, sig, typed), len(chunk)
         value = [render(tag) for tag in chunk]
         body: dict[str, Any] = {"@odata.context": context}
         if query.count:
             body["@odata.count"] = len(items)
-        end = offset + len(chunk)
         if fault == "unknown_type":
             body["@microsoft.graph.tips"] = "Unknown annotation a reader must ignore."
             for obj in value:
@@ -689,6 +716,36 @@ class GraphApp:
             body["@odata.nextLink"] = self._next_link(key, query, _encode_token(end, sig))
         body["value"] = value
         return body, len(value)
+
+    def _page_bytes(
+        self,
+        query: _Query,
+        key: str,
+        items: Sequence[int],
+        context: str,
+        chunk: Sequence[int],
+        end: int,
+        sig: int,
+        typed: bool,
+    ) -> _RawJson:
+        """The same JSON as the dict path (same keys, same order), joined from cached objects."""
+        select = query.select
+        cache = self._fragments
+        parts = []
+        for tag in chunk:
+            ckey = (tag, select, typed)
+            frag = cache.get(ckey)
+            if frag is None:
+                frag = cache[ckey] = orjson.dumps(
+                    self._render(tag, select, True) if typed else self._user_json(tag // 3, select, False)
+                )
+            parts.append(frag)
+        head: dict[str, Any] = {"@odata.context": context}
+        if query.count:
+            head["@odata.count"] = len(items)
+        if end < len(items):
+            head["@odata.nextLink"] = self._next_link(key, query, _encode_token(end, sig))
+        return _RawJson(b"".join((orjson.dumps(head)[:-1], b',"value":[', b",".join(parts), b"]}")))
 
     def _next_link(self, key: str, query: _Query, token: str) -> str:
         pieces = [p for p in query.raw if unquote(p.partition("=")[0]).lower().lstrip("$") != "skiptoken"]
@@ -917,7 +974,9 @@ class GraphApp:
             cast if cast is not None else -1, "directoryObjects"
         )
         ctx = self._context(what + (f"({','.join(query.select)})" if query.select else ""))
-        return self._page(query, f"groups/{key}", items, ctx, lambda tag: self._render(tag, query.select, True))
+        return self._page(
+            query, f"groups/{key}", items, ctx, lambda tag: self._render(tag, query.select, True), typed=True
+        )
 
     def _count_members(self, query: _Query, key: str) -> tuple[Any, int]:
         if not query.eventual:
@@ -943,7 +1002,9 @@ class GraphApp:
         self._check_select(query.select, (USER_DEFAULT, USER_SELECT_ONLY), "microsoft.graph.user")
         items = self._user_tags(query)
         ctx = self._context("users" + (f"({','.join(query.select)})" if query.select else ""))
-        return self._page(query, "users", items, ctx, lambda tag: self._user_json(tag // 3, query.select, False))
+        return self._page(
+            query, "users", items, ctx, lambda tag: self._user_json(tag // 3, query.select, False), typed=False
+        )
 
     def _count_users(self, query: _Query, key: str) -> tuple[Any, int]:
         if not query.eventual:
@@ -1023,7 +1084,7 @@ class GraphApp:
         ids = [r.get("id") for r in reqs if isinstance(r, dict)]
         if len(ids) != len(reqs) or any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
             raise _bad("Each batch request needs a unique string id.", "BadRequest")
-        responses = []
+        responses: list[bytes] = []
         delay, objects = 0.0, 0
         for r in reqs:
             url = str(r.get("url", ""))
@@ -1039,13 +1100,16 @@ class GraphApp:
             headers = {k: v for k, v in sub.headers if k.lower() not in ("request-id", "client-request-id")}
             if sub.body:
                 headers["Content-Type"] = sub.content_type
-            entry: dict[str, Any] = {"id": r["id"], "status": sub.status, "headers": headers}
+            entry = orjson.dumps({"id": r["id"], "status": sub.status, "headers": headers})
             if sub.body:
-                entry["body"] = (
-                    orjson.loads(sub.body) if sub.content_type.startswith("application/json") else sub.body.decode()
+                # A JSON body is spliced in as it is (it is valid JSON already): parsing and serialising it
+                # again was most of the CPU time of a batch of member pages.
+                body_json = (
+                    sub.body if sub.content_type.startswith("application/json") else orjson.dumps(sub.body.decode())
                 )
+                entry = b"".join((entry[:-1], b',"body":', body_json, b"}"))
             responses.append(entry)
-        return Response(200, orjson.dumps({"responses": responses}), delay_s=delay, objects=objects)
+        return Response(200, b'{"responses":[' + b",".join(responses) + b"]}", delay_s=delay, objects=objects)
 
     # -------------------------------------------------------------- $filter
 

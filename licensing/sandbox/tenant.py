@@ -10,7 +10,9 @@ independently of ``licensing.rules``; the integration tests compare the two.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
 import random
 from array import array
@@ -36,6 +38,7 @@ from licensing.settings import DEFAULT_EXPECTED_GROUP_SKUS, Severity
 __all__ = [
     "MIN_GROUPS",
     "MIN_USERS",
+    "SHAPES",
     "ExpectedFinding",
     "GroupDef",
     "SandboxTenant",
@@ -46,6 +49,9 @@ __all__ = [
 
 MIN_USERS: Final = 60
 MIN_GROUPS: Final = 12
+SHAPES: Final = ("flat", "realistic")
+# Realistic shape: the share of users in some department group, and the SKU set of each department group.
+DEPARTMENT_SHARE: Final = 0.5
 
 # User flag bits (one byte per user).
 ENABLED: Final = 1
@@ -93,6 +99,13 @@ class TenantSpec:
     disabled_rate: float = 0.03
     second_group_rate: float = 0.15
     direct_rate: float = 0.06
+    # "flat": every user in one or two small groups (the largest licensed group has tens of members).
+    # "realistic": as flat, plus a few large licensed groups holding most users, as tenants usually
+    # license: one "All staff" group (``big_group_share`` of the users) and ``big_groups - 1``
+    # department groups (half of the users, Zipf-sized: thousands each at 100k users).
+    shape: str = "flat"
+    big_groups: int = 10
+    big_group_share: float = 0.7
 
     def validate(self) -> None:
         problems = []
@@ -104,9 +117,16 @@ class TenantSpec:
             problems.append(f"sandbox groups must be at least {MIN_GROUPS} (got {self.groups})")
         if self.groups > 100_000:
             problems.append(f"sandbox groups must be at most 100000 (got {self.groups})")
-        for name in ("guest_rate", "disabled_rate", "second_group_rate", "direct_rate"):
+        for name in ("guest_rate", "disabled_rate", "second_group_rate", "direct_rate", "big_group_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"sandbox {name} must be between 0 and 1")
+        if self.shape not in SHAPES:
+            problems.append(f"sandbox shape must be one of {', '.join(SHAPES)} (got {self.shape!r})")
+        elif self.shape == "realistic" and not 1 <= self.big_groups <= len(_big_candidates(self.groups)):
+            problems.append(
+                f"sandbox big_groups must be between 1 and {len(_big_candidates(self.groups))} "
+                f"for {self.groups} groups (got {self.big_groups})"
+            )
         if problems:
             raise ConfigurationError(problems)
 
@@ -351,6 +371,16 @@ def _group_name(index: int, rng_pick: int) -> tuple[str, str]:
     return f"{depts[rng_pick % len(depts)]} Team {j:04d}", "Department team"
 
 
+def _big_candidates(groups: int) -> list[int]:
+    """Generic groups that may become big ones: no odd name, not nesting another group."""
+    out = []
+    for g in range(FIRST_GENERIC + len(ODD_GROUP_NAMES), groups):
+        j = g - FIRST_GENERIC
+        if j % 3 != 2 and j % 7 != 3:
+            out.append(g)
+    return out
+
+
 def generate_tenant(spec: TenantSpec) -> SandboxTenant:
     """Generate the tenant for ``spec``: deterministic, seconds for 300,000 users."""
     spec.validate()
@@ -427,7 +457,24 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
         group_skus.append(() if j % 3 == 2 else sku_sets[j % len(sku_sets)])
         if j % 7 == 3:
             member_groups[g].append(g - 1)
-    fill = [G_SHORT, G_E5, G_E3, G_EMS5, G_BI, G_GUESTS, G_NESTED, *generic]
+    big: list[int] = []
+    big_names: dict[int, tuple[str, str]] = {}
+    dept_weights: list[float] = []
+    if spec.shape == "realistic":
+        big = _big_candidates(m)[: spec.big_groups]
+        # "All staff" carries the tenant's base license; departments add one SKU set each.
+        dept_skus = ((ems,), (bi,), (flow,), (e5,), (m365e3, bi), (e3,))
+        group_skus[big[0]] = (m365e3,)
+        big_names[big[0]] = ("SG-Lic-All-Staff-M365-E3", "Microsoft 365 E3 for every employee")
+        depts = ("Sales", "Engineering", "Operations", "Support", "Finance", "Marketing", "HR", "Legal", "IT")
+        for k, g in enumerate(big[1:]):
+            group_skus[g] = dept_skus[k % len(dept_skus)]
+            big_names[g] = (f"SG-Lic-Dept-{depts[k % len(depts)]}-{k:02d}", "Department license group")
+        dept_weights = list(itertools.accumulate(1.0 / (k + 1) for k in range(len(big) - 1)))
+    # Big groups get their members below only, so that no user is listed twice in one group.
+    fill = [G_SHORT, G_E5, G_E3, G_EMS5, G_BI, G_GUESTS, G_NESTED, *(g for g in generic if g not in big_names)]
+    # A separate stream: the flat shape's draws (and so its tenants) stay exactly what they were.
+    shape_rng = random.Random(spec.seed * 1_000_003 + 17)
 
     for u in range(FIRST_GENERIC_USER, n):
         r = rng.random
@@ -444,6 +491,11 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
             second = fill[rng.randrange(len(fill))]
             if second != primary:
                 members[second].append(u)
+        if big:
+            if shape_rng.random() < spec.big_group_share:
+                members[big[0]].append(u)
+            if dept_weights and shape_rng.random() < DEPARTMENT_SHARE:
+                members[big[1 + bisect.bisect(dept_weights, shape_rng.random() * dept_weights[-1])]].append(u)
         d = r()
         if d < spec.direct_rate:
             direct[u] = (bi,) if d < spec.direct_rate * 0.6 else (m365e3,) if d < spec.direct_rate * 0.85 else (o365e5,)
@@ -454,6 +506,7 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
     groups = []
     for g in range(m):
         name, desc = _group_name(g, rng.randrange(1000))
+        name, desc = big_names.get(g, (name, desc))
         skus = group_skus[g]
         groups.append(
             GroupDef(
