@@ -17,7 +17,7 @@ from licensing.alerts import MAX_ATTEMPTS, MemoryOutbox, Notifier, RetryPolicy, 
 from licensing.errors import GraphError, GraphThrottledError
 from licensing.model import AuditReport, OutboxItem
 from licensing.settings import Secret, Settings
-from tests.unit.test_alerts_support import (
+from tests.unit.alerts_support import (
     EVIL,
     TENANT,
     Receiver,

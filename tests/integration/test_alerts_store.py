@@ -15,7 +15,7 @@ from licensing.model import AuditReport
 from licensing.settings import Secret, StorageConnection
 from licensing.store import AuditStore, open_store
 from licensing.store import RetryPolicy as StoreRetry
-from tests.unit.test_alerts_support import (
+from tests.unit.alerts_support import (
     EVIL,
     TENANT,
     Receiver,

@@ -1,6 +1,6 @@
 """Factories and tools shared by the alerts tests (reports, settings, a scripted HTTP receiver, card checks).
 
-Holds no tests itself; the alerts test modules import it as ``tests.unit.test_alerts_support``.
+Holds no tests itself; the alerts test modules import it as ``tests.unit.alerts_support``.
 """
 
 from __future__ import annotations

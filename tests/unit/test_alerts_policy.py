@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from licensing.alerts import AlertPlan, EvaluatedScope, plan_alerts
 from licensing.model import AlertState, AuditReport, Finding, RuleOutcome, RunStatus, Scope, Severity
-from tests.unit.test_alerts_support import (
+from tests.unit.alerts_support import (
     E3,
     E5,
     b2b,

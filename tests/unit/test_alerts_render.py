@@ -20,7 +20,7 @@ from licensing.alerts.escape import html_text, md_text
 from licensing.alerts.mail import MAIL_MAX_BYTES, build_message, findings_csv
 from licensing.alerts.teams import TEAMS_MAX_BYTES, build_card, teams_payload
 from licensing.model import AlertState, AuditReport, Finding, RunStatus, Severity
-from tests.unit.test_alerts_support import (
+from tests.unit.alerts_support import (
     EVIL,
     b2b,
     license_error,
