@@ -85,17 +85,7 @@ def _history_with_today(
     """Stored history plus today's counters (which the store writes only when the run finishes)."""
     merged = {sku_id: [d for d in days if d.day != today] for sku_id, days in history.items()}
     for sku in snapshot.skus:
-        merged.setdefault(sku.sku_id, []).append(
-            SkuDay(
-                sku_id=sku.sku_id,
-                day=today,
-                enabled=sku.enabled,
-                consumed=sku.consumed,
-                warning=sku.warning,
-                suspended=sku.suspended,
-                locked_out=sku.locked_out,
-            )
-        )
+        merged.setdefault(sku.sku_id, []).append(SkuDay.of(sku, today))
     for days in merged.values():
         days.sort(key=lambda d: d.day)
     return merged

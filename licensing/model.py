@@ -238,6 +238,20 @@ class SkuDay:
     locked_out: int = 0
     waiting: int = 0
 
+    @classmethod
+    def of(cls, sku: Sku | SkuSummary, day: date, *, waiting: int = 0) -> SkuDay:
+        """The day's row of a SKU's counters, from what Graph said (Sku) or what the audit concluded."""
+        return cls(
+            sku_id=sku.sku_id,
+            day=day,
+            enabled=sku.enabled,
+            consumed=sku.consumed,
+            warning=sku.warning,
+            suspended=sku.suspended,
+            locked_out=sku.locked_out,
+            waiting=waiting,
+        )
+
 
 # ---------------------------------------------------------------- what the audit concludes
 

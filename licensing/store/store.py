@@ -448,19 +448,7 @@ class AuditStore:
         if history_day is not None and report.skus:
             self.write_sku_history(
                 run.tenant_id,
-                [
-                    SkuDay(
-                        sku_id=s.sku_id,
-                        day=history_day,
-                        enabled=s.enabled,
-                        consumed=s.consumed,
-                        warning=s.warning,
-                        suspended=s.suspended,
-                        locked_out=s.locked_out,
-                        waiting=s.waiting_users,
-                    )
-                    for s in report.skus
-                ],
+                [SkuDay.of(s, history_day, waiting=s.waiting_users) for s in report.skus],
             )
         counts = {
             "findings": len(report.findings),
