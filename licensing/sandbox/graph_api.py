@@ -797,15 +797,7 @@ class GraphApp:
                 "warning": s.warning,
                 "lockedOut": s.locked_out,
             },
-            "servicePlans": [
-                {
-                    "servicePlanId": p.id,
-                    "servicePlanName": p.name,
-                    "provisioningStatus": "Success",
-                    "appliesTo": s.applies_to,
-                }
-                for p in s.plans
-            ],
+            "servicePlans": _service_plans(s),
             "skuId": s.sku_id,
             "skuPartNumber": s.part_number,
             "subscriptionIds": [sub["id"] for sub in self._subscription_list(k)],
@@ -850,15 +842,7 @@ class GraphApp:
                     "ownerId": None,
                     "ownerTenantId": None,
                     "ownerType": None,
-                    "serviceStatus": [
-                        {
-                            "servicePlanId": p.id,
-                            "servicePlanName": p.name,
-                            "provisioningStatus": "Success",
-                            "appliesTo": s.applies_to,
-                        }
-                        for p in s.plans
-                    ],
+                    "serviceStatus": _service_plans(s),
                     "skuId": s.sku_id,
                     "skuPartNumber": s.part_number,
                     "status": status,
@@ -1229,6 +1213,19 @@ def _split_and(text: str) -> list[str]:
         raise _bad("Syntax error in $filter: unbalanced quotes or parentheses.")
     out.append("".join(buf))
     return [c for c in out if c.strip()]
+
+
+def _service_plans(sku: Any) -> list[dict[str, Any]]:
+    """A SKU's plans as subscribedSku.servicePlans and companySubscription.serviceStatus both show them."""
+    return [
+        {
+            "servicePlanId": plan.id,
+            "servicePlanName": plan.name,
+            "provisioningStatus": "Success",
+            "appliesTo": sku.applies_to,
+        }
+        for plan in sku.plans
+    ]
 
 
 def _select_dict(obj: dict[str, Any], select: tuple[str, ...] | None) -> dict[str, Any]:
