@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,12 +23,11 @@ from licensing.model import (
 )
 from licensing.report.html import write_html
 from licensing.settings import Severity
+from scripts.screenshot_report import HEADLESS_FLAGS, chromium_binary
 
 pytestmark = [pytest.mark.chromium, pytest.mark.timeout(120)]
 
-CHROMIUM = next(
-    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")) if p), None
-)
+CHROMIUM = chromium_binary()
 HOSTILE = ("<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>", "\u202eevil\u202c")
 SKUS = (
     ("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", "Office 365 E3", 100, 99, 4),
@@ -104,15 +102,7 @@ def _chromium(tmp_path: Path, *args: str) -> str:
     result = subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
+            *HEADLESS_FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             *args,
         ],
