@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from licensing import telemetry
 from licensing.errors import AuditError, GraphError, LicensingError
 from licensing.model import (
+    UNKNOWN_TENANT,
     AuditReport,
     AuditRequest,
     FindingKind,
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.REJECTED})
 # The partition for runs whose tenant is not known (the request failed before Graph said who we are).
-UNKNOWN_TENANT = "unknown-tenant"
 
 
 def utcnow() -> datetime:
@@ -133,7 +133,7 @@ async def run_audit(
     snapshot is built by the same merge and concluded by :func:`evaluate_and_finish`.
     """
     from licensing.graph import open_graph, read_snapshot
-    from licensing.graph.reader import merge_snapshot, read_members, read_overview
+    from licensing.graph.reader import merge_snapshot, read_members, read_overview, read_users, task_group
 
     started_at = now()
     clock = time.monotonic()
@@ -203,11 +203,13 @@ async def run_audit(
                         return await fanout.start(run=run, overview=snapshot, request=request, store=store)
                     with telemetry.span("audit.read_members", {"run.id": run.id}):
                         try:
-                            members = await read_members(graph, snapshot.groups, progress=progress)
+                            async with task_group() as reads:
+                                members = reads.create_task(read_members(graph, snapshot.groups, progress=progress))
+                                users = reads.create_task(read_users(graph))
                         except GraphError as exc:
                             raise AuditError(f"could not read the tenant from Microsoft Graph: {exc}") from exc
                     # One client read everything here: its figures are the run's (the parts' would count twice).
-                    snapshot = replace(merge_snapshot(snapshot, [members]), stats=graph.stats)
+                    snapshot = replace(merge_snapshot(snapshot, [members.result(), users.result()]), stats=graph.stats)
                 if store is not None:
                     store.begin_run(run)
                 outcome = await evaluate_and_finish(

@@ -71,12 +71,16 @@ class BadRequestError(LicensingError):
 
 
 class GraphError(LicensingError):
-    """Microsoft Graph failed us. ``status`` is the HTTP status when there was one."""
+    """Microsoft Graph failed us. ``status`` is the HTTP status when there was one; ``code`` Graph's error code
+    (e.g. ``Request_UnsupportedQuery``: https://learn.microsoft.com/graph/errors)."""
 
-    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, request_id: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+        self.code = code
 
 
 class GraphAuthError(GraphError):
@@ -86,8 +90,10 @@ class GraphAuthError(GraphError):
 class GraphPermissionError(GraphError):
     """403: the app lacks a Graph application permission; ``permission`` names it."""
 
-    def __init__(self, message: str, *, permission: str | None = None, status: int | None = 403) -> None:
-        super().__init__(message, status=status)
+    def __init__(
+        self, message: str, *, permission: str | None = None, status: int | None = 403, code: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, code=code)
         self.permission = permission
 
 

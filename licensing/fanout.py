@@ -193,8 +193,13 @@ def _group(d: Mapping[str, Any]) -> LicensedGroup:
             "sku_ids": tuple(d.get("sku_ids", ())),
             "user_ids": tuple(d.get("user_ids", ())),
             "member_groups": tuple(GroupRef(**g) for g in d.get("member_groups", ())),
+            "unknown_members": tuple(d.get("unknown_members", ())),
         }
     )
+
+
+def _assignment(d: Mapping[str, Any]) -> LicenseAssignment:
+    return LicenseAssignment(**{**d, "last_updated": _time(d.get("last_updated"))})
 
 
 def _user(d: Mapping[str, Any]) -> User:
@@ -202,7 +207,7 @@ def _user(d: Mapping[str, Any]) -> User:
         **{
             **d,
             "assigned_sku_ids": tuple(d.get("assigned_sku_ids", ())),
-            "assignments": tuple(LicenseAssignment(**a) for a in d.get("assignments", ())),
+            "assignments": tuple(_assignment(a) for a in d.get("assignments", ())),
         }
     )
 
@@ -248,10 +253,12 @@ def decode_overview(data: bytes) -> TenantSnapshot:
 
 
 def encode_part(part: TenantSnapshot) -> bytes:
-    """One chunk's read: its groups with their members, those users (each once), what was unreadable."""
+    """One chunk's read: its groups with their members, those users (each once), what was unreadable;
+    or the users scan (``scope_id`` marks it)."""
     return _pack(
         {
             "v": FORMAT,
+            "scope_id": part.scope_id,
             "groups": part.groups,
             "users": list(part.users.values()),
             "unreadable": part.unreadable,
@@ -267,6 +274,7 @@ def decode_part(data: bytes) -> TenantSnapshot:
         users = {u.id: u for u in (_user(x) for x in d["users"])}
         return TenantSnapshot(
             tenant_id="",
+            scope_id=d.get("scope_id"),
             groups=tuple(_group(g) for g in d["groups"]),
             users=MappingProxyType(users),
             unreadable=tuple(Unreadable(**u) for u in d["unreadable"]),
@@ -350,7 +358,8 @@ class FanOut:
     ) -> AuditOutcome:
         """Plan the chunks and enqueue them (or resume the plan of a redelivered request). Returns at once."""
         size = self.settings.fanout_groups
-        total = math.ceil(len(overview.groups) / size)
+        # One chunk per FANOUT_GROUPS groups, and the last one reads the tenant-wide users scan.
+        total = math.ceil(len(overview.groups) / size) + 1
         current = store.get_run(run.tenant_id, run.id)
         if current is not None:
             resumed = self.resume(run=current, store=store)
@@ -368,6 +377,7 @@ class FanOut:
             "chunks": total,
             "size": size,
             "groups": len(overview.groups),
+            "users_chunk": True,
             "done": [],
             "enqueued": False,
             "lease_owner": self.lease_owner,
@@ -476,7 +486,7 @@ async def process_chunk(
     claimed and crashed in is resumed by it. Raises on transient failure (the host retries).
     """
     from licensing.graph import open_graph
-    from licensing.graph.reader import read_members
+    from licensing.graph.reader import read_members, read_users
 
     run = store.get_run(chunk.tenant_id, chunk.run_id)
     if run is None:
@@ -498,10 +508,11 @@ async def process_chunk(
         if chunk.chunk not in state.get("done", ()):
             overview = _load_overview(store, run.id, chunk.plan)
             size = int(state["size"])
-            groups = overview.groups[chunk.chunk * size : (chunk.chunk + 1) * size]
+            users_chunk = bool(state.get("users_chunk")) and chunk.chunk == total - 1
+            groups = () if users_chunk else overview.groups[chunk.chunk * size : (chunk.chunk + 1) * size]
             with telemetry.span("audit.chunk", {"run.id": run.id, "chunk": chunk.chunk, "groups": len(groups)}):
                 try:
-                    part = await read_members(graph, groups)
+                    part = await read_users(graph) if users_chunk else await read_members(graph, groups)
                 except GraphError as exc:
                     raise AuditError(
                         f"chunk {chunk.chunk}: could not read the members from Microsoft Graph: {exc}"

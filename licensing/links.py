@@ -1,4 +1,9 @@
-"""Links to the Entra admin center pages of groups, users and licenses, with the portal host chosen by cloud."""
+"""Admin-center links: users and groups in the Entra admin center, licenses in the Microsoft 365 admin center.
+
+License assignment and reprocessing left the Entra admin center in September 2024 for the Microsoft 365 admin
+center, Billing > Licenses (https://learn.microsoft.com/entra/identity/users/licensing-admin-center); the
+Entra group page still shows a group's members and its licensing errors.
+"""
 
 from __future__ import annotations
 
@@ -28,5 +33,5 @@ def user_url(user_id: str, cloud: str = "global") -> str:
 
 
 def licenses_url(cloud: str = "global") -> str:
-    """The tenant's licensed products overview."""
-    return f"{_portal(cloud)}/#view/Microsoft_AAD_IAM/LicensesMenuBlade/~/Products"
+    """Billing > Licenses in the Microsoft 365 admin center: products, their users and their groups."""
+    return f"{CLOUDS.get(cloud, CLOUDS['global']).m365_admin}/Adminportal/Home#/licenses"

@@ -19,6 +19,7 @@ from licensing.settings import Severity
 
 __all__ = [
     "B2B_UPN_MARKER",
+    "UNKNOWN_TENANT",
     "AlertState",
     "AuditReport",
     "AuditRequest",
@@ -85,6 +86,8 @@ class FindingKind(StrEnum):
 
 
 B2B_UPN_MARKER: Final = "#EXT#"
+# The tenant id of a run whose tenant is not known (no AZURE_TENANT_ID, nothing read from Graph yet).
+UNKNOWN_TENANT: Final = "unknown-tenant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,9 @@ class Sku:
     sku_id: str
     sku_part_number: str
     applies_to: str = "User"  # "User" | "Company"
-    capability_status: str = "Enabled"  # Enabled | Warning | Suspended | Deleted | LockedOut
+    # Enabled | Warning | Suspended | Deleted | LockedOut. "Enabled indicates that the prepaidUnits property
+    # has at least one unit that is enabled" (https://learn.microsoft.com/graph/api/resources/subscribedsku).
+    capability_status: str = "Enabled"
     enabled: int = 0
     suspended: int = 0
     warning: int = 0
@@ -123,6 +128,18 @@ class Sku:
         """Free seats; negative when more are consumed than enabled."""
         return self.enabled - self.consumed
 
+    @property
+    def in_lifecycle_only(self) -> bool:
+        """No active units: every unit is in grace, suspended or locked out (or the status says so).
+
+        The prepaidUnits buckets are disjoint (https://learn.microsoft.com/graph/api/resources/licenseunitsdetail):
+        Microsoft's own List subscribedSkus example has a SKU "Suspended" with enabled 0, suspended 25 and
+        consumed 14. Such a SKU has a lifecycle problem (renew, reactivate), never a seat shortage.
+        """
+        return self.capability_status.strip().casefold() != "enabled" or (
+            self.enabled <= 0 and (self.warning + self.suspended + self.locked_out) > 0
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LicenseAssignment:
@@ -132,6 +149,7 @@ class LicenseAssignment:
     assigned_by_group: str | None  # None: assigned directly
     state: str  # Active | ActiveWithError | Disabled | Error
     error: str = "None"  # None | CountViolation | MutuallyExclusiveViolation | DependencyViolation | ...
+    last_updated: datetime | None = None  # lastUpdatedDateTime: since when the state is what it is
 
     @property
     def in_error(self) -> bool:
@@ -182,6 +200,9 @@ class LicensedGroup:
     member_groups: tuple[GroupRef, ...] = ()  # direct group members (their members get nothing)
     other_members: int = 0  # devices, service principals, contacts
     members_read: bool = True  # False when the members could not be read (see snapshot.unreadable)
+    # Members whose type the page did not say (no @odata.type, as in Microsoft's own examples of
+    # /groups/{id}/members): told apart once the users scan is in (reader.resolve_members).
+    unknown_members: tuple[str, ...] = ()
 
     @property
     def member_count(self) -> int:

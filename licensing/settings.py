@@ -80,12 +80,15 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class CloudEndpoints:
-    """Where Graph, sign-in and the Entra admin center live for one national cloud."""
+    """Where Graph, sign-in, the Entra admin center and the Microsoft 365 admin center live for one national cloud."""
 
     name: str
     graph: str  # scheme + host, no path
     authority: str
-    portal: str
+    portal: str  # Entra admin center: users and group membership
+    # Microsoft 365 admin center: license assignment and reprocessing (the Entra admin center no longer assigns
+    # licenses since September 2024: https://learn.microsoft.com/entra/identity/users/licensing-admin-center).
+    m365_admin: str = "https://admin.microsoft.com"
 
 
 # Graph national cloud deployments: https://learn.microsoft.com/graph/deployments
@@ -94,13 +97,25 @@ CLOUDS: Final[Mapping[str, CloudEndpoints]] = {
         "global", "https://graph.microsoft.com", "https://login.microsoftonline.com", "https://entra.microsoft.com"
     ),
     "usgov": CloudEndpoints(
-        "usgov", "https://graph.microsoft.us", "https://login.microsoftonline.us", "https://entra.microsoft.us"
+        "usgov",
+        "https://graph.microsoft.us",
+        "https://login.microsoftonline.us",
+        "https://entra.microsoft.us",
+        "https://portal.office365.us",
     ),
     "usgovdod": CloudEndpoints(
-        "usgovdod", "https://dod-graph.microsoft.us", "https://login.microsoftonline.us", "https://entra.microsoft.us"
+        "usgovdod",
+        "https://dod-graph.microsoft.us",
+        "https://login.microsoftonline.us",
+        "https://entra.microsoft.us",
+        "https://portal.apps.mil",
     ),
     "china": CloudEndpoints(
-        "china", "https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn", "https://portal.azure.cn"
+        "china",
+        "https://microsoftgraph.chinacloudapi.cn",
+        "https://login.chinacloudapi.cn",
+        "https://portal.azure.cn",
+        "https://portal.partner.microsoftonline.cn",
     ),
 }
 

@@ -251,7 +251,7 @@ def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[
         )
     if digest.excluded:
         all_notes.append(f"{plural(digest.excluded, 'finding')} on SKUs in ALERT_EXCLUDE_SKUS were not alerted.")
-    footer = [_a("Licenses in the Entra admin center", links.licenses_url(digest.cloud))]
+    footer = [_a("Licenses in the Microsoft 365 admin center", links.licenses_url(digest.cloud))]
     if digest.report_url:
         footer.insert(0, _a("Open the full report", digest.report_url))
     rows.append(

@@ -204,7 +204,13 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
     actions: list[dict[str, Any]] = []
     if digest.report_url:
         actions.append({"type": "Action.OpenUrl", "title": "Open the full report", "url": digest.report_url})
-    actions.append({"type": "Action.OpenUrl", "title": "Licenses in Entra", "url": links.licenses_url(digest.cloud)})
+    actions.append(
+        {
+            "type": "Action.OpenUrl",
+            "title": "Licenses (Microsoft 365 admin center)",
+            "url": links.licenses_url(digest.cloud),
+        }
+    )
     return {
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",

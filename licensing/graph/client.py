@@ -52,10 +52,13 @@ BATCH_LIMIT: Final = 20  # https://learn.microsoft.com/graph/json-batching: at m
 EVENTUAL: Final[Mapping[str, str]] = {"ConsistencyLevel": "eventual"}
 MAX_EMPTY_PAGES: Final = 100  # consecutive empty pages with a next link before we call the server broken
 
-# The least-privileged application permission behind each route (DESIGN.md "Least privilege").
+# The least-privileged application permission behind each route, from each page's permissions table:
+# https://learn.microsoft.com/graph/api/subscribedsku-list, .../companysubscription-list (Organization.Read.All:
+# LicenseAssignment.Read.All does not cover /directory/subscriptions), .../organization-list,
+# .../user-sendmail, .../group-list and .../group-list-members, .../user-list.
 _PERMISSIONS: Final = (
     ("/subscribedSkus", "LicenseAssignment.Read.All or Organization.Read.All"),
-    ("/directory/subscriptions", "LicenseAssignment.Read.All or Organization.Read.All"),
+    ("/directory/subscriptions", "Organization.Read.All"),
     ("/organization", "Organization.Read.All"),
     ("/users/{id}/sendMail", "Mail.Send"),
     ("/groups", "GroupMember.Read.All"),
@@ -175,24 +178,51 @@ def _resource_units(headers: Mapping[str, Any] | None) -> float:
         return 0.0
 
 
+# https://learn.microsoft.com/graph/throttling-limits (regular responses): x-ms-throttle-limit-percentage is
+# "returned only when the application consumed more than 0.8 of its limit. The value ranges from 0.8 to 1.8".
+# Graph keeps counting what is sent while it throttles, so slowing down early beats answering 429s late.
+# Our policy (not Microsoft's): above 0.8 every sender waits (p - 0.8) x SLOW_DOWN_S before its next request.
+THROTTLE_WARN: Final = 0.8
+SLOW_DOWN_S: Final = 2.5
+
+
+def throttle_pause(headers: Mapping[str, Any] | None) -> float:
+    """Seconds every sender should wait given a response's x-ms-throttle-limit-percentage (0 when absent)."""
+    raw = _header(headers, "x-ms-throttle-limit-percentage")
+    try:
+        value = float(raw) if raw else 0.0
+    except ValueError:
+        return 0.0
+    if not THROTTLE_WARN < value < 10.0:  # nan and nonsense fall out here
+        return 0.0
+    return min(value - THROTTLE_WARN, 1.0) * SLOW_DOWN_S
+
+
 def _graph_error(status: int, route: str, what: str, code: str | None = None, message: str | None = None) -> GraphError:
     """Map a final (non-retried or exhausted) answer to the error an admin can act on."""
     detail = f": {code}" if code else ""
     if message:
         detail += f" ({redact_text(message)[:200]})"
     if status == 401:
-        return GraphAuthError(f"Graph refused the token for {what} (401){detail}", status=status)
+        return GraphAuthError(f"Graph refused the token for {what} (401){detail}", status=status, code=code)
     if status == 403:
         permission = permission_for(route)
         needs = f"; the app needs the Graph application permission {permission}" if permission else ""
-        return GraphPermissionError(f"Graph denied {what} (403){detail}{needs}", permission=permission)
+        return GraphPermissionError(f"Graph denied {what} (403){detail}{needs}", permission=permission, code=code)
     if status == 404:
-        return GraphNotFoundError(f"{what} was not found (404){detail}", status=status)
+        return GraphNotFoundError(f"{what} was not found (404){detail}", status=status, code=code)
     if status == 429:
-        return GraphThrottledError(f"Graph kept throttling {what} (429){detail}", status=status)
+        return GraphThrottledError(f"Graph kept throttling {what} (429){detail}", status=status, code=code)
     if status >= 500:
-        return GraphUnavailableError(f"Graph failed on {what} ({status}){detail}", status=status)
-    return GraphResponseError(f"Graph rejected {what} ({status}){detail}", status=status)
+        return GraphUnavailableError(f"Graph failed on {what} ({status}){detail}", status=status, code=code)
+    return GraphResponseError(f"Graph rejected {what} ({status}){detail}", status=status, code=code)
+
+
+def _exhausted(err: GraphError, reason: str) -> GraphError:
+    """The same error, saying why retrying stopped."""
+    if isinstance(err, GraphPermissionError):
+        return GraphPermissionError(f"{err.message}; {reason}", permission=err.permission, code=err.code)
+    return type(err)(f"{err.message}; {reason}", status=err.status, code=err.code)
 
 
 class GraphClient:
@@ -280,6 +310,11 @@ class GraphClient:
         return GraphStats(
             requests=self._requests, throttled=self._throttled, retried=self._retried, resource_units=self._ru
         )
+
+    def pause_all(self, seconds: float) -> None:
+        """Hold every sender of this client for ``seconds`` (a 429 throttles the app, not one request)."""
+        if seconds > 0:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
 
     # ------------------------------------------------------------------ one exchange
 
@@ -387,6 +422,7 @@ class GraphClient:
             telemetry.graph_request(method, route, status, throttled=throttled, resource_units=ru, duration_s=duration)
             if response is not None:
                 if 200 <= response.status < 300:
+                    self.pause_all(throttle_pause(response.headers))
                     return response
                 if response.status == 401 and not token_refused:
                     # A token can expire between issue and use (clock skew, a long run): the auth provider asks
@@ -406,10 +442,10 @@ class GraphClient:
                     self.warnings.append(f"{what}: {reason}")
                 if response is not None:
                     err = _graph_error(response.status, route, what, response.error_code, response.error_message)
-                    raise type(err)(f"{err.message}; {reason}", status=response.status)
+                    raise _exhausted(err, reason)
                 raise GraphUnavailableError(f"{what} {failure}; {reason}")
             if throttled and retry_after is not None:
-                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                self.pause_all(delay)
             self._retried += 1
             waited += delay
             await self.retry.sleep(delay)
@@ -575,7 +611,20 @@ class GraphClient:
                 for i in remaining:
                     results[i] = exc
                 return results
-            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+            # Answers come in any order, matched by id (json-batching: "the responses might be in a different
+            # order"). An id answered twice cannot be trusted either way: those sub-requests are sent again.
+            by_id: dict[str, Any] = {}
+            doubled: set[str] = set()
+            for a in answers:
+                if isinstance(a, dict):
+                    key = str(a.get("id"))
+                    if key in by_id:
+                        doubled.add(key)
+                    by_id[key] = a
+            for key in doubled:
+                by_id.pop(key, None)
+            if doubled:
+                self.warnings.append(f"$batch answered {len(doubled)} sub-request id(s) more than once; sent again")
             retry: list[int] = []
             longest = 0.0
             for i in remaining:
@@ -594,6 +643,7 @@ class GraphClient:
                 ru = _resource_units(headers)
                 self._ru += ru
                 if 200 <= status < 300:
+                    self.pause_all(throttle_pause(headers))
                     results[i] = body if body is not None else {}
                     continue
                 error = body.get("error") if isinstance(body, dict) else None
@@ -609,16 +659,22 @@ class GraphClient:
                 if reason is not None:
                     if delay >= self.retry.max_retry_after_s:
                         self.warnings.append(f"{what}: {reason}")
-                    err = _graph_error(status, route, what, code, message)
-                    results[i] = type(err)(f"{err.message}; {reason}", status=status)
+                    results[i] = _exhausted(_graph_error(status, route, what, code, message), reason)
                     continue
                 retry.append(i)
                 longest = max(longest, delay)
+                if status == 429:
+                    # Each sub-request is throttled on its own, but the budget is the app's: every sender
+                    # pauses, not only this batch's retry (https://learn.microsoft.com/graph/json-batching).
+                    self.pause_all(delay)
             remaining = retry
             if remaining:
                 self._retried += len(remaining)
                 waited += longest
+                served = time.monotonic() + longest
                 await self.retry.sleep(longest)
+                if self._pause_until <= served:
+                    self._pause_until = 0.0  # the app-wide pause was this wait: the retry must not wait it again
         return results
 
     # ------------------------------------------------------------------ mail

@@ -1,27 +1,32 @@
 """Read a tenant's licensing from Graph into a :class:`~licensing.model.TenantSnapshot` (tenant, group or SKU scope).
 
-Query strategy: group-centric. Every licensed group's direct members are read with the user
-fields the rules need (``licenseAssignmentStates`` included), first pages packed 20 to a
-``$batch``, next pages ahead of first pages. Why, measured against the sandbox
-(docs/benchmarks.md: 100k users, 2,002 licensed groups; flat shape at 30 ms per response, and the
-realistic shape, big groups, at 100 ms + 0.4 ms per object):
+Query strategy (docs/graph-fidelity.md has every page this relies on):
 
-* the user-centric scan (``/users?$select=…,licenseAssignmentStates``) is one sequential chain
-  of 101 pages: 3.9 s / 51.7 s alone, more than the whole group-centric read (2.8 s / 38.4 s);
-* and it cannot replace it: it does not say who is a *member* of which group (users whose
-  group assignment failed hold no license; nested groups and devices are invisible), so it
-  could only be added on top, bringing its serial chain with it. Its one advantage, RU
-  (101 against 4,011 / 4,237), does not matter within Graph's 8,000 RU per 10 s for large tenants.
-
-The users in error need no query of their own: a group's license errors live in its
-members' ``licenseAssignmentStates`` (``assignedByGroup`` + ``error``), which this read has,
-and the ``hasMembersWithLicenseErrors`` filter is reported unreliable (DESIGN.md).
+* **Users: one tenant-wide scan** (``/users?$select=…,licenseAssignmentStates&$top=999``, 1 RU a page).
+  It is the only read that sees a user who *left* a licensed group and still holds its seat in an
+  error state: removal fails with ``DependencyViolation`` or on a proxy-address conflict, and the
+  user keeps a ``licenseAssignmentStates`` entry whose ``assignedByGroup`` is the group
+  (https://learn.microsoft.com/entra/identity/users/licensing-groups-resolve-problems). The
+  group-centric member read never sees them. The user-list page documents ``$select`` of these
+  properties (https://learn.microsoft.com/graph/api/user-list); whether ``/groups/{id}/members``
+  serves ``licenseAssignmentStates`` is not documented, so nothing depends on it any more.
+* **Members: group-centric**, ``/groups/{id}/members?$select=id,displayName,userPrincipalName,
+  securityEnabled``, first pages packed 20 to a ``$batch``, next pages ahead of first pages. They say
+  who is a *member* (users whose assignment failed hold no license; nested groups and devices are
+  invisible to the scan). Members come typed by ``@odata.type``; Microsoft's own examples of this
+  route omit it, so an untyped member is told apart by the scan (a user id) or by its properties.
+* **Limited information.** Without ``User.Read.All`` Graph still lists users, with only ``id`` and
+  ``@odata.type`` (or, with ``User.ReadBasic.All``, the basic profile) and every other property null
+  (https://learn.microsoft.com/graph/api/group-list-members, "limited information"). Users that come back
+  so make the users part unreadable: user rules are "not evaluated", never passed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -29,12 +34,19 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from licensing import telemetry
-from licensing.errors import BadRequestError, GraphError, GraphNotFoundError, GraphPermissionError
+from licensing.errors import (
+    BadRequestError,
+    GraphError,
+    GraphNotFoundError,
+    GraphPermissionError,
+    GraphResponseError,
+)
 from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
+from licensing.graph.members import Members, prune_users, resolve_members
 from licensing.model import (
+    UNKNOWN_TENANT,
     AuditRequest,
     GraphStats,
-    GroupRef,
     LicenseAssignment,
     LicensedGroup,
     Scope,
@@ -47,12 +59,16 @@ from licensing.settings import is_guid
 
 __all__ = [
     "GROUP_FIELDS",
+    "MEMBER_FIELDS",
     "USER_FIELDS",
     "ProgressFn",
     "merge_snapshot",
     "read_members",
     "read_overview",
     "read_snapshot",
+    "read_users",
+    "resolve_members",
+    "task_group",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,27 +79,68 @@ USER_FIELDS: Final = (
     "id,displayName,userPrincipalName,userType,externalUserState,creationType,"
     "accountEnabled,usageLocation,assignedLicenses,licenseAssignmentStates"
 )
+# Members: who is in the group; the users' properties come from the users scan. userPrincipalName and
+# securityEnabled tell a user from a group when a page omits @odata.type (see _Members.add).
+MEMBER_FIELDS: Final = "id,displayName,userPrincipalName,securityEnabled"
 GROUP_FIELDS: Final = "id,displayName,assignedLicenses,licenseProcessingState"
 SKU_FIELDS: Final = "skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,accountId,accountName"
 PAGE: Final = 999  # the $top maximum for users, groups and members
+USERS_KEY: Final = "\x00users"  # the users scan's key among collection reads (never a group id)
 
 _USER_TYPE: Final = "#microsoft.graph.user"
 _GROUP_TYPE: Final = "#microsoft.graph.group"
 
 
 def _member_request(group_id: str) -> CollectionRequest:
-    """One chain of /groups/{id}/members with the user fields $select-ed: users come with their fields,
-    groups and every other object with their @odata.type. One request per page instead of three (the
-    microsoft.graph.user and microsoft.graph.group casts plus a $count for the rest): a third of the batches."""
-    path = f"/groups/{quote(group_id, safe='')}/members?" + query({"$select": USER_FIELDS, "$top": PAGE})
+    """One chain of /groups/{id}/members: one request per page for users, groups and every other type
+    (instead of the microsoft.graph.user and microsoft.graph.group casts plus a $count for the rest)."""
+    path = f"/groups/{quote(group_id, safe='')}/members?" + query({"$select": MEMBER_FIELDS, "$top": PAGE})
     return CollectionRequest(group_id, path, "/groups/{id}/members")
+
+
+def _users_request() -> CollectionRequest:
+    """The tenant-wide users scan (https://learn.microsoft.com/graph/api/user-list: $select, $top up to 999)."""
+    return CollectionRequest(USERS_KEY, "/users?" + query({"$select": USER_FIELDS, "$top": PAGE}), "/users")
 
 
 # ---------------------------------------------------------------- JSON -> records
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A non-empty string, stripped (Microsoft's licenseAssignmentState JSON shows ``"error": " String "``)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None
+
+
+# Graph's documented value sets; values are matched case-insensitively and given their documented casing,
+# so every later comparison is exact. Unknown values are kept as sent (stripped).
+# https://learn.microsoft.com/graph/api/resources/licenseassignmentstate
+_STATES: Final = {v.casefold(): v for v in ("Active", "ActiveWithError", "Disabled", "Error")}
+_ERRORS: Final = {
+    v.casefold(): v
+    for v in (
+        "None",
+        "CountViolation",
+        "MutuallyExclusiveViolation",
+        "DependencyViolation",
+        "ProhibitedInUsageLocationViolation",
+        "UniquenessViolation",
+        "Other",
+    )
+}
+# https://learn.microsoft.com/graph/api/resources/licenseprocessingstate
+_PROCESSING: Final = {v.casefold(): v for v in ("QueuedForProcessing", "ProcessingInProgress", "ProcessingComplete")}
+# https://learn.microsoft.com/graph/api/resources/subscribedsku (capabilityStatus, appliesTo)
+_CAPABILITY: Final = {v.casefold(): v for v in ("Enabled", "Warning", "Suspended", "Deleted", "LockedOut")}
+_APPLIES_TO: Final = {v.casefold(): v for v in ("User", "Company")}
+_USER_TYPES: Final = {v.casefold(): v for v in ("Member", "Guest")}
+
+
+def _canon(value: Any, known: Mapping[str, str]) -> str | None:
+    text = _str(value)
+    return None if text is None else known.get(text.casefold(), text)
 
 
 def _int(value: Any) -> int:
@@ -93,27 +150,34 @@ def _int(value: Any) -> int:
 def _sku_ids(licenses: Any) -> tuple[str, ...]:
     if not isinstance(licenses, list):
         return ()
-    return tuple(s for a in licenses if isinstance(a, dict) and (s := _str(a.get("skuId"))))
+    return tuple(s.lower() for a in licenses if isinstance(a, dict) and (s := _str(a.get("skuId"))))
+
+
+def parse_assignment(state: Mapping[str, Any]) -> LicenseAssignment | None:
+    """One licenseAssignmentState, or None without a skuId. A missing error is "None" (Graph: null on success)."""
+    sku = _str(state.get("skuId"))
+    if sku is None:
+        return None
+    return LicenseAssignment(
+        sku_id=sku.lower(),
+        assigned_by_group=(_str(state.get("assignedByGroup")) or "").lower() or None,
+        state=_canon(state.get("state"), _STATES) or "",
+        error=_canon(state.get("error"), _ERRORS) or "None",
+        last_updated=_parse_time(state.get("lastUpdatedDateTime")),
+    )
 
 
 def parse_user(item: Mapping[str, Any]) -> User:
     states = item.get("licenseAssignmentStates")
     assignments = tuple(
-        LicenseAssignment(
-            sku_id=sku,
-            assigned_by_group=_str(s.get("assignedByGroup")),
-            state=_str(s.get("state")) or "",
-            error=_str(s.get("error")) or "None",
-        )
-        for s in (states if isinstance(states, list) else ())
-        if isinstance(s, dict) and (sku := _str(s.get("skuId")))
+        a for s in (states if isinstance(states, list) else ()) if isinstance(s, dict) and (a := parse_assignment(s))
     )
     enabled = item.get("accountEnabled")
     return User(
         id=str(item["id"]),
         display_name=_str(item.get("displayName")) or "",
         user_principal_name=_str(item.get("userPrincipalName")) or "",
-        user_type=_str(item.get("userType")),
+        user_type=_canon(item.get("userType"), _USER_TYPES),
         external_user_state=_str(item.get("externalUserState")),
         creation_type=_str(item.get("creationType")),
         account_enabled=enabled if isinstance(enabled, bool) else None,
@@ -123,14 +187,26 @@ def parse_user(item: Mapping[str, Any]) -> User:
     )
 
 
+def is_limited(item: Mapping[str, Any]) -> bool:
+    """A user object with *limited information*: the properties every user has come back null or absent.
+
+    ``accountEnabled`` is a Boolean every user has and ``licenseAssignmentStates`` a collection (empty when
+    unlicensed), so both null means Graph withheld them: the app lacks User.Read.All
+    (https://learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects).
+    """
+    return not isinstance(item.get("accountEnabled"), bool) and not isinstance(
+        item.get("licenseAssignmentStates"), list
+    )
+
+
 def parse_sku(item: Mapping[str, Any]) -> Sku:
     units = item.get("prepaidUnits")
     units = units if isinstance(units, dict) else {}
     return Sku(
-        sku_id=str(item.get("skuId") or ""),
+        sku_id=(_str(item.get("skuId")) or "").lower(),
         sku_part_number=_str(item.get("skuPartNumber")) or "",
-        applies_to=_str(item.get("appliesTo")) or "User",
-        capability_status=_str(item.get("capabilityStatus")) or "Enabled",
+        applies_to=_canon(item.get("appliesTo"), _APPLIES_TO) or "User",
+        capability_status=_canon(item.get("capabilityStatus"), _CAPABILITY) or "Enabled",
         enabled=_int(units.get("enabled")),
         suspended=_int(units.get("suspended")),
         warning=_int(units.get("warning")),
@@ -140,12 +216,15 @@ def parse_sku(item: Mapping[str, Any]) -> Sku:
 
 
 def parse_group(item: Mapping[str, Any]) -> LicensedGroup:
+    # licenseProcessingState is documented as an object {"state": …}; some answers carry the bare string.
+    # Either is accepted; an unknown value (e.g. "ProcessingFailed") is kept and counts as not complete.
     state = item.get("licenseProcessingState")
+    raw = state.get("state") if isinstance(state, dict) else state
     return LicensedGroup(
-        id=str(item["id"]),
+        id=str(item["id"]).lower(),
         display_name=_str(item.get("displayName")) or "",
         sku_ids=_sku_ids(item.get("assignedLicenses")),
-        processing_state=_str(state.get("state")) if isinstance(state, dict) else None,
+        processing_state=_canon(raw, _PROCESSING),
     )
 
 
@@ -163,7 +242,7 @@ def _lifecycles(subscriptions: Iterable[Mapping[str, Any]]) -> dict[str, datetim
     """Earliest nextLifecycleDateTime per skuId (companySubscription)."""
     out: dict[str, datetime] = {}
     for sub in subscriptions:
-        sku = _str(sub.get("skuId"))
+        sku = (_str(sub.get("skuId")) or "").lower()
         when = _parse_time(sub.get("nextLifecycleDateTime"))
         if sku and when and (sku not in out or when < out[sku]):
             out[sku] = when
@@ -181,20 +260,50 @@ def _unreadable(what: str, subject: str | None, exc: GraphError) -> Unreadable:
 # ---------------------------------------------------------------- phases
 
 
+def _tenant_of_sku(item: Mapping[str, Any]) -> str | None:
+    """The tenant part of a subscribedSku id ``{tenantId}_{skuId}`` (Microsoft's List subscribedSkus example:
+    both SKUs' ids start with the same tenant, while their ``accountId``s differ: accountId is the billing
+    account, "the unique ID of the account this SKU belongs to", never the tenant)."""
+    ident = _str(item.get("id"))
+    head, sep, _ = (ident or "").partition("_")
+    return head.lower() if sep and is_guid(head) else None
+
+
+# Groups that assign a license. Microsoft's List groups example uses assignedLicenses/any() (no advanced
+# query needed); the $count form is the advanced-query form documented for users
+# (https://learn.microsoft.com/graph/aad-advanced-queries). Each is tried in turn on Request_UnsupportedQuery
+# (400), the last reads every group and keeps those with licenses: slower, never an aborted audit.
+_GROUP_QUERIES: Final[tuple[tuple[Mapping[str, str | int], Mapping[str, str]], ...]] = (
+    ({"$filter": "assignedLicenses/any()", "$select": GROUP_FIELDS, "$top": PAGE}, {}),
+    (
+        {"$filter": "assignedLicenses/$count ne 0", "$count": "true", "$select": GROUP_FIELDS, "$top": PAGE},
+        EVENTUAL,
+    ),
+    ({"$select": GROUP_FIELDS, "$top": PAGE}, {}),
+)
+
+
 class _Reader:
     def __init__(self, graph: GraphClient, progress: ProgressFn | None) -> None:
         self.graph = graph
         self.progress = progress
         self.unreadable: list[Unreadable] = []
-        self.tenant_id: str | None = None
+        self.org_tenant: str | None = None
+        self.sku_tenant: str | None = None
         self.tenant_name = ""
+
+    @property
+    def tenant_id(self) -> str:
+        """The configured tenant, else /organization's id, else the tenant part of a subscribedSku id."""
+        configured = self.graph.settings.azure_tenant_id
+        return configured or self.org_tenant or self.sku_tenant or UNKNOWN_TENANT
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
 
     async def organization(self) -> None:
-        """Tenant id and name; optional (Organization.Read.All), the SKUs' accountId is the fallback."""
+        """Tenant id and name (Organization.Read.All, granted by default: docs/deploy.md). Optional."""
         try:
             page = await self.graph.get_json(
                 "/organization?" + query({"$select": "id,displayName"}), route="/organization"
@@ -204,7 +313,7 @@ class _Reader:
             return
         orgs = page.get("value") if isinstance(page, dict) else None
         if isinstance(orgs, list) and orgs and isinstance(orgs[0], dict):
-            self.tenant_id = _str(orgs[0].get("id")) or self.tenant_id
+            self.org_tenant = _str(orgs[0].get("id"))
             self.tenant_name = _str(orgs[0].get("displayName")) or self.tenant_name
 
     async def skus(self) -> list[Sku] | None:
@@ -217,15 +326,14 @@ class _Reader:
             except GraphError as exc:
                 self.unreadable.append(_unreadable("skus", None, exc))
                 return None
-            for item in items[:1]:
-                self.tenant_id = self.tenant_id or _str(item.get("accountId"))
+            self.sku_tenant = next((t for t in map(_tenant_of_sku, items) if t), None)
             skus = [parse_sku(item) for item in items if _str(item.get("skuId"))]
             try:
                 subs = await self.graph.get_collection(
                     "/directory/subscriptions", route="/directory/subscriptions", what="directory subscriptions"
                 )
             except GraphPermissionError as exc:
-                # Lifecycle dates are a bonus: without the permission the seat rules still work.
+                # Lifecycle dates are a bonus: without Organization.Read.All the seat rules still work.
                 log.info("subscription lifecycle dates not readable: %s", exc)
                 subs = []
             except GraphError as exc:
@@ -238,17 +346,18 @@ class _Reader:
     async def licensed_groups(self) -> list[LicensedGroup]:
         """Every group that assigns a license. Raises GraphError: without groups there is nothing to audit."""
         with telemetry.span("graph.read_groups"):
-            params: dict[str, str | int] = {
-                "$filter": "assignedLicenses/$count ne 0",
-                "$count": "true",
-                "$select": GROUP_FIELDS,
-                "$top": PAGE,
-            }
-            # The $count filter is an advanced query: ConsistencyLevel eventual + $count=true are required.
-            # https://learn.microsoft.com/graph/aad-advanced-queries
-            items = await self.graph.get_collection(
-                "/groups?" + query(params), route="/groups", headers=EVENTUAL, what="the licensed groups"
-            )
+            for params, headers in _GROUP_QUERIES:
+                try:
+                    items = await self.graph.get_collection(
+                        "/groups?" + query(params), route="/groups", headers=headers, what="the licensed groups"
+                    )
+                    break
+                except GraphResponseError as exc:
+                    if exc.code != "Request_UnsupportedQuery" or params is _GROUP_QUERIES[-1][0]:
+                        raise
+                    log.warning(
+                        "Graph does not support the groups query %r; trying the next form", params.get("$filter")
+                    )
             groups = [parse_group(i) for i in items if _str(i.get("id"))]
             self._progress("groups", len(groups), len(groups))
             return [g for g in groups if g.sku_ids]
@@ -265,20 +374,42 @@ class _Reader:
             self._progress("groups", 1, 1)
             return [group] if group.sku_ids else []  # a group that assigns nothing is not a licensed group
 
-    async def members(self, groups: list[LicensedGroup], users: dict[str, User]) -> list[LicensedGroup]:
+    async def read(self, groups: Sequence[LicensedGroup], users: dict[str, User], *, scan: bool) -> list[LicensedGroup]:
+        """The members of ``groups`` and (``scan``) the users scan, side by side; untyped members resolved."""
         with telemetry.span("graph.read_members", {"graph.groups": len(groups)}):
-            acc = _Members(users)
+            acc = Members(users)
             done = 0
             total = len(groups)
-            self._progress("members", 0, total)
+            if groups:
+                self._progress("members", 0, total)
+            if scan:
+                self._progress("users", 0, 1)
 
-            def on_done(_group_id: str) -> None:
+            def on_done(key: str) -> None:
                 nonlocal done
+                if key == USERS_KEY:
+                    self._progress("users", 1, 1)
+                    return
                 done += 1
                 self._progress("members", done, total)
 
-            requests = [_member_request(g.id) for g in groups]
-            results = await self.graph.read_collections(requests, on_done=on_done, on_items=acc.add)
+            def on_items(key: str, items: list[dict[str, Any]]) -> None:
+                if key == USERS_KEY:
+                    acc.add_users(items)
+                else:
+                    acc.add(key, items)
+
+            requests = [_member_request(g.id) for g in groups] + ([_users_request()] if scan else [])
+            results = await self.graph.read_collections(requests, on_done=on_done, on_items=on_items)
+            scanned = False
+            if scan:
+                outcome = results[USERS_KEY]
+                if isinstance(outcome, GraphError):
+                    self.unreadable.append(_unreadable("users", None, outcome))
+                elif acc.limited:
+                    self.unreadable.append(_limited(acc.limited))
+                else:
+                    scanned = True
             out: list[LicensedGroup] = []
             for group in groups:
                 outcome = results[group.id]
@@ -287,88 +418,45 @@ class _Reader:
                     out.append(replace(group, members_read=False))
                 else:
                     out.append(acc.group(group))
-            return out
+            if not scan:
+                return out  # a fan-out chunk: resolved when the parts are merged
+            resolved, missing = resolve_members(out, users, scanned=scanned)
+            self.unreadable.extend(missing)
+            if groups:  # a users scan of its own (a fan-out chunk) keeps everyone until the merge
+                prune_users(users, resolved)
+            return resolved
 
 
-class _Members:
-    """Turns member pages into records as they arrive, sharing the many identical small values.
+@asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """An asyncio.TaskGroup that raises the first failure itself, not wrapped in an ExceptionGroup: callers catch
+    GraphError and BadRequestError, and the siblings of a failed read are cancelled either way."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as failed:
+        raise _first_error(failed) from None
 
-    Thousands of users carry the same SKU ids, group ids and assignment states: one shared
-    object each instead of one per user keeps a 100k-user snapshot in tens of MB.
-    """
 
-    def __init__(self, users: dict[str, User]) -> None:
-        self.users = users
-        self.user_ids: dict[str, list[str]] = {}
-        self.member_groups: dict[str, dict[str, GroupRef]] = {}
-        self.other: dict[str, int] = {}
-        self._shared: dict[Any, Any] = {}
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
 
-    def _user(self, item: Mapping[str, Any]) -> User:
-        """parse_user, with the assignment tuples shared between users who have the same ones."""
-        shared = self._shared
-        states = item.get("licenseAssignmentStates")
-        assignments: tuple[LicenseAssignment, ...] = ()
-        key: tuple[Any, ...]
-        if isinstance(states, list) and states:
-            key = tuple(
-                (s.get("skuId"), s.get("assignedByGroup"), s.get("state"), s.get("error"))
-                for s in states
-                if isinstance(s, dict)
-            )
-            found = shared.get(key)
-            if found is None:
-                found = shared[key] = parse_user({"id": "", "licenseAssignmentStates": states}).assignments
-            assignments = found
-        licenses = item.get("assignedLicenses")
-        sku_ids: tuple[str, ...] = ()
-        if isinstance(licenses, list) and licenses:
-            key = ("skus", *(a.get("skuId") for a in licenses if isinstance(a, dict)))
-            found = shared.get(key)
-            if found is None:
-                found = shared[key] = _sku_ids(licenses)
-            sku_ids = found
-        enabled = item.get("accountEnabled")
-        user_type = item.get("userType")
-        location = item.get("usageLocation")
-        return User(
-            id=str(item["id"]),
-            display_name=_str(item.get("displayName")) or "",
-            user_principal_name=_str(item.get("userPrincipalName")) or "",
-            user_type=shared.setdefault(user_type, user_type) if isinstance(user_type, str) and user_type else None,
-            external_user_state=_str(item.get("externalUserState")),
-            creation_type=_str(item.get("creationType")),
-            account_enabled=enabled if isinstance(enabled, bool) else None,
-            usage_location=shared.setdefault(location, location) if isinstance(location, str) and location else None,
-            assigned_sku_ids=sku_ids,
-            assignments=assignments,
-        )
 
-    def add(self, group_id: str, items: list[dict[str, Any]]) -> None:
-        user_ids = self.user_ids.setdefault(group_id, [])
-        groups = self.member_groups.setdefault(group_id, {})
-        for item in items:
-            ident = _str(item.get("id"))
-            kind = item.get("@odata.type")
-            if ident is None:  # an object without an id cannot be a usable user or group
-                self.other[group_id] = self.other.get(group_id, 0) + 1
-            elif kind == _USER_TYPE:
-                if ident not in self.users:
-                    self.users[ident] = self._user(item)
-                user_ids.append(ident)
-            elif kind == _GROUP_TYPE:
-                groups[ident] = GroupRef(ident, _str(item.get("displayName")) or "")
-            else:  # devices, service principals, contacts, and types this code does not know
-                self.other[group_id] = self.other.get(group_id, 0) + 1
-
-    def group(self, group: LicensedGroup) -> LicensedGroup:
-        # A member listed twice (page boundaries under concurrent change) counts once.
-        return replace(
-            group,
-            user_ids=tuple(dict.fromkeys(self.user_ids.get(group.id, ()))),
-            member_groups=tuple(self.member_groups.get(group.id, {}).values()),
-            other_members=self.other.get(group.id, 0),
-        )
+def _limited(count: int) -> Unreadable:
+    return Unreadable(
+        what="users",
+        subject_id=None,
+        reason=(
+            f"Graph returned {count} users with limited information (accountEnabled and licenseAssignmentStates "
+            "withheld): the app cannot read users' licensing properties"
+        ),
+        permission="User.Read.All",
+    )
 
 
 def _match_sku(skus: list[Sku] | None, wanted: str) -> Sku | None:
@@ -387,57 +475,46 @@ async def read_snapshot(
     Raises GraphError only when nothing useful can be read (the list of licensed groups, or a
     credential problem); BadRequestError for a SKU scope naming a SKU the tenant does not have.
     """
-    import asyncio
-
     reader = _Reader(graph, progress)
     scope_id: str | None = None
     users: dict[str, User] = {}
     with telemetry.span("graph.read", {"audit.scope": request.scope.value}):
-        org_task = asyncio.create_task(reader.organization())
-        skus_task = asyncio.create_task(reader.skus())
-        members_task: asyncio.Task[list[LicensedGroup]] | None = None
-        try:
+        async with task_group() as tasks:
+            org_task = tasks.create_task(reader.organization())
+            skus_task = tasks.create_task(reader.skus())
             if request.scope is Scope.GROUP:
                 if not request.group_id:
                     raise BadRequestError("a group-scoped audit needs group_id")
-                scope_id = request.group_id
+                scope_id = request.group_id.lower()
                 groups = await reader.one_group(request.group_id)
             else:
                 groups = await reader.licensed_groups()
-            if request.scope is not Scope.SKU:
-                # The members do not depend on the SKUs: start them now, the SKU chain runs beside them.
-                members_task = asyncio.create_task(reader.members(groups, users))
-            skus = await skus_task
-            await org_task
-            if members_task is not None:
-                groups = await members_task
-        except BaseException:
-            pending = [t for t in (org_task, skus_task, members_task) if t is not None]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            raise
-
-        if request.scope is Scope.SKU:
-            if not request.sku:
-                raise BadRequestError("a SKU-scoped audit needs sku")
-            sku = _match_sku(skus, request.sku)
-            if sku is not None:
-                scope_id = sku.sku_id
-                skus = [sku]
-            elif skus is not None and not is_guid(request.sku):
-                raise BadRequestError(f"the tenant has no subscribed SKU {request.sku!r}")
-            else:  # SKUs unreadable (or a GUID not subscribed): still show the groups that assign it
-                scope_id = request.sku
-                skus = [] if skus is not None else None
-            wanted = scope_id.lower()
-            groups = await reader.members([g for g in groups if any(s.lower() == wanted for s in g.sku_ids)], users)
-        elif request.scope is Scope.GROUP and skus is not None:
-            assigned = {s.lower() for g in groups for s in g.sku_ids}
-            skus = [s for s in skus if s.sku_id.lower() in assigned]
+            skus: list[Sku] | None = None
+            if request.scope is Scope.SKU:
+                if not request.sku:
+                    raise BadRequestError("a SKU-scoped audit needs sku")
+                skus = await skus_task
+                sku = _match_sku(skus, request.sku)
+                if sku is not None:
+                    scope_id = sku.sku_id
+                    skus = [sku]
+                elif skus is not None and not is_guid(request.sku):
+                    raise BadRequestError(f"the tenant has no subscribed SKU {request.sku!r}")
+                else:  # SKUs unreadable (or a GUID not subscribed): still show the groups that assign it
+                    scope_id = request.sku.lower()
+                    skus = [] if skus is not None else None
+                groups = [g for g in groups if scope_id in g.sku_ids]
+            # The members and the users scan do not depend on the SKUs: the SKU chain runs beside them.
+            groups = await reader.read(groups, users, scan=True)
+        if request.scope is not Scope.SKU:
+            skus = skus_task.result()
+        del org_task
+        if request.scope is Scope.GROUP and skus is not None:
+            assigned = {s for g in groups for s in g.sku_ids}
+            skus = [s for s in skus if s.sku_id in assigned]
 
     return TenantSnapshot(
-        tenant_id=reader.tenant_id or graph.settings.azure_tenant_id or "unknown",
+        tenant_id=reader.tenant_id,
         tenant_name=reader.tenant_name,
         scope=request.scope,
         scope_id=scope_id,
@@ -456,29 +533,19 @@ async def read_snapshot(
 async def read_overview(graph: GraphClient, progress: ProgressFn | None = None) -> TenantSnapshot:
     """Organization, SKUs and the licensed groups *without their members* (``user_ids`` empty): what decides
     whether a tenant audit fans out, and what its chunks share. Raises GraphError when the groups are unreadable."""
-    import asyncio
-
     reader = _Reader(graph, progress)
     with telemetry.span("graph.read_overview"):
-        tasks = (
-            asyncio.create_task(reader.organization()),
-            asyncio.create_task(reader.skus()),
-            asyncio.create_task(reader.licensed_groups()),
-        )
-        try:
-            _, skus, groups = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        async with task_group() as tasks:
+            tasks.create_task(reader.organization())
+            skus_task = tasks.create_task(reader.skus())
+            groups_task = tasks.create_task(reader.licensed_groups())
     return TenantSnapshot(
-        tenant_id=reader.tenant_id or graph.settings.azure_tenant_id or "unknown",
+        tenant_id=reader.tenant_id,
         tenant_name=reader.tenant_name,
         scope=Scope.TENANT,
         read_at=datetime.now(UTC),
-        skus=tuple(skus or ()),
-        groups=tuple(groups),
+        skus=tuple(skus_task.result() or ()),
+        groups=tuple(groups_task.result()),
         unreadable=tuple(reader.unreadable),
         stats=graph.stats,
     )
@@ -488,26 +555,48 @@ async def read_members(
     graph: GraphClient, groups: Sequence[LicensedGroup], progress: ProgressFn | None = None
 ) -> TenantSnapshot:
     """The direct members of ``groups`` (the same group-centric read as :func:`read_snapshot`): a partial
-    snapshot holding only those groups, their users and what could not be read; no SKUs."""
+    snapshot holding only those groups, the users their pages named and what could not be read; no SKUs.
+    Untyped members stay in ``unknown_members`` until :func:`merge_snapshot` resolves them."""
     reader = _Reader(graph, progress)
     users: dict[str, User] = {}
-    read = await reader.members(list(groups), users)
+    read = await reader.read(list(groups), users, scan=False)
+    return _part(graph, read, users, reader.unreadable)
+
+
+async def read_users(graph: GraphClient, progress: ProgressFn | None = None) -> TenantSnapshot:
+    """The users scan alone (a fan-out chunk of its own): every user, and whether the users were readable."""
+    reader = _Reader(graph, progress)
+    users: dict[str, User] = {}
+    await reader.read([], users, scan=True)
+    return _part(graph, [], users, reader.unreadable, users_read=not reader.unreadable)
+
+
+def _part(
+    graph: GraphClient,
+    groups: Sequence[LicensedGroup],
+    users: Mapping[str, User],
+    unreadable: Sequence[Unreadable],
+    *,
+    users_read: bool = False,
+) -> TenantSnapshot:
     return TenantSnapshot(
-        tenant_id=graph.settings.azure_tenant_id or "unknown",
+        tenant_id=graph.settings.azure_tenant_id or UNKNOWN_TENANT,
         scope=Scope.TENANT,
+        scope_id=USERS_KEY if users_read else None,  # marks the part that holds a complete users scan
         read_at=datetime.now(UTC),
-        groups=tuple(read),
-        users=MappingProxyType(users),
-        unreadable=tuple(reader.unreadable),
+        groups=tuple(groups),
+        users=MappingProxyType(dict(users)),
+        unreadable=tuple(unreadable),
         stats=graph.stats,
     )
 
 
 def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) -> TenantSnapshot:
-    """One tenant snapshot from an overview and the member reads of its groups (in any split).
+    """One tenant snapshot from an overview and the reads of its groups and users (in any split).
 
-    Groups keep the overview's order, each user appears once, every unreadable part is kept and
-    the Graph figures add up. A group no part read stays member-less and is listed as unreadable.
+    Groups keep the overview's order; a user appears once, the users scan's record winning over what a
+    member page said; every unreadable part is kept and the Graph figures add up. A group no part read
+    stays member-less and is listed as unreadable; untyped members are resolved against the users.
     """
     read: dict[str, LicensedGroup] = {}
     users: dict[str, User] = {}
@@ -519,11 +608,15 @@ def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) ->
         throttled += stats.throttled
         retried += stats.retried
         units += stats.resource_units
+    scanned = any(p.scope_id == USERS_KEY for p in parts)
     for part in parts:
         for group in part.groups:
             read[group.id] = group
-        for user_id, user in part.users.items():
-            users.setdefault(user_id, user)
+        if part.scope_id == USERS_KEY:
+            users.update(part.users)
+        else:
+            for user_id, user in part.users.items():
+                users.setdefault(user_id, user)
         unreadable.extend(part.unreadable)
     groups: list[LicensedGroup] = []
     for group in overview.groups:
@@ -532,6 +625,9 @@ def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) ->
             unreadable.append(Unreadable("members", group.id, "the members of this group were not read"))
             found = replace(group, members_read=False)
         groups.append(found)
+    groups, missing = resolve_members(groups, users, scanned=scanned)
+    unreadable.extend(missing)
+    prune_users(users, groups)
     return replace(
         overview,
         groups=tuple(groups),

@@ -161,6 +161,11 @@ class Facts:
     errors_by_group: defaultdict[str, list[tuple[str, str, str]]] = field(default_factory=lambda: defaultdict(list))
     disabled_by_group: defaultdict[str, dict[str, None]] = field(default_factory=lambda: defaultdict(dict))
     redundant: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)  # user, sku, groups
+    # (user, group, sku) -> the SKU of the same group that is really short: "If Microsoft Entra ID can't assign
+    # one of the products [of a group] ... it won't assign the other licenses in the group either"
+    # (https://learn.microsoft.com/entra/identity/users/licensing-groups-resolve-problems).
+    blocked_by: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    unscanned_users: dict[str, str] = field(default_factory=dict)  # members the users scan did not return
     group_names: dict[str, str] = field(default_factory=dict)
     sku_index: dict[str, Sku] = field(default_factory=dict)  # every SKU of the snapshot, by id
 
@@ -280,6 +285,8 @@ def build_facts(snapshot: TenantSnapshot) -> Facts:
             facts.users_unreadable = reason
         elif part.what in ("members", "group") and part.subject_id:
             facts.unreadable_members[part.subject_id] = reason
+        elif part.what == "user" and part.subject_id:
+            facts.unscanned_users[part.subject_id] = reason
     for group in snapshot.groups:
         facts.group_names[group.id] = group.display_name
         for ref in group.member_groups:
@@ -292,10 +299,13 @@ def build_facts(snapshot: TenantSnapshot) -> Facts:
 
 
 def _index_users(facts: Facts) -> None:
-    b2b, waiting, group_assigned = facts.b2b, facts.waiting, facts.group_assigned
+    b2b, group_assigned = facts.b2b, facts.group_assigned
     errors_by_group, disabled_by_group, redundant = facts.errors_by_group, facts.disabled_by_group, facts.redundant
     only_group = facts.scope_group_id
     only_skus = facts.scope_sku_ids
+    # sku -> (user, group) waiting with CountViolation; (user, group) -> the SKUs it waits for
+    waiting_by: defaultdict[str, set[tuple[str, str | None]]] = defaultdict(set)
+    counted: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
     for uid, user in facts.snapshot.users.items():
         if user.is_b2b:
             b2b.add(uid)
@@ -306,9 +316,11 @@ def _index_users(facts: Facts) -> None:
         active_from: dict[str, list[str]] | None = None
         for a in user.assignments:
             sku_id = a.sku_id
-            if a.error == COUNT_VIOLATION:
-                waiting[sku_id].add(uid)
             group_id = a.assigned_by_group
+            if a.error == COUNT_VIOLATION:
+                waiting_by[sku_id].add((uid, group_id))
+                if group_id is not None:
+                    counted[(uid, group_id)].append(sku_id)
             if group_id is None:
                 if direct is None:
                     direct = set()
@@ -328,6 +340,31 @@ def _index_users(facts: Facts) -> None:
             for sku_id in sorted(direct.intersection(active_from)):
                 if only_skus is None or sku_id in only_skus:
                     redundant.append((uid, sku_id, tuple(sorted(set(active_from[sku_id])))))
+    _attribute_all_or_nothing(facts, counted)
+    blocked = facts.blocked_by
+    for sku_id, pairs in waiting_by.items():
+        waiting = {uid for uid, gid in pairs if gid is None or (uid, gid, sku_id) not in blocked}
+        if waiting:
+            facts.waiting[sku_id] = waiting
+
+
+def _attribute_all_or_nothing(facts: Facts, counted: Mapping[tuple[str, str], list[str]]) -> None:
+    """A user waiting for several SKUs of one group waits for the short ones only; the others are blocked by it."""
+    index = facts.sku_index
+
+    def short(sku_id: str) -> bool:
+        sku = index.get(sku_id)
+        return sku is None or sku.available <= 0 or sku.in_lifecycle_only
+
+    for (uid, gid), skus in counted.items():
+        if len(skus) < 2:
+            continue
+        causes = sorted(s for s in skus if short(s))
+        if not causes or len(causes) == len(skus):
+            continue
+        for sku_id in skus:
+            if sku_id not in causes:
+                facts.blocked_by[(uid, gid, sku_id)] = causes[0]
 
 
 def as_utc(value: datetime) -> datetime:

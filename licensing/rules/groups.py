@@ -30,13 +30,15 @@ __all__ = [
     "evaluate_redundant_direct_assignment",
 ]
 
-# licenseAssignmentState.error values: https://learn.microsoft.com/graph/api/resources/licenseassignmentstate
+# licenseAssignmentState.error values (https://learn.microsoft.com/graph/api/resources/licenseassignmentstate),
+# explained as https://learn.microsoft.com/entra/identity/users/licensing-groups-resolve-problems does.
 ERROR_EXPLANATIONS: Final = {
     COUNT_VIOLATION: "no seat is left",
-    "MutuallyExclusiveViolation": "it conflicts with another license the user has",
-    "DependencyViolation": "a license it depends on is missing",
+    "MutuallyExclusiveViolation": "one of its service plans conflicts with a license the user already has",
+    # Raised when Entra ID tries to *remove* a plan another product of the user needs (e.g. on leaving the group).
+    "DependencyViolation": "another product the user has depends on one of its service plans",
     "ProhibitedInUsageLocationViolation": "it is not available in the user's usage location",
-    "UniquenessViolation": "a service plan in it conflicts with another assignment",
+    "UniquenessViolation": "the user's proxy address is already used by another object (duplicate proxy address)",
     "Other": "Microsoft reported an unspecified error",
 }
 PROCESSING_COMPLETE: Final = "ProcessingComplete"
@@ -62,8 +64,14 @@ def _readable_groups(facts: Facts, result: RuleResult, *, needs_users: bool) -> 
         yield group
 
 
+def _unscanned_note(facts: Facts) -> str | None:
+    if not facts.unscanned_users:
+        return None
+    return f"{plural(len(facts.unscanned_users), 'member')} not checked: not returned by the users scan"
+
+
 def evaluate_b2b_member(facts: Facts, ctx: RuleContext) -> RuleResult:
-    result = RuleResult()
+    result = RuleResult(note=_unscanned_note(facts))
     for group in _readable_groups(facts, result, needs_users=True):
         name = quote(facts.group_name(group.id))
         for uid in group.user_ids:
@@ -103,6 +111,8 @@ def evaluate_nested_group(facts: Facts, ctx: RuleContext) -> RuleResult:
 
 
 def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
+    """Every error state a licensed group left on a user: members, and users who left the group but still hold
+    its seat because removing the license failed (DependencyViolation, a proxy-address conflict)."""
     result = RuleResult()
     for group in _readable_groups(facts, result, needs_users=True):
         errors = facts.errors_by_group.get(group.id)
@@ -112,15 +122,27 @@ def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
         name = quote(facts.group_name(group.id))
         seen: set[tuple[str, str, str]] = set()
         for uid, sku_id, error in errors:
-            if uid not in members or not facts.sku_in_scope(sku_id) or (uid, sku_id, error) in seen:
+            if not facts.sku_in_scope(sku_id) or (uid, sku_id, error) in seen:
                 continue
             seen.add((uid, sku_id, error))
             why = ERROR_EXPLANATIONS.get(error, f"error {error}")
+            cause = facts.blocked_by.get((uid, group.id, sku_id))
+            if cause is not None:
+                why = (
+                    f"the group's licenses are assigned all or nothing and {facts.product(cause)} has no seat left "
+                    f"({facts.product(sku_id)} has seats)"
+                )
             if error == "ProhibitedInUsageLocationViolation":
                 user = facts.users.get(uid)
                 if user is not None and user.usage_location:
                     why += f" ({user.usage_location})"
-            message = f"{facts.user_label(uid)} did not get {facts.product(sku_id)} from group {name}: {why}"
+            if uid in members:
+                message = f"{facts.user_label(uid)} did not get {facts.product(sku_id)} from group {name}: {why}"
+            else:
+                message = (
+                    f"{facts.user_label(uid)} is no longer a member of group {name} but still holds "
+                    f"{facts.product(sku_id)} from it in an error state: {why}"
+                )
             severity = Severity.CRITICAL if error == COUNT_VIOLATION else Severity.WARNING
             result.findings.append(
                 make_finding(
@@ -164,7 +186,7 @@ def evaluate_processing_incomplete(facts: Facts, ctx: RuleContext) -> RuleResult
 
 
 def evaluate_disabled_user_licensed(facts: Facts, ctx: RuleContext) -> RuleResult:
-    result = RuleResult()
+    result = RuleResult(note=_unscanned_note(facts))
     for group in _readable_groups(facts, result, needs_users=True):
         holders = facts.disabled_by_group.get(group.id)
         if not holders:

@@ -36,8 +36,9 @@ RULES: Final[Mapping[str, Rule]] = MappingProxyType(
                 "Users are waiting for seats",
                 Severity.CRITICAL,
                 "Buy more seats (Microsoft 365 admin center > Billing > Your products > the product > Buy licenses), "
-                "or free seats by removing users who no longer need the product; then reprocess the group "
-                "(Entra admin center > Groups > the group > Licenses > Reprocess).",
+                "or free seats by removing users who no longer need the product; then reprocess the users in error "
+                "(Microsoft 365 admin center > Billing > Licenses > the product > Groups, or Graph "
+                "POST /users/{id}/reprocessLicenseAssignment).",
                 seats.evaluate_seat_shortage,
             ),
             _rule(
@@ -61,7 +62,7 @@ RULES: Final[Mapping[str, Rule]] = MappingProxyType(
                 "Seats in grace period, suspended or locked out",
                 Severity.WARNING,
                 "Renew or reactivate the subscription (Microsoft 365 admin center > Billing > Your products); "
-                "users lose access to suspended seats.",
+                "users lose access to suspended seats. Buying more seats of it does not help.",
                 seats.evaluate_units_expiring,
             ),
             _rule(
@@ -77,23 +78,27 @@ RULES: Final[Mapping[str, Rule]] = MappingProxyType(
                 "Nested group in a licensing group",
                 Severity.WARNING,
                 "Group-based licensing ignores nested groups: add the users directly, or assign the licenses to the "
-                "nested group itself (Entra admin center > Groups > the group > Licenses > Assignments).",
+                "nested group itself (Microsoft 365 admin center > Billing > Licenses > the product > Groups > "
+                "Assign licenses).",
                 groups.evaluate_nested_group,
             ),
             _rule(
                 FindingKind.LICENSE_ERROR,
                 "Group license assignment in error",
                 Severity.WARNING,
-                "Open the group's Licenses page (Entra admin center > Groups > the group > Licenses), fix the cause "
-                "(seats, conflicting or missing licenses, usage location) and select Reprocess.",
+                "Fix the cause (seats, conflicting or dependent licenses, usage location, duplicate proxy address), "
+                "then reprocess (Microsoft 365 admin center > Billing > Licenses > the product > Groups, or Graph "
+                "POST /users/{id}/reprocessLicenseAssignment). A user who left the group keeps the seat until the "
+                "dependent license is removed or the proxy address conflict is resolved.",
                 groups.evaluate_license_error,
             ),
             _rule(
                 FindingKind.PROCESSING_INCOMPLETE,
                 "Group license processing not complete",
                 Severity.INFO,
-                "Wait for processing to finish; if it stays incomplete, reprocess the group "
-                "(Entra admin center > Groups > the group > Licenses > Reprocess).",
+                "Wait for processing to finish; if it stays incomplete, reprocess the group's users "
+                "(Microsoft 365 admin center > Billing > Licenses > the product > Groups, or Graph "
+                "POST /users/{id}/reprocessLicenseAssignment).",
                 groups.evaluate_processing_incomplete,
             ),
             _rule(
@@ -117,15 +122,16 @@ RULES: Final[Mapping[str, Rule]] = MappingProxyType(
                 "Licensing group has no members",
                 Severity.INFO,
                 "Add the intended members, or remove the license assignment from the group "
-                "(Entra admin center > Groups > the group > Licenses).",
+                "(Microsoft 365 admin center > Billing > Licenses > the product > Groups).",
                 groups.evaluate_empty_licensed_group,
             ),
             _rule(
                 FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED,
                 "Product expected to be group-assigned is not",
                 Severity.WARNING,
-                "Assign the product to a security group (Entra admin center > Groups > the group > Licenses > "
-                "Assignments), move its users into the group, then remove their direct assignments.",
+                "Assign the product to a security group (Microsoft 365 admin center > Billing > Licenses > "
+                "the product > Groups > Assign licenses), move its users into the group, then remove their direct "
+                "assignments.",
                 seats.evaluate_expected_sku,
             ),
         ]

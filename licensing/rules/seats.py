@@ -19,6 +19,7 @@ __all__ = [
     "evaluate_seat_shortage",
     "evaluate_units_expiring",
     "forecast_days_left",
+    "is_over",
     "is_shortage",
     "low_threshold",
     "project_seats",
@@ -30,6 +31,12 @@ MIN_FORECAST_POINTS = 7
 def _user_skus(facts: Facts) -> list[Sku]:
     # Company SKUs (tenant-wide add-ons) have no per-user seats: listed in the report, never a finding.
     return [s for s in facts.skus if s.applies_to.casefold() == "user"]
+
+
+def _seat_skus(facts: Facts) -> list[Sku]:
+    """User SKUs with active units: a SKU whose units are all in grace, suspended or locked out has a
+    lifecycle problem (units_expiring), and "buy more seats" would be the wrong advice (Sku.in_lifecycle_only)."""
+    return [s for s in _user_skus(facts) if not s.in_lifecycle_only]
 
 
 def _undercount_note(facts: Facts) -> str | None:
@@ -45,9 +52,18 @@ def _blocked(facts: Facts) -> str | None:
     return f"SKUs could not be read: {facts.skus_unreadable}" if facts.skus_unreadable else None
 
 
+def is_over(sku: Sku) -> bool:
+    """More seats in use than the active and grace units hold (units in grace still serve their users:
+    https://learn.microsoft.com/graph/api/resources/licenseunitsdetail, ``warning``)."""
+    return sku.consumed > sku.enabled + sku.warning
+
+
 def is_shortage(sku: Sku, waiting: int) -> bool:
-    """docs/findings.md: ``consumed > enabled``, or users waiting that the free seats cannot cover."""
-    return sku.consumed > sku.enabled or (waiting > 0 and waiting > max(sku.available, 0))
+    """docs/findings.md: over (see is_over), or users waiting that the free seats cannot cover; never for a
+    SKU without active units (a lifecycle problem, see units_expiring)."""
+    if sku.in_lifecycle_only:
+        return False
+    return is_over(sku) or (waiting > 0 and waiting > max(sku.available, 0))
 
 
 def low_threshold(sku: Sku, ctx: RuleContext) -> float:
@@ -62,14 +78,18 @@ def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
     result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
     if result.blocked:
         return result
-    for sku in _user_skus(facts):
+    for sku in _seat_skus(facts):
         waiting = len(facts.waiting.get(sku.sku_id, ()))
         if not is_shortage(sku, waiting):
             continue
         product = facts.product(sku.sku_id)
-        if sku.consumed > sku.enabled:
-            over = sku.consumed - sku.enabled
-            message = f"{product}: {sku.consumed} seats are in use but only {sku.enabled} are enabled ({over} over)"
+        if is_over(sku):
+            held = sku.enabled + sku.warning
+            over = sku.consumed - held
+            grace = f" (and {sku.warning} in grace)" if sku.warning else ""
+            message = (
+                f"{product}: {sku.consumed} seats are in use but only {sku.enabled} are enabled{grace} ({over} over)"
+            )
             if waiting:
                 message += f", and {plural(waiting, 'user is', 'users are')} waiting for a seat"
         else:
@@ -88,7 +108,7 @@ def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
     result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
     if result.blocked:
         return result
-    for sku in _user_skus(facts):
+    for sku in _seat_skus(facts):
         if sku.enabled <= 0 or is_shortage(sku, len(facts.waiting.get(sku.sku_id, ()))):
             continue
         threshold = low_threshold(sku, ctx)
@@ -170,7 +190,7 @@ def evaluate_seat_forecast(facts: Facts, ctx: RuleContext) -> RuleResult:
     if result.blocked:
         return result
     evaluated = 0
-    for sku in _user_skus(facts):
+    for sku in _seat_skus(facts):
         series = ctx.history.get(sku.sku_id, ())
         trend = forecast_days_left(series, ctx.forecast_days)
         if len(_window(series, ctx.forecast_days)) >= MIN_FORECAST_POINTS:
@@ -189,29 +209,25 @@ def evaluate_seat_forecast(facts: Facts, ctx: RuleContext) -> RuleResult:
         result.findings.append(
             make_finding(FindingKind.SEAT_FORECAST, Severity.WARNING, message, facts, sku_id=sku.sku_id)
         )
-    if evaluated == 0 and _user_skus(facts):
+    if evaluated == 0 and _seat_skus(facts):
         result.not_applicable = f"fewer than {MIN_FORECAST_POINTS} days of SKU history"
     return result
 
 
 def evaluate_units_expiring(facts: Facts, ctx: RuleContext) -> RuleResult:
+    """Units in grace (warning), suspended or locked out; a SKU with no active unit at all says so."""
     result = RuleResult(blocked=_blocked(facts))
     if result.blocked:
         return result
     for sku in _user_skus(facts):
         product = facts.product(sku.sku_id)
-        if sku.suspended > 0 or sku.locked_out > 0:
-            parts = []
-            if sku.suspended:
-                parts.append(f"{sku.suspended} suspended")
-            if sku.locked_out:
-                parts.append(f"{sku.locked_out} locked out")
-            message = (
-                f"{product}: {' and '.join(parts)} seats: the subscription has expired or was cancelled "
-                f"({_counts(sku)})"
-            )
+        parts = [f"{n} {what}" for n, what in ((sku.suspended, "suspended"), (sku.locked_out, "locked out")) if n]
+        status = sku.capability_status.strip().casefold()
+        if parts or status in ("suspended", "lockedout", "deleted"):
+            what = " and ".join(parts) + " seats" if parts else f"subscription status {sku.capability_status}"
+            message = f"{product}: {what}: the subscription has expired or was cancelled ({_counts(sku)})"
             severity = Severity.CRITICAL
-        elif sku.warning > 0:
+        elif sku.warning > 0 or status == "warning":
             message = (
                 f"{product}: {sku.warning} seats are in their grace period and will be suspended unless renewed "
                 f"({_counts(sku)})"
@@ -219,6 +235,8 @@ def evaluate_units_expiring(facts: Facts, ctx: RuleContext) -> RuleResult:
             severity = Severity.WARNING
         else:
             continue
+        if sku.in_lifecycle_only:
+            message += f"; no seat is active, so the {sku.consumed} users holding it depend on renewal"
         result.findings.append(make_finding(FindingKind.UNITS_EXPIRING, severity, message, facts, sku_id=sku.sku_id))
     return result
 

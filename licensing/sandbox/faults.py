@@ -75,6 +75,9 @@ class Faults:
     ru_budget: int | None = None  # RU per window; None: no RU throttling; 0: Graph's budget for the tenant size
     ru_window_s: float = 10.0
     seed: int = 0  # of the RNG behind ``rate`` rules
+    # The caller's application permissions (None: every permission). Routes they do not cover answer 403;
+    # users are read with limited information without User.Read.All (graph_api.ROUTE_PERMISSIONS).
+    permissions: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or self.per_object_us < 0:
@@ -88,20 +91,22 @@ class Faults:
         return replace(self, rules=(*self.rules, *rules))
 
 
-_GLOBAL_KEYS: Final = {"latency_ms", "per_object_us", "ru_budget", "ru_window_s", "seed"}
+_GLOBAL_KEYS: Final = {"latency_ms", "per_object_us", "ru_budget", "ru_window_s", "seed", "permissions"}
 
 
 def parse_faults(specs: list[str] | tuple[str, ...] | str) -> Faults:
     """Parse the ``--faults`` syntax: entries separated by ``;``.
 
     ``KIND[@ROUTE][:first=N][:rate=P][:after=N][:retry_after=V|none][:hold=S]`` adds a rule;
-    ``latency_ms=X``, ``per_object_us=X``, ``ru_budget=N|auto``, ``ru_window_s=S``, ``seed=N`` set globals.
+    ``latency_ms=X``, ``per_object_us=X``, ``ru_budget=N|auto``, ``ru_window_s=S``, ``seed=N`` set globals;
+    ``permissions=A+B`` grants only those application permissions (e.g. ``GroupMember.Read.All+Organization.Read.All``).
     Example: ``429@members:first=2:retry_after=0.05;reset@users:rate=0.01;ru_budget=auto``.
     """
     if isinstance(specs, str):
         specs = [specs]
     rules: list[FaultRule] = []
     glob: dict[str, float | int | None] = {}
+    permissions: frozenset[str] | None = None
     for spec in specs:
         for raw in spec.split(";"):
             entry = raw.strip()
@@ -111,6 +116,9 @@ def parse_faults(specs: list[str] | tuple[str, ...] | str) -> Faults:
             if eq and ":" not in key and "@" not in key:
                 if key not in _GLOBAL_KEYS:
                     raise ConfigurationError(f"unknown sandbox fault setting {key!r}; one of {', '.join(_GLOBAL_KEYS)}")
+                if key == "permissions":
+                    permissions = frozenset(p.strip() for p in value.split("+") if p.strip())
+                    continue
                 glob[key] = _number(key, value)
                 continue
             rules.append(_rule(entry))
@@ -123,6 +131,7 @@ def parse_faults(specs: list[str] | tuple[str, ...] | str) -> Faults:
             ru_budget=None if budget is None else int(budget),
             ru_window_s=float(glob.get("ru_window_s") or 10.0),
             seed=int(glob.get("seed") or 0),
+            permissions=permissions,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"bad sandbox fault setting: {exc}") from None

@@ -132,6 +132,33 @@ def _not_found(ident: str) -> GraphError:
     )
 
 
+# Application permissions that let a caller use each route family (any one of them), from the permissions
+# tables of https://learn.microsoft.com/graph/api/organization-list, .../subscribedsku-list,
+# .../companysubscription-list, .../group-list, .../group-list-members, .../user-list, .../user-sendmail.
+ROUTE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    "organization": frozenset({"Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All"}),
+    "subscribedSkus": frozenset(
+        {"LicenseAssignment.Read.All", "LicenseAssignment.ReadWrite.All", "Organization.Read.All", "Directory.Read.All"}
+    ),
+    "subscriptions": frozenset({"Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All"}),
+    "groups": frozenset({"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All"}),
+    "members": frozenset(
+        {"GroupMember.ReadBasic.All", "GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All",
+         "Directory.Read.All"}
+    ),
+    "users": frozenset({"User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}),
+    "sendMail": frozenset({"Mail.Send"}),
+}  # fmt: skip
+_FAMILY_PERMISSION: Final = {
+    "group": "groups",
+    "transitiveMembers": "members",
+    "membersWithLicenseErrors": "members",
+    "user": "users",
+    "licenseDetails": "users",
+}
+FULL_USER_READ: Final = frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"})
+
+
 @dataclass(slots=True)
 class _Query:
     raw: list[str]  # the client's own query pieces, kept as sent for next links
@@ -194,9 +221,10 @@ class GraphApp:
         self._cache: dict[tuple[str, ...], Sequence[int]] = {}
         # Serialised users per $select (tag, select, typed): a user in several groups, or read again by the
         # next client, is rendered once. Users never change while the server runs.
-        self._fragments: dict[tuple[int, tuple[str, ...] | None, bool], bytes] = {}
+        self._fragments: dict[tuple[int, tuple[str, ...] | None, bool, bool], bytes] = {}
         self._ru_log: deque[tuple[float, int]] = deque()
         self._ru_sum = 0
+        self._throttle_pct: str | None = None
         self._faults = faults or Faults()
         self._fault_seen = [0] * len(self._faults.rules)
         self._rng = random.Random(self._faults.seed)
@@ -217,6 +245,7 @@ class GraphApp:
             self._rng = random.Random(faults.seed)
             self._ru_log.clear()
             self._ru_sum = 0
+            self._fragments.clear()
 
     def delete_group(self, group_id: str) -> None:
         g = self.tenant.group_by_id(group_id)
@@ -260,6 +289,9 @@ class GraphApp:
             route, key = self._route(req.method, path)
         except GraphError as exc:
             return self._error(exc, request_id, client_id)
+        denied = self._denied(route.family)
+        if denied is not None:
+            return self._error(denied, request_id, client_id)
         with self._lock:
             self._stats.requests += 1
             self._stats.by_route[route.family] += 1
@@ -282,6 +314,7 @@ class GraphApp:
             ru = self._cost(route, query)
             with self._lock:
                 throttled = self._charge(ru)
+                pct = self._throttle_pct
             if throttled is not None:
                 return self._error(throttled, request_id, client_id)
             if route.family == "batch":
@@ -294,6 +327,8 @@ class GraphApp:
                 ctype = "text/plain" if isinstance(body, bytes) and not isinstance(body, _RawJson) else JSON_TYPE
                 resp = Response(route.status, raw, content_type=ctype, objects=objects)
             resp.headers += [("x-ms-resource-unit", str(ru))]
+            if pct is not None:
+                resp.headers += [("x-ms-throttle-limit-percentage", pct)]
         except GraphError as exc:
             return self._error(exc, request_id, client_id)
         resp.headers += [("request-id", request_id), ("client-request-id", client_id)]
@@ -314,6 +349,22 @@ class GraphApp:
             self._stats.by_status[resp.status] += 1
             self._stats.objects += resp.objects
         return resp
+
+    def _denied(self, family: str) -> GraphError | None:
+        """403 for a route the caller's application permissions do not cover (None: all permissions)."""
+        granted = self._faults.permissions
+        need = ROUTE_PERMISSIONS.get(_FAMILY_PERMISSION.get(family, family))
+        if granted is None or need is None or granted & need:
+            return None
+        return GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+    @property
+    def _user_access(self) -> str:
+        """What the caller may read of users: "full", "basic" (User.ReadBasic.All) or "none" (limited information)."""
+        granted = self._faults.permissions
+        if granted is None or granted & FULL_USER_READ:
+            return "full"
+        return "basic" if "User.ReadBasic.All" in granted else "none"
 
     def _error(self, exc: GraphError, request_id: str, client_id: str) -> Response:
         body = {
@@ -388,7 +439,10 @@ class GraphApp:
         return max(1, base - 1) if query.select else base
 
     def _charge(self, ru: int) -> GraphError | None:
+        """Meter ``ru`` against the budget; a 429 when it is spent. Throttled requests are charged too: Graph keeps
+        counting what an app sends while it throttles it (https://learn.microsoft.com/graph/throttling-limits)."""
         f = self._faults
+        self._throttle_pct = None
         if ru == 0:
             return None
         if f.ru_budget is not None:
@@ -397,17 +451,30 @@ class GraphApp:
             log = self._ru_log
             while log and log[0][0] <= now - f.ru_window_s:
                 self._ru_sum -= log.popleft()[1]
-            if self._ru_sum + ru > budget:
-                wait = (log[0][0] + f.ru_window_s - now) if log else f.ru_window_s
+            over = self._ru_sum + ru > budget
+            log.append((now, ru))
+            self._ru_sum += ru
+            self._stats.ru_charged += ru
+            if over:
+                # Wait until enough of the window has aged out for this much usage to fit again.
+                excess, wait = self._ru_sum - budget, f.ru_window_s
+                for stamp, cost in log:
+                    excess -= cost
+                    if excess <= 0:
+                        wait = stamp + f.ru_window_s - now
+                        break
                 retry = str(max(1, math.ceil(wait)))
+                pct = f"{min(1.8, self._ru_sum / budget):.2f}"
                 return GraphError(
                     429,
                     "TooManyRequests",
                     "Too many requests: resource unit budget of the tenant and application exceeded.",
-                    [("Retry-After", retry), ("x-ms-throttle-limit-percentage", "1.0")],
+                    [("Retry-After", retry), ("x-ms-throttle-limit-percentage", pct)],
                 )
-            log.append((now, ru))
-            self._ru_sum += ru
+            if self._ru_sum > 0.8 * budget:
+                # "Returned only when the application consumed more than 0.8 of its limit" (throttling-limits).
+                self._throttle_pct = f"{min(1.8, self._ru_sum / budget):.2f}"
+            return None
         self._stats.ru_charged += ru
         return None
 
@@ -445,9 +512,10 @@ class GraphApp:
             elif name in ("expand", "orderby", "search", "skip", "format", "apply", "compute"):
                 raise _unsupported(f"The sandbox does not simulate ${name}; the audit must not depend on it.")
         if q.count and not q.eventual:
-            # https://learn.microsoft.com/graph/aad-advanced-queries : $count on directory objects needs
-            # ConsistencyLevel: eventual.
-            raise _bad("$count is not currently supported.")
+            # https://learn.microsoft.com/graph/aad-advanced-queries: without ConsistencyLevel: eventual the
+            # $count=true query option is ignored on directory collections (no @odata.count); only the /$count
+            # segment answers 400 (see _count_*). An advanced-only $filter still fails (see _advanced).
+            q.count = False
         return q
 
     # -------------------------------------------------------------- routing
@@ -517,8 +585,14 @@ class GraphApp:
         props = select or USER_DEFAULT
         out: dict[str, Any] = {"@odata.type": USER_TYPE} if typed else {}
         guest = bool(f & GUEST)
+        access = self._user_access
         for p in props:
-            if p == "id":
+            if p != "id" and (access == "none" or (access == "basic" and p not in USER_DEFAULT)):
+                # Limited information: "only the @odata.type property for the object type and the id is returned,
+                # while other properties are indicated as null" (group-list-members); with User.ReadBasic.All
+                # only the basic profile (docs/sandbox.md: an assumption for /users).
+                out[p] = None
+            elif p == "id":
                 out["id"] = t.user_id(u)
             elif p == "displayName":
                 out[p] = display
@@ -591,7 +665,7 @@ class GraphApp:
         t = self.tenant
         disabled: dict[int, set[str]] = {}
         for st in t.user_states(u):
-            if st.error:
+            if not st.holds_seat:
                 continue
             plans: set[str] = set()
             if st.group != NO_GROUP:
@@ -682,6 +756,7 @@ class GraphApp:
         context: str,
         render: Callable[[int], dict[str, Any]],
         typed: bool | None = None,
+        annotate: bool = True,
     ) -> tuple[dict[str, Any] | bytes, int]:
         """One page of ``items``. With ``typed`` (users and members: tags that :meth:`_render` knows), the
         page is built from cached serialised objects; ``render`` is used when a body fault rewrites objects."""
@@ -695,7 +770,7 @@ class GraphApp:
         chunk = items[offset : offset + size]
         end = offset + len(chunk)
         if typed is not None and fault is None:
-            return self._page_bytes(query, key, items, context, chunk, end, sig, typed), len(chunk)
+            return self._page_bytes(query, key, items, context, chunk, end, sig, typed, annotate), len(chunk)
         value = [render(tag) for tag in chunk]
         body: dict[str, Any] = {"@odata.context": context}
         if query.count:
@@ -727,17 +802,18 @@ class GraphApp:
         end: int,
         sig: int,
         typed: bool,
+        annotate: bool = True,
     ) -> _RawJson:
         """The same JSON as the dict path (same keys, same order), joined from cached objects."""
         select = query.select
         cache = self._fragments
         parts = []
         for tag in chunk:
-            ckey = (tag, select, typed)
+            ckey = (tag, select, typed, annotate)
             frag = cache.get(ckey)
             if frag is None:
                 frag = cache[ckey] = orjson.dumps(
-                    self._render(tag, select, True) if typed else self._user_json(tag // 3, select, False)
+                    self._render(tag, select, annotate) if typed else self._user_json(tag // 3, select, False)
                 )
             parts.append(frag)
         head: dict[str, Any] = {"@odata.context": context}
@@ -784,9 +860,10 @@ class GraphApp:
         # https://learn.microsoft.com/graph/api/resources/subscribedsku
         t = self.tenant
         s = t.skus[k]
+        account = k % 2  # two billing accounts, as in Microsoft's List subscribedSkus example; neither is the tenant
         return {
-            "accountName": t.domain.split(".", 1)[0],
-            "accountId": t.tenant_id,
+            "accountName": f"{t.domain.split('.', 1)[0]} billing account {account + 1}",
+            "accountId": _guid(f"{t.tenant_id}:billing-account:{account}"),
             "appliesTo": s.applies_to,
             "capabilityStatus": s.capability_status,
             "consumedUnits": s.consumed,
@@ -958,8 +1035,17 @@ class GraphApp:
             cast if cast is not None else -1, "directoryObjects"
         )
         ctx = self._context(what + (f"({','.join(query.select)})" if query.select else ""))
+        # Microsoft's examples of an OData cast (/groups/{id}/members/microsoft.graph.user) show objects without
+        # @odata.type (group-list-members, example 4): the sandbox omits it there too.
+        annotate = cast is None
         return self._page(
-            query, f"groups/{key}", items, ctx, lambda tag: self._render(tag, query.select, True), typed=True
+            query,
+            f"groups/{key}",
+            items,
+            ctx,
+            lambda tag: self._render(tag, query.select, annotate),
+            typed=True,
+            annotate=annotate,
         )
 
     def _count_members(self, query: _Query, key: str) -> tuple[Any, int]:
@@ -1093,6 +1179,9 @@ class GraphApp:
                 )
                 entry = b"".join((entry[:-1], b',"body":', body_json, b"}"))
             responses.append(entry)
+        # "The responses might appear in a different order than the requests" (json-batching): always reversed here,
+        # so a reader that matches answers by position fails every test.
+        responses.reverse()
         return Response(200, b'{"responses":[' + b",".join(responses) + b"]}", delay_s=delay, objects=objects)
 
     # -------------------------------------------------------------- $filter
@@ -1106,6 +1195,9 @@ class GraphApp:
             c = clause.strip()
             if re.fullmatch(r"assignedLicenses/\$count\s+ne\s+0", c, re.I):
                 _advanced(query)
+                preds.append(lambda g: g.licensed)
+            elif re.fullmatch(r"assignedLicenses/any\(\s*\)", c, re.I):
+                # Microsoft's List groups example: $filter=assignedLicenses/any() (no advanced query needed).
                 preds.append(lambda g: g.licensed)
             elif re.fullmatch(r"hasMembersWithLicenseErrors\s+eq\s+true", c, re.I):
                 preds.append(_in_index(set(self._errors_by_group())))

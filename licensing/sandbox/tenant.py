@@ -217,10 +217,18 @@ class AssignmentState:
     sku: int
     group: int  # NO_GROUP for a direct assignment
     error: str | None
+    active: bool = False  # the user keeps the license despite the error (a removal that failed)
 
     @property
     def state(self) -> str:
-        return "Error" if self.error else "Active"
+        # https://learn.microsoft.com/graph/api/resources/licenseassignmentstate: Active | ActiveWithError | Error
+        if not self.error:
+            return "Active"
+        return "ActiveWithError" if self.active else "Error"
+
+    @property
+    def holds_seat(self) -> bool:
+        return not self.error or self.active
 
 
 def _h(*parts: object) -> bytes:
@@ -268,6 +276,7 @@ class SandboxTenant:
         locations: bytearray,
         direct: dict[int, tuple[int, ...]],
         errors: dict[tuple[int, int, int], str],
+        removed: dict[int, tuple[tuple[int, int, str], ...]],
         user_ids: _Ids,
         group_ids: _Ids,
         ug_offsets: array[int],
@@ -280,6 +289,9 @@ class SandboxTenant:
         self.locations = locations
         self.direct = direct
         self.errors = errors
+        # user -> (group, sku, error): users who left a licensed group and still hold its seat because removing
+        # the license failed (DependencyViolation, or a proxy-address conflict: UniquenessViolation).
+        self.removed = removed
         self._uids = user_ids
         self._gids = group_ids
         self._ug_offsets = ug_offsets
@@ -334,12 +346,14 @@ class SandboxTenant:
         return self._ug_groups[self._ug_offsets[index] : self._ug_offsets[index + 1]]
 
     def user_states(self, index: int) -> list[AssignmentState]:
-        """The user's licenseAssignmentStates: direct first, then one per SKU of each processed licensed group."""
+        """The user's licenseAssignmentStates: direct first, then one per SKU of each processed licensed group,
+        then what groups the user left still hold (ActiveWithError)."""
         out = [AssignmentState(s, NO_GROUP, None) for s in self.direct.get(index, ())]
         for g in self.user_groups(index):
             group = self.groups[g]
             if group.processed:
                 out.extend(AssignmentState(s, g, self.errors.get((index, g, s))) for s in group.sku_indices)
+        out.extend(AssignmentState(s, g, err, active=True) for g, s, err in self.removed.get(index, ()))
         return out
 
     def iter_users(self) -> Iterator[int]:
@@ -538,7 +552,8 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
             ug_groups[cursor[u]] = gi
             cursor[u] += 1
 
-    sku_states = _allocate_seats(spec, groups, direct, errors, n)
+    removed = _removal_errors(groups, direct, n, {G_E3: m365e3, G_BI: bi})
+    sku_states = _allocate_seats(spec, groups, direct, errors, removed, n)
     return SandboxTenant(
         spec,
         sku_states,
@@ -547,6 +562,7 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
         locations,
         direct,
         errors,
+        removed,
         _Ids(spec.seed, "user"),
         gids,
         counts,
@@ -554,31 +570,68 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
     )
 
 
+def _removal_errors(
+    groups: list[GroupDef], direct: dict[int, tuple[int, ...]], n: int, cases: dict[int, int]
+) -> dict[int, tuple[tuple[int, int, str], ...]]:
+    """One former member per case (group -> SKU) who still holds the group's seat: removing the license failed.
+
+    "This error [DependencyViolation] occurs when Microsoft Entra ID attempts to remove the underlying service
+    plan. For example, this can happen when you remove the user from the group"; removal also fails on a
+    proxy-address conflict (https://learn.microsoft.com/entra/identity/users/licensing-groups-resolve-problems).
+    """
+    errors = ("DependencyViolation", "UniquenessViolation")
+    out: dict[int, tuple[tuple[int, int, str], ...]] = {}
+    taken: set[int] = set()
+    for (g, k), err in zip(sorted(cases.items()), errors, strict=False):
+        holders = {u for grp in groups if k in grp.sku_indices for u in grp.users}
+        for u in range(FIRST_GENERIC_USER, n):
+            if u not in holders and u not in taken and k not in direct.get(u, ()):
+                out[u] = ((g, k, err),)
+                taken.add(u)
+                break
+    return out
+
+
 def _allocate_seats(
     spec: TenantSpec,
     groups: list[GroupDef],
     direct: dict[int, tuple[int, ...]],
     errors: dict[tuple[int, int, int], str],
+    removed: dict[int, tuple[tuple[int, int, str], ...]],
     n: int,
 ) -> tuple[SkuState, ...]:
     """Set each SKU's counters the way Graph keeps them, adding CountViolation where seats ran out.
 
-    A user consumes one unit of a SKU when at least one assignment of it (direct or through a
-    processed group) is not in error. Direct assignments come first (they cannot exceed seats);
-    group members are served in group order; for the short SKU the last users to arrive wait.
+    A user consumes one unit of a SKU when at least one assignment of it (direct, through a processed
+    group, or left behind by a failed removal) holds a seat. Direct assignments come first (they cannot
+    exceed seats); group members are served in group order; for the short SKU the last users to arrive
+    wait. Group licensing is all or nothing: "If Microsoft Entra ID can't assign one of the products ...
+    it won't assign the other licenses in the group either" (licensing-groups-resolve-problems), so a user
+    waiting for the short SKU of a group gets none of that group's other SKUs either. Which error Graph
+    records on those other products is not documented: the sandbox records CountViolation (docs/sandbox.md).
     """
-    out = []
-    for k, cat in enumerate(SKU_CATALOG):
+    out: dict[int, SkuState] = {}
+    blocked: set[tuple[int, int]] = set()  # (user, group) waiting for a short SKU of that group
+    # Short SKUs first: their waiting users are then kept out of the group's other SKUs.
+    order_k = sorted(range(len(SKU_CATALOG)), key=lambda k: SKU_CATALOG[k].plan != "shortage")
+    for k in order_k:
+        cat = SKU_CATALOG[k]
         holders = bytearray(n)
         order: list[int] = []  # users served through groups, in arrival order, not already holders
         for u, ss in direct.items():
             if k in ss:
+                holders[u] = 1
+        for u, states in removed.items():
+            if any(s == k for _g, s, _e in states):
                 holders[u] = 1
         for grp in groups:
             if k not in grp.sku_indices or not grp.processed:
                 continue
             gi = grp.index
             for u in grp.users:
+                if (u, gi) in blocked:
+                    errors[(u, gi, k)] = "CountViolation"
+                    continue
                 if not holders[u] and (u, gi, k) not in errors:
                     holders[u] = 1
                     order.append(u)
@@ -593,9 +646,10 @@ def _allocate_seats(
                     for u in grp.users:
                         if u in wait_set:
                             errors[(u, gi, k)] = "CountViolation"
+                            blocked.add((u, gi))
         consumed = demand - len(waiting)
-        out.append(_counters(k, cat, consumed, spec.seed))
-    return tuple(out)
+        out[k] = _counters(k, cat, consumed, spec.seed)
+    return tuple(out[k] for k in range(len(SKU_CATALOG)))
 
 
 def _counters(k: int, cat: CatalogSku, consumed: int, seed: int) -> SkuState:
@@ -606,10 +660,12 @@ def _counters(k: int, cat: CatalogSku, consumed: int, seed: int) -> SkuState:
     elif cat.plan == "low":
         enabled = consumed + 2
     elif cat.plan == "warning":
+        # A second, expired subscription in grace beside an active one: capabilityStatus stays Enabled, which
+        # "indicates that the prepaidUnits property has at least one unit that is enabled" (subscribedSku).
         warning = 5 + seed % 5
-        status = "Warning"
     elif cat.plan == "suspended":
-        suspended = 3
+        # Microsoft's List subscribedSkus example: "Suspended", enabled 0, suspended 25, consumed 14.
+        enabled, suspended, status = 0, consumed + 11, "Suspended"
     elif cat.plan == "over":
         enabled = max(consumed - 1, 0)  # seats removed at renewal while still assigned
     elif cat.plan == "free":
@@ -640,13 +696,22 @@ def is_b2b(tenant: SandboxTenant, u: int) -> bool:
     return bool(tenant.flags[u] & (GUEST | EXT_PENDING | EXT_ACCEPTED | INVITED | EXT_UPN))
 
 
+def _lifecycle_only(s: SkuState) -> bool:
+    """docs/findings.md: a SKU without active units (all in grace, suspended or locked out, or not Enabled)."""
+    return s.capability_status != "Enabled" or (s.enabled <= 0 and s.warning + s.suspended + s.locked_out > 0)
+
+
 def _ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
     """docs/findings.md, default settings, tenant scope, no SKU history (so no seat_forecast)."""
     out: list[ExpectedFinding] = []
     crit, warn, info = Severity.CRITICAL, Severity.WARNING, Severity.INFO
     licensed = [g for g in t.groups if g.licensed]
     waiting: dict[int, set[int]] = {}
-    read_users: set[int] = set()
+
+    def short(k: int) -> bool:
+        sku = t.skus[k]
+        return sku.available <= 0 or _lifecycle_only(sku)
+
     for g in licensed:
         gid = g.id
         if g.processing_state != PROCESSING_COMPLETE:
@@ -658,27 +723,36 @@ def _ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
             for mg in g.member_groups
         )
         for u in g.users:
-            read_users.add(u)
             uid = t.user_id(u)
             if is_b2b(t, u):
                 out.append(ExpectedFinding(FindingKind.B2B_MEMBER, warn, group_id=gid, user_id=uid))
+            mine = [st for st in t.user_states(u) if st.group == g.index]
+            counted = {st.sku for st in mine if st.error == "CountViolation"}
+            causes = {k for k in counted if short(k)}
             active_here = False
-            for st in t.user_states(u):
-                if st.group != g.index:
-                    continue
+            for st in mine:
                 if st.error:
                     sku = t.skus[st.sku]
                     sev = crit if st.error == "CountViolation" else warn
                     out.append(ExpectedFinding(FindingKind.LICENSE_ERROR, sev, sku.sku_id, gid, uid, error=st.error))
-                    if st.error == "CountViolation":
+                    # All or nothing: waiting for a SKU with seats because another SKU of the group has none.
+                    blocked = bool(causes) and causes != counted and st.sku not in causes
+                    if st.error == "CountViolation" and not blocked:
                         waiting.setdefault(st.sku, set()).add(u)
                 else:
                     active_here = True
             if active_here and not t.flags[u] & ENABLED:
                 out.append(ExpectedFinding(FindingKind.DISABLED_USER_LICENSED, info, group_id=gid, user_id=uid))
-    for u in sorted(read_users):
+    # Former members still holding a group's seat because the removal failed (license_error, any membership).
+    for u, left in sorted(t.removed.items()):
+        for g_index, k, err in left:
+            gid, sku_id = t.groups[g_index].id, t.skus[k].sku_id
+            out.append(ExpectedFinding(FindingKind.LICENSE_ERROR, warn, sku_id, gid, t.user_id(u), error=err))
+    for u in range(t.user_count):
         states = t.user_states(u)
         direct = {s.sku for s in states if s.group == NO_GROUP}
+        if not direct:
+            continue
         via_group = {s.sku for s in states if s.group != NO_GROUP and s.state == "Active"}
         out.extend(
             ExpectedFinding(FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, info, t.skus[k].sku_id, user_id=t.user_id(u))
@@ -690,14 +764,15 @@ def _ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
         if s.applies_to != "User":
             continue
         w = len(waiting.get(s.index, ()))
-        shortage = s.consumed > s.enabled or (w > 0 and w > max(s.available, 0))
+        lifecycle = _lifecycle_only(s)
+        shortage = not lifecycle and (s.consumed > s.enabled + s.warning or (w > 0 and w > max(s.available, 0)))
         if shortage:
             out.append(ExpectedFinding(FindingKind.SEAT_SHORTAGE, crit, s.sku_id))
-        elif s.enabled > 0 and s.available < max(5, 5 / 100 * s.enabled):
+        elif not lifecycle and s.enabled > 0 and s.available < max(5, 5 / 100 * s.enabled):
             out.append(ExpectedFinding(FindingKind.SEAT_LOW, warn, s.sku_id))
-        if s.suspended > 0 or s.locked_out > 0:
+        if s.suspended > 0 or s.locked_out > 0 or s.capability_status in ("Suspended", "LockedOut", "Deleted"):
             out.append(ExpectedFinding(FindingKind.UNITS_EXPIRING, crit, s.sku_id))
-        elif s.warning > 0:
+        elif s.warning > 0 or s.capability_status == "Warning":
             out.append(ExpectedFinding(FindingKind.UNITS_EXPIRING, warn, s.sku_id))
         in_expected = s.part_number.lower() in expected or s.sku_id.lower() in expected
         if in_expected and s.enabled > 0 and s.index not in assigned:

@@ -96,7 +96,7 @@ def test_blobs_of_several_entities_round_trip_and_are_checked(storage_connection
 
 def test_chunked_reads_merged_equal_one_read_and_survive_their_codecs() -> None:
     from licensing.graph import open_graph, read_snapshot
-    from licensing.graph.reader import merge_snapshot, read_members, read_overview
+    from licensing.graph.reader import merge_snapshot, read_members, read_overview, read_users
 
     tenant = generate_tenant(TenantSpec(seed=5, users=300, groups=24))
     with SandboxServer(tenant) as server:
@@ -112,6 +112,8 @@ def test_chunked_reads_merged_equal_one_read_and_survive_their_codecs() -> None:
                 async with open_graph(settings, credential="none") as graph:
                     part = await read_members(graph, overview.groups[start : start + 4])
                 parts.append(decode_part(encode_part(part)))
+            async with open_graph(settings, credential="none") as graph:  # the users scan is a chunk of its own
+                parts.append(decode_part(encode_part(await read_users(graph))))
             return whole, merge_snapshot(overview, parts)
 
         whole, merged = asyncio.run(both())

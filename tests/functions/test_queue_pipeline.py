@@ -396,7 +396,7 @@ def test_a_fanned_out_run_equals_the_single_invocation_run(pipe: Pipeline) -> No
     groups = len(pipe.tenant.licensed_group_ids)
     assert groups > 5
     chunks = run_fanned_out(pipe, fns, "fanned")
-    assert len(chunks) == -(-groups // 5), "one message per chunk of 5 groups"
+    assert len(chunks) == -(-groups // 5) + 1, "one message per chunk of 5 groups, and one for the users scan"
     assert {json.loads(m.content)["chunk"] for m in chunks} == set(range(len(chunks)))
     fanned = pipe.report("fanned")
     assert fanned.run.status is RunStatus.SUCCEEDED and fanned.run.id != single.run.id
@@ -506,7 +506,7 @@ def test_a_fanned_out_run_holds_the_lease_and_a_redelivered_request_does_not_pla
     asyncio.run(fns["audit_request"](fq.QueueMessage(id="fa-m", body=body, dequeue_count=1)))
     chunks = pipe.queue(pipe.chunks_queue)
     planned = chunks.get_queue_properties().approximate_message_count
-    assert planned == -(-len(pipe.tenant.licensed_group_ids) // 5)
+    assert planned == -(-len(pipe.tenant.licensed_group_ids) // 5) + 1  # and the users scan
     assert not pipe.store.try_acquire_lease(LEASE_NAME, "probe", timedelta(seconds=5)), "the run holds the lease"
     # The host redelivers the coordinator's message (say its instance died before completing it).
     graph_requests = pipe.graph.stats["requests"]

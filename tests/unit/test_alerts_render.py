@@ -37,6 +37,8 @@ from tests.unit.alerts_support import (
 NOW = datetime(2026, 1, 1, 2, 30, tzinfo=UTC)
 REPORT_URL = "https://reports.contoso.example/license-audit/latest.html"
 ENTRA = "https://entra.microsoft.com/#view/"
+# Licenses live in the Microsoft 365 admin center since September 2024 (licensing-admin-center).
+M365_LICENSES = "https://admin.microsoft.com/Adminportal/Home#/licenses"
 
 
 def digest_for(findings: list[Finding], *, critical_only: bool = False, **kw: Any) -> tuple[Digest, AuditReport]:
@@ -170,7 +172,7 @@ def test_typical_card_content(cards: dict[str, bytes]) -> None:
     assert "Guest 1" in texts and "Team 3" in texts and "CountViolation" in texts
     assert card["actions"][0] == {"type": "Action.OpenUrl", "title": "Open the full report", "url": REPORT_URL}
     for url in urls_in_card(card):
-        assert url == REPORT_URL or url.startswith(ENTRA), url
+        assert url in (REPORT_URL, M365_LICENSES) or url.startswith(ENTRA), url
 
 
 def test_no_report_action_without_a_report_url() -> None:
@@ -178,13 +180,13 @@ def test_no_report_action_without_a_report_url() -> None:
     s = settings()
     d = build_digest(rep, plan_alerts(rep, {}, s, NOW), s)
     assert d is not None
-    assert [a["title"] for a in build_card(d)["actions"]] == ["Licenses in Entra"]
+    assert [a["title"] for a in build_card(d)["actions"]] == ["Licenses (Microsoft 365 admin center)"]
 
 
 def test_evil_names_create_no_link_and_no_date_function(cards: dict[str, bytes]) -> None:
     card = json.loads(cards["evil"])["attachments"][0]["content"]
     for url in urls_in_card(card):
-        assert url == REPORT_URL or url.startswith(ENTRA), url
+        assert url in (REPORT_URL, M365_LICENSES) or url.startswith(ENTRA), url
     texts = card_texts(card)
     joined = "\n".join(texts)
     assert "{{DATE" not in joined and "*bold*" not in joined and "](https://evil" not in joined
@@ -242,7 +244,7 @@ def test_mail_message_shape_and_html() -> None:
     assert not {"script", "svg", "img", "style", "iframe", "object", "form"} & set(page.tags)
     assert "Office 365 E3" in page.text and "Guest 2" in page.text and "Products short of seats" in page.text
     for url in page.links:
-        assert url == REPORT_URL or url.startswith(ENTRA), url
+        assert url in (REPORT_URL, M365_LICENSES) or url.startswith(ENTRA), url
     # The usage bar is made of table cells.
     assert re.search(r'<td width="100%" style="background:#c4314b;', msg["body"]["content"])
     (att,) = msg["attachments"]
@@ -258,7 +260,7 @@ def test_mail_escapes_evil_names_and_creates_no_link() -> None:
     page = parse_html(msg["body"]["content"])
     assert "script" not in page.tags and page.tags.count("a") == len(page.links)
     for url in page.links:
-        assert url == REPORT_URL or url.startswith(ENTRA), url
+        assert url in (REPORT_URL, M365_LICENSES) or url.startswith(ENTRA), url
     assert EVIL.replace("://", ":\u2060//") in page.text  # the name is shown literally
     assert "\n" not in msg["subject"] and "\r" not in msg["subject"]
 

@@ -136,7 +136,8 @@ def test_one_nested_group_finding_per_member_group() -> None:
         ("MutuallyExclusiveViolation", Severity.WARNING, "conflicts"),
         ("DependencyViolation", Severity.WARNING, "depends on"),
         ("ProhibitedInUsageLocationViolation", Severity.WARNING, "usage location (IR)"),
-        ("UniquenessViolation", Severity.WARNING, "conflicts"),
+        # UniquenessViolation is a duplicate proxy address (licensing-groups-resolve-problems), not a plan conflict.
+        ("UniquenessViolation", Severity.WARNING, "proxy address"),
         ("Other", Severity.WARNING, "unspecified"),
     ],
 )
@@ -152,13 +153,16 @@ def test_each_license_error_kind(error: str, severity: Severity, words: str) -> 
     assert ev.groups[0].license_errors == 1
 
 
-def test_license_error_only_for_the_group_that_assigns_and_for_direct_members() -> None:
+def test_license_error_only_for_the_group_that_assigns_and_also_for_former_members() -> None:
     users = [
         user("u1", via("g2", state="Error", error="CountViolation")),  # member of g1, error from g2 (not read)
-        user("u2", via("g1", state="Error", error="DependencyViolation")),  # error from g1, not a member of g1
+        # Error from g1, not a member of g1 any more: the removal failed and the seat is still held.
+        user("u2", via("g1", state="ActiveWithError", error="DependencyViolation")),
     ]
     ev = run([group("g1", "u1"), group("g3", "u2")], users)
-    assert not of(ev, "license_error")
+    [found] = of(ev, "license_error")
+    assert (found.group_id, found.user_id, found.error) == ("g1", "u2", "DependencyViolation")
+    assert "no longer a member of group 'Group g1'" in found.message and found.severity == Severity.WARNING
 
 
 def test_errors_on_two_skus_are_two_findings_and_waiting_counts_per_sku() -> None:

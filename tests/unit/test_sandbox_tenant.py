@@ -69,21 +69,29 @@ def test_severities_follow_findings_md(medium):
 
 
 def test_counters_are_consistent_like_graph(medium):
-    """consumedUnits = distinct users holding the SKU through an assignment not in error."""
+    """consumedUnits = distinct users holding the SKU through an assignment that holds a seat (Active, or
+    ActiveWithError left by a failed removal); a user waits for a SKU with free seats only when another SKU of
+    the same group has none (group licensing is all or nothing)."""
     holders: dict[int, set[int]] = {}
     waiting: dict[int, set[int]] = {}
     for u in medium.iter_users():
-        for st in medium.user_states(u):
-            if st.error is None:
+        states = medium.user_states(u)
+        for st in states:
+            if st.holds_seat:
                 holders.setdefault(st.sku, set()).add(u)
             elif st.error == "CountViolation":
                 waiting.setdefault(st.sku, set()).add(u)
+                if medium.skus[st.sku].available > 0:
+                    short = [
+                        o for o in states if o.group == st.group and o.error == "CountViolation" and o.sku != st.sku
+                    ]
+                    assert any(medium.skus[o.sku].available <= 0 for o in short), medium.skus[st.sku].part_number
     for s in medium.skus:
         assert s.consumed == len(holders.get(s.index, ())), s.part_number
         if waiting.get(s.index):
-            assert s.available <= 0, f"{s.part_number}: users wait while seats are free"
             assert not holders.get(s.index, set()) & waiting[s.index]
-    assert waiting, "the shortage SKU has waiting users"
+    assert any(medium.skus[k].available <= 0 for k in waiting), "the shortage SKU has waiting users"
+    assert any(st.state == "ActiveWithError" for u in medium.removed for st in medium.user_states(u))
 
 
 def test_small_tenant_hand_checked(small):
@@ -135,9 +143,13 @@ def test_small_tenant_hand_checked(small):
     assert has(FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, Severity.INFO, bi.sku_id, user_id=t.user_id(tm.U_REDUNDANT_BI))
     # The direct-only user is not a member of any licensed group: the audit never reads them.
     assert not [f for f in truth if f.user_id == t.user_id(tm.U_DIRECT_ONLY)]
-    # Waiting users = CountViolation license errors of the short SKU.
+    # Waiting users = CountViolation license errors of the short SKU, and (all or nothing) of the other SKU of the
+    # same group for the same users.
     waits = [f for f in truth if f.error == "CountViolation"]
-    assert waits and all(f.sku_id == e3.sku_id and f.severity == Severity.CRITICAL for f in waits)
+    assert waits and all(f.severity == Severity.CRITICAL for f in waits)
+    short = {(f.group_id, f.user_id) for f in waits if f.sku_id == e3.sku_id}
+    assert short and all((f.group_id, f.user_id) in short for f in waits if f.sku_id != e3.sku_id)
+    assert {f.sku_id for f in waits} == {e3.sku_id, t.sku_by_part("EMS").sku_id}
     # Users in several licensed groups yield one finding per group.
     assert len([gi for gi in t.user_groups(tm.U_MULTI[0]) if g[gi].licensed]) == 3
 
