@@ -655,6 +655,10 @@ class GraphClient:
                     results[i] = _graph_error(status, route, what, code, message)
                     continue
                 delay = self.retry.delay(attempts[i], _header(headers, "Retry-After"))
+                if status == 429 and delay < self.retry.max_retry_after_s:
+                    # Each sub-request is throttled on its own, but the budget is the app's: every sender
+                    # pauses, not only this batch's retry (https://learn.microsoft.com/graph/json-batching).
+                    self.pause_all(delay)
                 reason = self.retry.give_up_reason(attempts[i], delay, waited)
                 if reason is not None:
                     if delay >= self.retry.max_retry_after_s:
@@ -663,10 +667,6 @@ class GraphClient:
                     continue
                 retry.append(i)
                 longest = max(longest, delay)
-                if status == 429:
-                    # Each sub-request is throttled on its own, but the budget is the app's: every sender
-                    # pauses, not only this batch's retry (https://learn.microsoft.com/graph/json-batching).
-                    self.pause_all(delay)
             remaining = retry
             if remaining:
                 self._retried += len(remaining)

@@ -44,7 +44,8 @@ async def check_permissions(graph: GraphClient) -> list[PermissionCheck]:
     results.append(check)
     check, _ = await _probe(
         graph,
-        "LicenseAssignment.Read.All (subscription lifecycle dates, optional)",
+        # companysubscription-list: Organization.Read.All (LicenseAssignment.Read.All does not cover it).
+        "Organization.Read.All (tenant name and id, subscription lifecycle dates)",
         "/directory/subscriptions",
         "/directory/subscriptions",
     )
@@ -62,10 +63,30 @@ async def check_permissions(graph: GraphClient) -> list[PermissionCheck]:
             "/groups/{id}/members",
         )
     results.append(check)
-    check, _ = await _probe(graph, "User.Read.All", "/users?" + query({"$select": "id", "$top": 1}), "/users")
-    results.append(check)
+    results.append(await _check_users(graph))
     results.append(await _check_mail(graph))
     return results
+
+
+async def _check_users(graph: GraphClient) -> PermissionCheck:
+    """User.Read.All, proven by the properties: without it Graph still answers, with limited information
+    (``accountEnabled`` and ``licenseAssignmentStates`` null), which an ``id`` probe cannot tell apart."""
+    from licensing.graph.reader import is_limited
+
+    fields = "id,accountEnabled,userType,licenseAssignmentStates"
+    check, body = await _probe(graph, "User.Read.All", "/users?" + query({"$select": fields, "$top": 5}), "/users")
+    users = body.get("value") if isinstance(body, dict) else None
+    if not check.granted or not isinstance(users, list):
+        return check
+    limited = [u for u in users if isinstance(u, dict) and is_limited(u)]
+    if limited:
+        return PermissionCheck(
+            "User.Read.All",
+            False,
+            f"GET /users answered with limited information for {len(limited)} of {len(users)} users "
+            "(accountEnabled and licenseAssignmentStates withheld)",
+        )
+    return PermissionCheck("User.Read.All", True, "GET /users answered with accountEnabled and licenseAssignmentStates")
 
 
 async def _check_mail(graph: GraphClient) -> PermissionCheck:

@@ -83,7 +83,8 @@ USER_FIELDS: Final = (
 # securityEnabled tell a user from a group when a page omits @odata.type (see _Members.add).
 MEMBER_FIELDS: Final = "id,displayName,userPrincipalName,securityEnabled"
 GROUP_FIELDS: Final = "id,displayName,assignedLicenses,licenseProcessingState"
-SKU_FIELDS: Final = "skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,accountId,accountName"
+# id is "{tenantId}_{skuId}": the tenant when /organization is not readable (see _tenant_of_sku).
+SKU_FIELDS: Final = "id,skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,accountId,accountName"
 PAGE: Final = 999  # the $top maximum for users, groups and members
 USERS_KEY: Final = "\x00users"  # the users scan's key among collection reads (never a group id)
 

@@ -624,7 +624,10 @@ def _allocate_seats(
         for u, states in removed.items():
             if any(s == k for _g, s, _e in states):
                 holders[u] = 1
-        for grp in groups:
+        # The multi-product group is served last for the short SKU, so that its members are among those who wait
+        # and the all-or-nothing case is in every tenant.
+        served = sorted(groups, key=lambda grp: cat.plan == "shortage" and grp.index == G_SHORT)
+        for grp in served:
             if k not in grp.sku_indices or not grp.processed:
                 continue
             gi = grp.index

@@ -1,0 +1,183 @@
+"""The reader's parsers and the rules on Microsoft's own published example bodies (fixtures/SOURCES.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from licensing.graph import GraphClient, RetryPolicy
+from licensing.graph.members import Members, resolve_members
+from licensing.graph.reader import _tenant_of_sku, is_limited, parse_assignment, parse_group, parse_sku, parse_user
+from licensing.model import LicensedGroup, Scope, Severity, TenantSnapshot, User
+from licensing.rules import RuleContext, evaluate
+from licensing.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+
+
+def body(name: str) -> Any:
+    return orjson.loads((FIXTURES / name).read_bytes())
+
+
+def test_the_suspended_sku_of_microsofts_example_is_a_lifecycle_problem_never_a_shortage() -> None:
+    skus = [parse_sku(item) for item in body("subscribedskus-list.json")["value"]]
+    active, suspended = skus
+    assert (suspended.sku_part_number, suspended.capability_status) == ("CRMSTANDARD", "Suspended")
+    assert (suspended.enabled, suspended.suspended, suspended.consumed) == (0, 25, 14)
+    assert suspended.in_lifecycle_only and not active.in_lifecycle_only
+    snapshot = TenantSnapshot(tenant_id="t", skus=tuple(skus), read_at=NOW)
+    ev = evaluate(snapshot, RuleContext(now=NOW))
+    kinds = {(f.kind, f.sku_part_number, f.severity) for f in ev.findings}
+    assert ("units_expiring", "CRMSTANDARD", Severity.CRITICAL) in kinds
+    assert not [f for f in ev.findings if f.kind in ("seat_shortage", "seat_low", "seat_forecast")]
+    # The Enabled SKU (25 enabled, 14 consumed) has seats: its only finding is that no group assigns it (it is an
+    # expected group-licensed product and the example tenant has no groups).
+    assert [f.kind for f in ev.findings if f.sku_part_number == "ENTERPRISEPREMIUM"] == [
+        "expected_sku_not_group_assigned"
+    ]
+    [expiring] = [f for f in ev.findings if f.kind == "units_expiring"]
+    assert "no seat is active" in expiring.message
+
+
+def test_the_tenant_is_the_prefix_of_the_sku_id_never_the_billing_account() -> None:
+    items = body("subscribedskus-list.json")["value"]
+    tenants = {_tenant_of_sku(item) for item in items}
+    assert tenants == {"48a80680-7326-48cd-9935-b556b81d3a4e"}
+    # The two SKUs belong to two billing accounts, neither of which is the tenant.
+    assert {item["accountId"] for item in items}.isdisjoint(tenants)
+
+
+def test_groups_with_licenses_of_microsofts_example() -> None:
+    groups = [parse_group(item) for item in body("group-list-with-licenses.json")["value"]]
+    assert [(g.id, g.sku_ids, g.processing_state) for g in groups] == [
+        ("5caf712c-8483-4b3d-8384-d8da988c0ca4", ("6fd2c87f-b296-42f0-b197-1e91e994b900",), None),
+        ("aae8ec2a-5a08-4013-ae70-fafbb5c20de1", ("18181a46-0d4e-45cd-891e-60aabd171b4e",), None),
+    ]
+    # The expanded members there carry @odata.type: they are users.
+    acc = Members({})
+    acc.add(groups[0].id, body("group-list-with-licenses.json")["value"][0]["members"])
+    assert acc.group(groups[0]).user_ids == (
+        "0952e4c8-432f-4950-a65c-769c45993527",
+        "49e373b6-4717-40c6-ad43-843c45a258f0",
+    )
+
+
+def test_members_without_odata_type_are_told_apart_by_the_users_scan() -> None:
+    untyped = body("group-list-members.json")["value"] + body("group-list-members-cast-user.json")["value"]
+    acc = Members({})
+    acc.add("g1", untyped)
+    group = acc.group(LicensedGroup(id="g1", sku_ids=("s1",)))
+    assert group.user_ids == () and len(group.unknown_members) == 2  # duplicates count once
+    known = {"11111111-2222-3333-4444-555555555555": User(id="11111111-2222-3333-4444-555555555555")}
+    [resolved], _ = resolve_members([group], known, scanned=False)
+    assert resolved.user_ids == ("11111111-2222-3333-4444-555555555555",)
+    assert resolved.other_members == 1 and resolved.unknown_members == ()
+    [unknown], _ = resolve_members([group], {}, scanned=False)
+    assert unknown.user_ids == () and unknown.other_members == 2
+
+
+def test_license_assignment_state_values_are_stripped_and_canonical() -> None:
+    shape = body("licenseassignmentstate.json")
+    parsed = parse_assignment(shape)
+    assert parsed is not None
+    # Microsoft's own JSON shows the error padded: " String ".
+    assert parsed.error == "String" and parsed.sku_id == "string"
+    odd = parse_assignment(
+        {
+            "skuId": " S1 ",
+            "assignedByGroup": "G1",
+            "state": " activewitherror",
+            "error": " None",
+            "lastUpdatedDateTime": 1,
+        }
+    )
+    assert odd is not None
+    assert (odd.sku_id, odd.assigned_by_group, odd.state, odd.error, odd.in_error) == (
+        "s1",
+        "g1",
+        "ActiveWithError",
+        "None",
+        True,
+    )
+    assert odd.last_updated is None
+
+
+def test_processing_state_as_object_or_bare_string_and_unknown_values_are_incomplete() -> None:
+    as_object = parse_group({"id": "g", "licenseProcessingState": {"state": "processingcomplete"}})
+    as_string = parse_group({"id": "g", "licenseProcessingState": " ProcessingComplete "})
+    failed = parse_group(
+        {"id": "g", "assignedLicenses": [{"skuId": "s"}], "licenseProcessingState": "ProcessingFailed"}
+    )
+    assert as_object.processing_state == as_string.processing_state == "ProcessingComplete"
+    ev = evaluate(TenantSnapshot(tenant_id="t", groups=(failed,), read_at=NOW), RuleContext(now=NOW))
+    assert [f.kind for f in ev.findings if f.group_id == "g"] == ["processing_incomplete", "empty_licensed_group"]
+
+
+def test_limited_information_is_recognised() -> None:
+    # group-list-members: "only the @odata.type property for the object type and the id is returned, while other
+    # properties are indicated as null".
+    limited = {"@odata.type": "#microsoft.graph.user", "id": "u1", "accountEnabled": None, "userType": None}
+    full = {"id": "u2", "accountEnabled": True, "licenseAssignmentStates": []}
+    assert is_limited(limited) and not is_limited(full)
+    assert parse_user(limited).account_enabled is None
+
+
+def test_batch_answers_are_matched_by_id_in_any_order() -> None:
+    """Microsoft's example batch response, served in reverse order to a five-request batch."""
+    example = body("json-batching-response.json")
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ids = [r["id"] for r in orjson.loads(request.content)["requests"]]
+        seen.append(ids)
+        answers = [a for a in example["responses"] if a["id"] in {str(int(i) + 1) for i in ids}]
+        # Our ids are 0-based, the example's 1-based.
+        renumbered = [{**a, "id": str(int(a["id"]) - 1)} for a in answers]
+        return httpx.Response(200, json={"responses": list(reversed(renumbered))})
+
+    async def main() -> list[Any]:
+        settings = Settings(graph_base_url="http://127.0.0.1:9/v1.0")
+        client = GraphClient(
+            settings,
+            credential="none",
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            retry=RetryPolicy(max_attempts=1),
+        )
+        try:
+            subs = [(f"/x{i}", "/groups/{id}/members", {}) for i in range(5)]
+            return await client.batch_get(subs)
+        finally:
+            await client.aclose()
+
+    results = asyncio.run(main())
+    assert results[0]["value"][0]["displayName"] == "User Administrator"
+    assert results[4]["value"][0]["userPrincipalName"] == "LynneR@contoso.com"
+    assert all(type(r).__name__ in ("GraphPermissionError", "GraphResponseError") for r in results[1:4])
+    assert seen == [["0", "1", "2", "3", "4"]]
+
+
+def test_users_of_the_scan_shape_feed_every_user_rule() -> None:
+    """A user shaped as the user-list $select returns it, with states in the documented value set."""
+    item = {
+        "id": "u1",
+        "displayName": "Ada",
+        "userPrincipalName": "ada@contoso.com",
+        "accountEnabled": False,
+        "userType": "Member",
+        "licenseAssignmentStates": [
+            {"skuId": "s1", "assignedByGroup": "g1", "state": "Active", "error": None, "disabledPlans": []}
+        ],
+    }
+    acc = Members({})
+    acc.add_users([item])
+    users = acc.users
+    group = LicensedGroup(id="g1", sku_ids=("s1",), user_ids=("u1",), processing_state="ProcessingComplete")
+    snapshot = TenantSnapshot(tenant_id="t", scope=Scope.TENANT, groups=(group,), users=users, read_at=NOW)
+    ev = evaluate(snapshot, RuleContext(now=NOW))
+    assert [f.kind for f in ev.findings] == ["disabled_user_licensed"]

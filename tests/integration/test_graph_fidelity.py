@@ -1,0 +1,136 @@
+"""What Microsoft documents, end to end over HTTP: limited information, former members' errors, all-or-nothing
+groups, lifecycle-only SKUs, the tenant id, and check-permissions proving what it reads (docs/graph-fidelity.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from licensing.alerts.policy import EvaluatedScope
+from licensing.audit import run_audit
+from licensing.graph import check_permissions, open_graph
+from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger
+from licensing.sandbox import Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
+from licensing.sandbox import tenant as tm
+from licensing.settings import load_settings
+
+USER_RULES = ("b2b_member", "license_error", "disabled_user_licensed", "redundant_direct_assignment")
+BASE = frozenset({"GroupMember.Read.All", "LicenseAssignment.Read.All", "Organization.Read.All"})
+
+
+@pytest.fixture(scope="module")
+def tenant() -> SandboxTenant:
+    return generate_tenant(TenantSpec(seed=17, users=400, groups=20))
+
+
+@pytest.fixture(scope="module")
+def server(tenant: SandboxTenant) -> Iterator[SandboxServer]:
+    with SandboxServer(tenant) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sandbox(server: SandboxServer) -> Iterator[SandboxServer]:
+    server.set_faults(Faults())
+    yield server
+    server.set_faults(Faults())
+
+
+def audit(server: SandboxServer, **settings: str) -> AuditReport:
+    config = load_settings({"GRAPH_BASE_URL": server.base_url, **settings})
+    request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)
+    outcome = asyncio.run(run_audit(request, config, credential="none", store=None, alerts=False))
+    return outcome.report
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [BASE, BASE | {"User.ReadBasic.All"}],
+    ids=["no-user-permission", "basic-profile-only"],
+)
+def test_without_user_read_all_user_rules_are_not_evaluated_and_nothing_resolves(
+    sandbox: SandboxServer, granted: frozenset[str]
+) -> None:
+    sandbox.set_faults(Faults(permissions=granted))
+    report = audit(sandbox)
+    assert report.run.status is RunStatus.PARTIAL
+    outcomes = {o.rule_id: o for o in report.outcomes}
+    for rule in USER_RULES:
+        assert outcomes[rule].status == "not_evaluated", rule
+        assert "User.Read.All" in (outcomes[rule].reason or ""), outcomes[rule].reason
+    assert not [f for f in report.findings if f.kind in USER_RULES]
+    # Alert state: no user-rule finding may be called resolved by this run.
+    scope = EvaluatedScope.from_report(report)
+    assert not scope.complete and scope.kinds.isdisjoint(USER_RULES)
+    # The members were still read (GroupMember.Read.All): nested groups are found.
+    assert any(f.kind == "nested_group" for f in report.findings)
+
+
+def test_a_former_member_holding_the_seat_is_a_license_error(sandbox: SandboxServer, tenant: SandboxTenant) -> None:
+    report = audit(sandbox)
+    assert report.run.status is RunStatus.SUCCEEDED, report.run.errors
+    for u, left in tenant.removed.items():
+        for g, k, err in left:
+            uid, gid, sku = tenant.user_id(u), tenant.groups[g].id, tenant.skus[k].sku_id
+            [found] = [f for f in report.findings if (f.user_id, f.group_id, f.sku_id) == (uid, gid, sku)]
+            assert found.kind == "license_error" and found.error == err
+            assert "no longer a member" in found.message
+            assert uid not in {m for grp in tenant.groups if grp.id == gid for m in map(tenant.user_id, grp.users)}
+
+
+def test_all_or_nothing_names_the_short_product_and_counts_seats_right(
+    sandbox: SandboxServer, tenant: SandboxTenant
+) -> None:
+    report = audit(sandbox)
+    short, ems = tenant.sku_by_part("ENTERPRISEPACK"), tenant.sku_by_part("EMS")
+    group = tenant.groups[tm.G_SHORT]  # assigns Office 365 E3 (short) and EMS E3 (seats free)
+    blocked = [
+        f for f in report.findings if f.kind == "license_error" and f.group_id == group.id and f.sku_id == ems.sku_id
+    ]
+    assert blocked, "users waiting for E3 in the E3 + EMS group get no EMS either"
+    for f in blocked:
+        assert "all or nothing" in f.message and "Office 365 E3 has no seat left" in f.message
+    summaries = {s.sku_id: s for s in report.skus}
+    assert summaries[ems.sku_id].waiting_users == 0  # EMS seats are not what they wait for
+    assert summaries[short.sku_id].waiting_users > 0
+    assert not [f for f in report.findings if f.kind == "seat_shortage" and f.sku_id == ems.sku_id]
+
+
+def test_a_suspended_sku_is_units_expiring_never_a_shortage(sandbox: SandboxServer, tenant: SandboxTenant) -> None:
+    report = audit(sandbox)
+    suspended = tenant.sku_by_part("EMSPREMIUM")
+    assert (suspended.capability_status, suspended.enabled) == ("Suspended", 0) and suspended.consumed > 0
+    kinds = {f.kind for f in report.findings if f.sku_id == suspended.sku_id}
+    assert kinds == {"units_expiring"}
+
+
+def test_the_tenant_id_is_configured_then_organization_then_sku_id_never_account(
+    sandbox: SandboxServer, tenant: SandboxTenant
+) -> None:
+    assert audit(sandbox).run.tenant_id == tenant.tenant_id  # /organization
+    configured = "11111111-2222-3333-4444-555555555555"
+    assert audit(sandbox, AZURE_TENANT_ID=configured).run.tenant_id == configured
+    # Without Organization.Read.All: the tenant part of subscribedSku.id, not the SKUs' billing accountId.
+    sandbox.set_faults(
+        Faults(permissions=frozenset({"GroupMember.Read.All", "LicenseAssignment.Read.All", "User.Read.All"}))
+    )
+    assert audit(sandbox).run.tenant_id == tenant.tenant_id
+
+
+def test_check_permissions_proves_the_properties_not_just_the_id(sandbox: SandboxServer) -> None:
+    async def checks() -> dict[str, Any]:
+        settings = load_settings({"GRAPH_BASE_URL": sandbox.base_url})
+        async with open_graph(settings, credential="none") as graph:
+            return {c.permission: c for c in await check_permissions(graph)}
+
+    full = asyncio.run(checks())
+    assert full["User.Read.All"].granted is True, full["User.Read.All"].detail
+    sandbox.set_faults(Faults(permissions=BASE | {"User.ReadBasic.All"}))
+    limited = asyncio.run(checks())
+    assert limited["User.Read.All"].granted is False and "limited information" in limited["User.Read.All"].detail
+    sandbox.set_faults(Faults(permissions=frozenset({"GroupMember.Read.All", "LicenseAssignment.Read.All"})))
+    denied = asyncio.run(checks())
+    assert denied["Organization.Read.All (tenant name and id, subscription lifecycle dates)"].granted is False
