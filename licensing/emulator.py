@@ -84,6 +84,7 @@ class Azurite:
         args = [
             str(executable),
             "--silent",
+            "--disableTelemetry",  # no outbound connection from tests, CI or the demo
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",

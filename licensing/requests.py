@@ -38,17 +38,21 @@ _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+_BOM: Final = b"\xef\xbb\xbf"
+
+
 def decode_message(body: bytes | str) -> dict[str, Any]:
     """The JSON object in a queue message body, whether plain or base64-encoded."""
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     if len(raw) > MAX_MESSAGE_BYTES * 2:  # base64 grows by a third; be generous before decoding
         raise BadRequestError(f"message is {len(raw)} bytes; an audit request is at most {MAX_MESSAGE_BYTES} bytes")
-    text = raw.strip()
+    # PowerShell and .NET writers put a UTF-8 byte order mark before the JSON: it is not part of the message.
+    text = raw.strip().removeprefix(_BOM).strip()
     if not text:
         raise BadRequestError('message is empty: expected a JSON object such as {"scope": "tenant"}')
     if not text.startswith((b"{", b"[")):
         try:
-            text = base64.b64decode(text, validate=True).strip()
+            text = base64.b64decode(text, validate=True).strip().removeprefix(_BOM).strip()
         except (binascii.Error, ValueError):
             raise BadRequestError("message is neither JSON nor base64-encoded JSON") from None
     if len(text) > MAX_MESSAGE_BYTES:

@@ -13,17 +13,21 @@ param principalId string
   'LicenseAssignment.Read.All'
   'Organization.Read.All'
 ])
-@description('Permission that reads subscribedSkus.')
+@description('Permission that reads subscribedSkus (Organization.Read.All is granted in any case).')
 param licenseReadPermission string = 'LicenseAssignment.Read.All'
 
 // Read only: nothing that writes to the directory. Mail.Send is deliberately absent: scope it to
 // one mailbox with Exchange RBAC for Applications instead (docs/deploy.md); a directory-wide
 // Mail.Send grant would let the app send as any mailbox in the tenant.
-var permissions = [
-  licenseReadPermission // subscribedSkus: seats per SKU
+// Organization.Read.All (read-only) is granted by default: /directory/subscriptions (renewal dates) needs it,
+// LicenseAssignment.Read.All does not cover it (https://learn.microsoft.com/graph/api/companysubscription-list),
+// and /organization gives the tenant's id and name. union() drops the duplicate when licenseReadPermission is
+// Organization.Read.All too.
+var permissions = union([licenseReadPermission], [
+  'Organization.Read.All' // tenant id and name, subscription lifecycle dates
   'GroupMember.Read.All' // licensed groups and their members
-  'User.Read.All' // users' licenseAssignmentStates, userType, accountEnabled
-]
+  'User.Read.All' // the users scan: licenseAssignmentStates, userType, accountEnabled
+])
 
 // Microsoft Graph's own service principal; its appRoles list the application permissions, looked
 // up by value so that no role id is hard-coded.

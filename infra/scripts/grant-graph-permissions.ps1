@@ -52,7 +52,8 @@ if (-not $PrincipalId -or $PrincipalId -notmatch '^[0-9a-fA-F-]{36}$') {
     throw "No managed identity principal id: pass -PrincipalId or run 'azd up' first."
 }
 
-$permissions = @($LicenseReadPermission, 'GroupMember.Read.All', 'User.Read.All')
+# Organization.Read.All always: /directory/subscriptions (renewal dates) and /organization (tenant id, name) need it.
+$permissions = @($LicenseReadPermission, 'Organization.Read.All', 'GroupMember.Read.All', 'User.Read.All') | Select-Object -Unique
 if ($MailSendDirectoryWide) {
     Write-Warning 'Mail.Send granted directory-wide lets the app send as ANY mailbox; prefer Exchange RBAC for Applications.'
     $permissions += 'Mail.Send'

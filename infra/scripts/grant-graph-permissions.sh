@@ -47,7 +47,10 @@ command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is required"
 
 # Read-only permissions; Mail.Send only on explicit request (prefer Exchange RBAC for Applications,
 # docs/deploy.md: then this directory-wide grant must NOT be given).
-permissions=("$license_permission" "GroupMember.Read.All" "User.Read.All")
+# Organization.Read.All always: /directory/subscriptions (renewal dates) and /organization (tenant id, name) need it.
+permissions=("$license_permission")
+[ "$license_permission" = "Organization.Read.All" ] || permissions+=("Organization.Read.All")
+permissions+=("GroupMember.Read.All" "User.Read.All")
 if $mail_send; then
   echo "warning: Mail.Send granted directory-wide lets the app send as ANY mailbox; prefer Exchange RBAC for Applications" >&2
   permissions+=("Mail.Send")

@@ -51,6 +51,8 @@ __all__ = [
 BATCH_LIMIT: Final = 20  # https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch
 EVENTUAL: Final[Mapping[str, str]] = {"ConsistencyLevel": "eventual"}
 MAX_EMPTY_PAGES: Final = 100  # consecutive empty pages with a next link before we call the server broken
+# Pages of one collection before it is called endless: 2,000,000 users in pages of 999 are ~2,000 pages.
+MAX_PAGES: Final = 20_000
 
 # The least-privileged application permission behind each route, from each page's permissions table:
 # https://learn.microsoft.com/graph/api/subscribedsku-list, .../companysubscription-list (Organization.Read.All:
@@ -464,9 +466,10 @@ class GraphClient:
         items: list[dict[str, Any]] = []
         url: str | None = path
         empties: dict[str, int] = {}
+        seen: dict[str, set[str]] = {}
         while url is not None:
             page = await self.get_json(url, route=route, headers=headers, what=what)
-            url = self._next_link(page, empties, "", route)
+            url = self._next_link(page, empties, "", route, seen)
             items.extend(self._page_items(page, route))
         return items
 
@@ -478,9 +481,13 @@ class GraphClient:
             raise GraphResponseError(f"Graph returned a page of {route} without a 'value' list")
         return [v for v in value if isinstance(v, dict)]
 
-    def _next_link(self, page: Any, empties: dict[str, int], key: str, route: str) -> str | None:
+    def _next_link(
+        self, page: Any, empties: dict[str, int], key: str, route: str, seen: dict[str, set[str]]
+    ) -> str | None:
         """The checked next link of a page. Empty pages with a next link are normal (they do not end the
-        collection, and may repeat the same link); only a long run of them is treated as a broken server."""
+        collection, and may repeat the same link); only a long run of them is treated as a broken server.
+        A page *with items* whose next link was followed before would be read for ever, as would a collection
+        past MAX_PAGES pages: both are refused."""
         link = page.get("@odata.nextLink") if isinstance(page, dict) else None
         if not link:
             return None
@@ -491,6 +498,12 @@ class GraphClient:
         empties[key] = empties.get(key, 0) + 1 if not value else 0
         if empties[key] > MAX_EMPTY_PAGES:
             raise GraphResponseError(f"Graph returned {empties[key]} empty pages in a row for {route}")
+        links = seen.setdefault(key, set())
+        if value and link in links:
+            raise GraphResponseError(f"Graph returned a next link of {route} that was already read (endless paging)")
+        links.add(link)
+        if len(links) > MAX_PAGES:
+            raise GraphResponseError(f"Graph returned more than {MAX_PAGES} pages of {route}; stopped reading")
         return link
 
     async def read_collections(
@@ -511,6 +524,7 @@ class GraphClient:
         pending: deque[tuple[CollectionRequest, str]] = deque((r, r.path) for r in requests)
         items: dict[str, list[dict[str, Any]]] = {r.key: [] for r in requests}
         empties: dict[str, int] = {}
+        seen: dict[str, set[str]] = {}
         results: dict[str, list[dict[str, Any]] | GraphError] = {}
         in_flight: set[asyncio.Task[list[tuple[CollectionRequest, Any]]]] = set()
 
@@ -531,7 +545,7 @@ class GraphClient:
                         continue
                     try:
                         page_items = self._page_items(page, req.route)
-                        link = self._next_link(page, empties, req.key, req.route)
+                        link = self._next_link(page, empties, req.key, req.route, seen)
                     except GraphError as exc:
                         settle(req, exc)
                         continue

@@ -383,11 +383,16 @@ def test_role_assignments_are_the_least_roles_each_commented() -> None:
 
 def test_graph_permissions_module_grants_read_only(trees: dict[str, dict[str, Any]]) -> None:
     tree = trees["app/graph-permissions.bicep"]
-    assert tree["variables"]["permissions"]["value"] == [
-        "licenseReadPermission",
-        "GroupMember.Read.All",
-        "User.Read.All",
-    ]
+    # union(): the SKU-reading permission, and always Organization.Read.All (/directory/subscriptions needs it).
+    assert tree["variables"]["permissions"]["value"] == {
+        "function": {
+            "type": "union",
+            "parameters": {
+                "arg_1": ["licenseReadPermission"],
+                "arg_2": ["Organization.Read.All", "GroupMember.Read.All", "User.Read.All"],
+            },
+        }
+    }
     assert set(tree["parameters"]["licenseReadPermission"]["decorators"][0]["argument"]) == {
         "LicenseAssignment.Read.All",
         "Organization.Read.All",
@@ -408,6 +413,7 @@ case "$1 $2" in
       *"--query id"*) echo "graph-sp-object-id" ;;
       *LicenseAssignment.Read.All*) echo "11111111-1111-1111-1111-111111111111" ;;
       *GroupMember.Read.All*) echo "22222222-2222-2222-2222-222222222222" ;;
+      *Organization.Read.All*) echo "44444444-4444-4444-4444-444444444444" ;;
       *User.Read.All*) echo "33333333-3333-3333-3333-333333333333" ;;
       *) echo "" ;;
     esac ;;
@@ -436,8 +442,9 @@ def test_grant_script_is_idempotent_and_read_only_by_default(tmp_path: Path) -> 
     assert "already granted: GroupMember.Read.All" in done.stdout
     assert "granted: LicenseAssignment.Read.All" in done.stdout
     assert "granted: User.Read.All" in done.stdout
+    assert "granted: Organization.Read.All" in done.stdout  # tenant id, renewal dates: granted by default
     posts = [line for line in log.read_text(encoding="utf-8").splitlines() if "--method POST" in line]
-    assert len(posts) == 2  # the existing grant is skipped
+    assert len(posts) == 3  # the existing grant is skipped
     assert all("servicePrincipals/aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa/appRoleAssignments" in p for p in posts)
     assert not any("Mail.Send" in line for line in log.read_text(encoding="utf-8").splitlines())
 
