@@ -1,0 +1,138 @@
+"""Round two of the hostile-input suite (issue 16): each test reproduces a break that held before its fix."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import base64
+import random
+import re
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from licensing.errors import GraphResponseError
+from licensing.graph import GraphClient, RetryPolicy
+from licensing.requests import decode_message
+from licensing.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NoSleep:
+    async def __call__(self, seconds: float) -> None:
+        return None
+
+
+def test_a_page_that_links_to_itself_is_refused_not_read_until_the_timeout() -> None:
+    """Item 6: items plus its own URL as @odata.nextLink read 892 requests in 45 s before the fix."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, json={"value": [{"id": "u1"}], "@odata.nextLink": str(request.url)})
+
+    async def main() -> None:
+        client = GraphClient(
+            Settings(graph_base_url="http://127.0.0.1:9/v1.0"),
+            credential="none",
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            retry=RetryPolicy(sleep=NoSleep(), rng=random.Random(1)),
+        )
+        try:
+            await client.get_collection("/users?$top=1", route="/users")
+        finally:
+            await client.aclose()
+
+    with pytest.raises(GraphResponseError, match="already read"):
+        asyncio.run(main())
+    assert calls == 2
+
+
+@pytest.mark.parametrize("encode", [False, True], ids=["plain", "base64"])
+def test_a_utf8_bom_before_the_json_is_accepted(encode: bool) -> None:
+    """Item 16: PowerShell and .NET writers put a byte order mark first; it was 'neither JSON nor base64'."""
+    raw = b'\xef\xbb\xbf{"scope": "tenant", "requested_by": "runbook"}'
+    body = base64.b64encode(raw) if encode else raw
+    assert decode_message(body) == {"scope": "tenant", "requested_by": "runbook"}
+
+
+def test_azurite_is_started_without_telemetry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Item 12: Azurite collects telemetry unless told not to, which is an outbound connection."""
+    import subprocess
+
+    from licensing import emulator
+
+    seen: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_popen(args: list[str], *a: Any, **kw: Any) -> Any:
+        seen.append(list(args))
+        raise Stop
+
+    monkeypatch.setattr(emulator, "find_azurite", lambda *a, **k: tmp_path / "azurite")
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    with pytest.raises(Stop):
+        emulator.Azurite().start()
+    assert seen and "--disableTelemetry" in seen[0]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The declared distributions and everything they require (what a runtime-only install brings)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for req in reqs:
+            if "extra ==" in req:
+                continue
+            todo.append(re.split(r"[<>=!~\[; (]", req.strip(), maxsplit=1)[0].lower().replace("_", "-"))
+    return seen
+
+
+def test_every_third_party_import_of_the_runtime_is_declared_in_requirements() -> None:
+    """Item 13: licensing/cli.py imported click, which only the dev tools brought in (recent typer does not)."""
+    declared = {
+        re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+        for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    installed = _closure(declared)
+    sources = [ROOT / "function_app.py", *(ROOT / "licensing").rglob("*.py")]
+    modules = set().union(*(_imports(p) for p in sources)) - set(sys.stdlib_module_names) - {"licensing", "bench"}
+    owners = packages_distributions()
+    missing = {}
+    for module in sorted(modules):
+        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        if not dists & installed:
+            missing[module] = sorted(dists)
+    assert not missing, f"imported but not installed by requirements.txt: {missing}"
+    # click is imported directly, so it must be declared directly, not merely arrive with another package.
+    assert "click" in declared
