@@ -201,7 +201,7 @@ class LicensedGroup:
     other_members: int = 0  # devices, service principals, contacts
     members_read: bool = True  # False when the members could not be read (see snapshot.unreadable)
     # Members whose type the page did not say (no @odata.type, as in Microsoft's own examples of
-    # /groups/{id}/members): told apart once the users scan is in (reader.resolve_members).
+    # /groups/{id}/members): told apart once the users scan is in (graph.members.resolve_members).
     unknown_members: tuple[str, ...] = ()
 
     @property

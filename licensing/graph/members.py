@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any, Final
 
+from licensing.graph.parse import is_limited, parse_user, text
 from licensing.model import GroupRef, LicenseAssignment, LicensedGroup, Unreadable, User
 
 __all__ = ["Members", "prune_users", "resolve_members"]
@@ -20,13 +21,6 @@ GROUP_TYPE: Final = "#microsoft.graph.group"
 # ".../directoryObjects/{id}/Microsoft.DirectoryServices.Group").
 _GROUP_ID_SUFFIX: Final = "/microsoft.directoryservices.group"
 _USER_ID_SUFFIX: Final = "/microsoft.directoryservices.user"
-
-
-def _text(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value or None
 
 
 def member_kind(item: Mapping[str, Any]) -> str | None:
@@ -44,7 +38,7 @@ def member_kind(item: Mapping[str, Any]) -> str | None:
             return "user"
     if isinstance(item.get("securityEnabled"), bool) or isinstance(item.get("groupTypes"), list):
         return "group"  # group-only properties that every group has
-    if _text(item.get("userPrincipalName")):
+    if text(item.get("userPrincipalName")):
         return "user"  # a user-only property that every user has
     return None
 
@@ -64,8 +58,6 @@ class Members:
 
     def _user(self, item: Mapping[str, Any]) -> User:
         """parse_user, with the assignment tuples shared between users who have the same ones."""
-        from licensing.graph.reader import parse_user
-
         shared = self._shared
         states = item.get("licenseAssignmentStates")
         assignments: tuple[LicenseAssignment, ...] = ()
@@ -95,10 +87,8 @@ class Members:
 
     def add_users(self, items: Iterable[dict[str, Any]]) -> None:
         """One page of the users scan: the user records (they replace what member pages said of them)."""
-        from licensing.graph.reader import is_limited
-
         for item in items:
-            ident = _text(item.get("id"))
+            ident = text(item.get("id"))
             if ident is None or member_kind(item) not in (None, "user"):
                 continue  # not a user: an object type this code does not know, in a page of users
             ident = ident.lower()
@@ -112,7 +102,7 @@ class Members:
         user_ids = self.user_ids.setdefault(group_id, [])
         groups = self.member_groups.setdefault(group_id, {})
         for item in items:
-            raw = _text(item.get("id"))
+            raw = text(item.get("id"))
             if raw is None:  # an object without an id cannot be a usable user or group
                 self.other[group_id] = self.other.get(group_id, 0) + 1
                 continue
@@ -123,7 +113,7 @@ class Members:
                     self.users[ident] = self._user({**item, "id": ident})
                 user_ids.append(ident)
             elif kind == "group":
-                groups[ident] = GroupRef(ident, _text(item.get("displayName")) or "")
+                groups[ident] = GroupRef(ident, text(item.get("displayName")) or "")
             elif kind is None:
                 self.unknown.setdefault(group_id, []).append(ident)
             else:  # devices, service principals, contacts, and types this code does not know

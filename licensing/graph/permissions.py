@@ -71,7 +71,7 @@ async def check_permissions(graph: GraphClient) -> list[PermissionCheck]:
 async def _check_users(graph: GraphClient) -> PermissionCheck:
     """User.Read.All, proven by the properties: without it Graph still answers, with limited information
     (``accountEnabled`` and ``licenseAssignmentStates`` null), which an ``id`` probe cannot tell apart."""
-    from licensing.graph.reader import is_limited
+    from licensing.graph.parse import is_limited
 
     fields = "id,accountEnabled,userType,licenseAssignmentStates"
     check, body = await _probe(graph, "User.Read.All", "/users?" + query({"$select": fields, "$top": 5}), "/users")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,11 +43,11 @@ from licensing.errors import (
 )
 from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
 from licensing.graph.members import Members, prune_users, resolve_members
+from licensing.graph.parse import lifecycles, parse_group, parse_sku, tenant_of_sku, text
 from licensing.model import (
     UNKNOWN_TENANT,
     AuditRequest,
     GraphStats,
-    LicenseAssignment,
     LicensedGroup,
     Scope,
     Sku,
@@ -80,16 +80,13 @@ USER_FIELDS: Final = (
     "accountEnabled,usageLocation,assignedLicenses,licenseAssignmentStates"
 )
 # Members: who is in the group; the users' properties come from the users scan. userPrincipalName and
-# securityEnabled tell a user from a group when a page omits @odata.type (see _Members.add).
+# securityEnabled tell a user from a group when a page omits @odata.type (see members.member_kind).
 MEMBER_FIELDS: Final = "id,displayName,userPrincipalName,securityEnabled"
 GROUP_FIELDS: Final = "id,displayName,assignedLicenses,licenseProcessingState"
-# id is "{tenantId}_{skuId}": the tenant when /organization is not readable (see _tenant_of_sku).
+# id is "{tenantId}_{skuId}": the tenant when /organization is not readable (see parse.tenant_of_sku).
 SKU_FIELDS: Final = "id,skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,accountId,accountName"
 PAGE: Final = 999  # the $top maximum for users, groups and members
 USERS_KEY: Final = "\x00users"  # the users scan's key among collection reads (never a group id)
-
-_USER_TYPE: Final = "#microsoft.graph.user"
-_GROUP_TYPE: Final = "#microsoft.graph.group"
 
 
 def _member_request(group_id: str) -> CollectionRequest:
@@ -104,152 +101,6 @@ def _users_request() -> CollectionRequest:
     return CollectionRequest(USERS_KEY, "/users?" + query({"$select": USER_FIELDS, "$top": PAGE}), "/users")
 
 
-# ---------------------------------------------------------------- JSON -> records
-
-
-def _str(value: Any) -> str | None:
-    """A non-empty string, stripped (Microsoft's licenseAssignmentState JSON shows ``"error": " String "``)."""
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value or None
-
-
-# Graph's documented value sets; values are matched case-insensitively and given their documented casing,
-# so every later comparison is exact. Unknown values are kept as sent (stripped).
-# https://learn.microsoft.com/graph/api/resources/licenseassignmentstate
-_STATES: Final = {v.casefold(): v for v in ("Active", "ActiveWithError", "Disabled", "Error")}
-_ERRORS: Final = {
-    v.casefold(): v
-    for v in (
-        "None",
-        "CountViolation",
-        "MutuallyExclusiveViolation",
-        "DependencyViolation",
-        "ProhibitedInUsageLocationViolation",
-        "UniquenessViolation",
-        "Other",
-    )
-}
-# https://learn.microsoft.com/graph/api/resources/licenseprocessingstate
-_PROCESSING: Final = {v.casefold(): v for v in ("QueuedForProcessing", "ProcessingInProgress", "ProcessingComplete")}
-# https://learn.microsoft.com/graph/api/resources/subscribedsku (capabilityStatus, appliesTo)
-_CAPABILITY: Final = {v.casefold(): v for v in ("Enabled", "Warning", "Suspended", "Deleted", "LockedOut")}
-_APPLIES_TO: Final = {v.casefold(): v for v in ("User", "Company")}
-_USER_TYPES: Final = {v.casefold(): v for v in ("Member", "Guest")}
-
-
-def _canon(value: Any, known: Mapping[str, str]) -> str | None:
-    text = _str(value)
-    return None if text is None else known.get(text.casefold(), text)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _sku_ids(licenses: Any) -> tuple[str, ...]:
-    if not isinstance(licenses, list):
-        return ()
-    return tuple(s.lower() for a in licenses if isinstance(a, dict) and (s := _str(a.get("skuId"))))
-
-
-def parse_assignment(state: Mapping[str, Any]) -> LicenseAssignment | None:
-    """One licenseAssignmentState, or None without a skuId. A missing error is "None" (Graph: null on success)."""
-    sku = _str(state.get("skuId"))
-    if sku is None:
-        return None
-    return LicenseAssignment(
-        sku_id=sku.lower(),
-        assigned_by_group=(_str(state.get("assignedByGroup")) or "").lower() or None,
-        state=_canon(state.get("state"), _STATES) or "",
-        error=_canon(state.get("error"), _ERRORS) or "None",
-        last_updated=_parse_time(state.get("lastUpdatedDateTime")),
-    )
-
-
-def parse_user(item: Mapping[str, Any]) -> User:
-    states = item.get("licenseAssignmentStates")
-    assignments = tuple(
-        a for s in (states if isinstance(states, list) else ()) if isinstance(s, dict) and (a := parse_assignment(s))
-    )
-    enabled = item.get("accountEnabled")
-    return User(
-        id=str(item["id"]),
-        display_name=_str(item.get("displayName")) or "",
-        user_principal_name=_str(item.get("userPrincipalName")) or "",
-        user_type=_canon(item.get("userType"), _USER_TYPES),
-        external_user_state=_str(item.get("externalUserState")),
-        creation_type=_str(item.get("creationType")),
-        account_enabled=enabled if isinstance(enabled, bool) else None,
-        usage_location=_str(item.get("usageLocation")),
-        assigned_sku_ids=_sku_ids(item.get("assignedLicenses")),
-        assignments=assignments,
-    )
-
-
-def is_limited(item: Mapping[str, Any]) -> bool:
-    """A user object with *limited information*: the properties every user has come back null or absent.
-
-    ``accountEnabled`` is a Boolean every user has and ``licenseAssignmentStates`` a collection (empty when
-    unlicensed), so both null means Graph withheld them: the app lacks User.Read.All
-    (https://learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects).
-    """
-    return not isinstance(item.get("accountEnabled"), bool) and not isinstance(
-        item.get("licenseAssignmentStates"), list
-    )
-
-
-def parse_sku(item: Mapping[str, Any]) -> Sku:
-    units = item.get("prepaidUnits")
-    units = units if isinstance(units, dict) else {}
-    return Sku(
-        sku_id=(_str(item.get("skuId")) or "").lower(),
-        sku_part_number=_str(item.get("skuPartNumber")) or "",
-        applies_to=_canon(item.get("appliesTo"), _APPLIES_TO) or "User",
-        capability_status=_canon(item.get("capabilityStatus"), _CAPABILITY) or "Enabled",
-        enabled=_int(units.get("enabled")),
-        suspended=_int(units.get("suspended")),
-        warning=_int(units.get("warning")),
-        locked_out=_int(units.get("lockedOut")),
-        consumed=_int(item.get("consumedUnits")),
-    )
-
-
-def parse_group(item: Mapping[str, Any]) -> LicensedGroup:
-    # licenseProcessingState is documented as an object {"state": …}; some answers carry the bare string.
-    # Either is accepted; an unknown value (e.g. "ProcessingFailed") is kept and counts as not complete.
-    state = item.get("licenseProcessingState")
-    raw = state.get("state") if isinstance(state, dict) else state
-    return LicensedGroup(
-        id=str(item["id"]).lower(),
-        display_name=_str(item.get("displayName")) or "",
-        sku_ids=_sku_ids(item.get("assignedLicenses")),
-        processing_state=_canon(raw, _PROCESSING),
-    )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _lifecycles(subscriptions: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
-    """Earliest nextLifecycleDateTime per skuId (companySubscription)."""
-    out: dict[str, datetime] = {}
-    for sub in subscriptions:
-        sku = (_str(sub.get("skuId")) or "").lower()
-        when = _parse_time(sub.get("nextLifecycleDateTime"))
-        if sku and when and (sku not in out or when < out[sku]):
-            out[sku] = when
-    return out
-
-
 def _unreadable(what: str, subject: str | None, exc: GraphError) -> Unreadable:
     permission = exc.permission if isinstance(exc, GraphPermissionError) else None
     reason = exc.message
@@ -259,15 +110,6 @@ def _unreadable(what: str, subject: str | None, exc: GraphError) -> Unreadable:
 
 
 # ---------------------------------------------------------------- phases
-
-
-def _tenant_of_sku(item: Mapping[str, Any]) -> str | None:
-    """The tenant part of a subscribedSku id ``{tenantId}_{skuId}`` (Microsoft's List subscribedSkus example:
-    both SKUs' ids start with the same tenant, while their ``accountId``s differ: accountId is the billing
-    account, "the unique ID of the account this SKU belongs to", never the tenant)."""
-    ident = _str(item.get("id"))
-    head, sep, _ = (ident or "").partition("_")
-    return head.lower() if sep and is_guid(head) else None
 
 
 # Groups that assign a license. Microsoft's List groups example uses assignedLicenses/any() (no advanced
@@ -314,8 +156,8 @@ class _Reader:
             return
         orgs = page.get("value") if isinstance(page, dict) else None
         if isinstance(orgs, list) and orgs and isinstance(orgs[0], dict):
-            self.org_tenant = _str(orgs[0].get("id"))
-            self.tenant_name = _str(orgs[0].get("displayName")) or self.tenant_name
+            self.org_tenant = text(orgs[0].get("id"))
+            self.tenant_name = text(orgs[0].get("displayName")) or self.tenant_name
 
     async def skus(self) -> list[Sku] | None:
         with telemetry.span("graph.read_skus"):
@@ -327,8 +169,8 @@ class _Reader:
             except GraphError as exc:
                 self.unreadable.append(_unreadable("skus", None, exc))
                 return None
-            self.sku_tenant = next((t for t in map(_tenant_of_sku, items) if t), None)
-            skus = [parse_sku(item) for item in items if _str(item.get("skuId"))]
+            self.sku_tenant = next((t for t in map(tenant_of_sku, items) if t), None)
+            skus = [parse_sku(item) for item in items if text(item.get("skuId"))]
             try:
                 subs = await self.graph.get_collection(
                     "/directory/subscriptions", route="/directory/subscriptions", what="directory subscriptions"
@@ -340,7 +182,7 @@ class _Reader:
             except GraphError as exc:
                 self.unreadable.append(_unreadable("subscriptions", None, exc))
                 subs = []
-            dates = _lifecycles(subs)
+            dates = lifecycles(subs)
             self._progress("skus", 1, 1)
             return [replace(s, next_lifecycle=dates[s.sku_id]) if s.sku_id in dates else s for s in skus]
 
@@ -359,7 +201,7 @@ class _Reader:
                     log.warning(
                         "Graph does not support the groups query %r; trying the next form", params.get("$filter")
                     )
-            groups = [parse_group(i) for i in items if _str(i.get("id"))]
+            groups = [parse_group(i) for i in items if text(i.get("id"))]
             self._progress("groups", len(groups), len(groups))
             return [g for g in groups if g.sku_ids]
 
@@ -481,7 +323,7 @@ async def read_snapshot(
     users: dict[str, User] = {}
     with telemetry.span("graph.read", {"audit.scope": request.scope.value}):
         async with task_group() as tasks:
-            org_task = tasks.create_task(reader.organization())
+            tasks.create_task(reader.organization())
             skus_task = tasks.create_task(reader.skus())
             if request.scope is Scope.GROUP:
                 if not request.group_id:
@@ -509,7 +351,6 @@ async def read_snapshot(
             groups = await reader.read(groups, users, scan=True)
         if request.scope is not Scope.SKU:
             skus = skus_task.result()
-        del org_task
         if request.scope is Scope.GROUP and skus is not None:
             assigned = {s for g in groups for s in g.sku_ids}
             skus = [s for s in skus if s.sku_id in assigned]

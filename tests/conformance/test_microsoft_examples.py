@@ -12,7 +12,7 @@ import orjson
 
 from licensing.graph import GraphClient, RetryPolicy
 from licensing.graph.members import Members, resolve_members
-from licensing.graph.reader import _tenant_of_sku, is_limited, parse_assignment, parse_group, parse_sku, parse_user
+from licensing.graph.parse import is_limited, parse_assignment, parse_group, parse_sku, parse_user, tenant_of_sku
 from licensing.model import LicensedGroup, Scope, Severity, TenantSnapshot, User
 from licensing.rules import RuleContext, evaluate
 from licensing.settings import Settings
@@ -47,7 +47,7 @@ def test_the_suspended_sku_of_microsofts_example_is_a_lifecycle_problem_never_a_
 
 def test_the_tenant_is_the_prefix_of_the_sku_id_never_the_billing_account() -> None:
     items = body("subscribedskus-list.json")["value"]
-    tenants = {_tenant_of_sku(item) for item in items}
+    tenants = {tenant_of_sku(item) for item in items}
     assert tenants == {"48a80680-7326-48cd-9935-b556b81d3a4e"}
     # The two SKUs belong to two billing accounts, neither of which is the tenant.
     assert {item["accountId"] for item in items}.isdisjoint(tenants)

@@ -17,6 +17,8 @@ from licensing.sandbox.tenant import SandboxTenant
 FIXTURES = Path(__file__).parent / "fixtures"
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 # Documented value sets: https://learn.microsoft.com/graph/api/resources/subscribedsku and .../licenseassignmentstate
+# Written out here on purpose, not imported from licensing.graph.parse: the sandbox is held to Microsoft's list,
+# not to the reader's copy of it (a shared wrong belief must not pass).
 CAPABILITY = {"Enabled", "Warning", "Suspended", "Deleted", "LockedOut"}
 STATES = {"Active", "ActiveWithError", "Disabled", "Error"}
 ERRORS = {

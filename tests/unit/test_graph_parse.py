@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from licensing.graph.members import Members as _Members
-from licensing.graph.reader import parse_group, parse_sku, parse_user
+from licensing.graph.parse import parse_group, parse_sku, parse_user
 from licensing.model import LicensedGroup, User
 
 STATES = [
