@@ -6,12 +6,21 @@ code is imported inside the handlers. Bad settings stop start-up with one line n
 
 from __future__ import annotations
 
+import logging
+
 import azure.functions as func
 
 from licensing import telemetry
+from licensing.errors import ConfigurationError
 from licensing.settings import get_settings
 
-settings = get_settings()
+try:
+    settings = get_settings()
+except ConfigurationError as exc:
+    # One line that names every bad setting, logged where the host shows it; the exception raised here has
+    # no inner frames or chained cause, so the host's "failed to index" entry is that same line.
+    logging.getLogger("function_app").critical("licensing-audit cannot start: %s", exc)
+    raise ConfigurationError(f"licensing-audit cannot start: {exc}") from None
 # Inside Azure the worker exports telemetry; this adds trace ids and secret redaction to log records.
 telemetry.configure(settings)
 # The bindings read their connection from this app setting prefix (identity-based forms included).

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import click
 import typer
 
-from licensing.errors import BadRequestError, ConfigurationError, LicensingError
+from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
 from licensing.model import Scope, Trigger
 from licensing.settings import Settings, Severity, load_settings
 
@@ -79,6 +79,7 @@ def _settings(
 ) -> Settings:
     """The settings from the environment with the command line's overrides, validated together."""
     env = dict(os.environ)
+    store = _store_option(store)
     if cloud:
         env["GRAPH_CLOUD"] = cloud
         env.pop("GRAPH_BASE_URL", None)
@@ -106,7 +107,53 @@ def _open_store(settings: Settings, *, create: bool = True) -> Any:
     return store
 
 
+def _check_outputs(json_file: Path | None, csv_dir: Path | None, html_file: Path | None) -> None:
+    """Refuse unusable output paths before the audit runs (and before any alert goes out), in one line."""
+    for option, path, is_dir in (("--json", json_file, False), ("--csv", csv_dir, True), ("--html", html_file, False)):
+        if path is None:
+            continue
+        if is_dir and path.exists() and not path.is_dir():
+            raise ConfigurationError(f"{option} {path} is a file; it needs a directory for skus/groups/findings CSV")
+        if not is_dir and path.is_dir():
+            raise ConfigurationError(f"{option} {path} is a directory; it needs a file name")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ConfigurationError(f"{option} {path}: not writable")
+        ancestor = path if is_dir else path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ConfigurationError(f"{option} {path}: {ancestor} is not a directory")
+        if not path.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"{option} {path}: cannot create files in {ancestor}")
+
+
+def _store_option(store: str | None) -> str | None:
+    """``--store``: a connection string, ``none``, or ``@FILE`` holding it (keeps it out of shell history)."""
+    if store is None or not store.startswith("@"):
+        return store
+    path = Path(store[1:]).expanduser()
+    try:
+        value = path.read_text(encoding="utf-8-sig").strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--store @{path}: cannot read the file ({exc.strerror or type(exc).__name__})"
+        ) from None
+    if not value:
+        raise ConfigurationError(f"--store @{path}: the file is empty")
+    return value
+
+
 def _write_outputs(
+    outcome: AuditOutcome, settings: Settings, json_file: Path | None, csv_dir: Path | None, html_file: Path | None
+) -> list[Path]:
+    try:
+        return _write_files(outcome, settings, json_file, csv_dir, html_file)
+    except OSError as exc:  # the disk filled up or the path changed during the audit
+        where = f" {exc.filename}" if exc.filename else ""
+        raise AuditError(f"could not write the report{where}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _write_files(
     outcome: AuditOutcome, settings: Settings, json_file: Path | None, csv_dir: Path | None, html_file: Path | None
 ) -> list[Path]:
     written: list[Path] = []
@@ -145,7 +192,10 @@ def run(
     group: Annotated[str | None, typer.Option("--group", help="Group id, with --scope group.")] = None,
     sku: Annotated[str | None, typer.Option("--sku", help="skuId or skuPartNumber, with --scope sku.")] = None,
     store: Annotated[
-        str | None, typer.Option("--store", help="Storage connection string, or 'none' (default: settings).")
+        str | None,
+        typer.Option(
+            "--store", help="Storage connection string, @FILE holding it, or 'none' (default: LICENSING_STORAGE)."
+        ),
     ] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
     csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write skus/groups/findings CSV here.")] = None,
@@ -160,6 +210,7 @@ def run(
     from licensing.requests import validate_request
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
+    _check_outputs(json_file, csv_dir, html_file)
     _configure_telemetry(settings, verbose=verbose)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_alerts}
     if group:
@@ -222,7 +273,10 @@ def enqueue(
     request_id: Annotated[str | None, typer.Option("--request-id")] = None,
     requested_by: Annotated[str | None, typer.Option("--requested-by")] = None,
     no_notify: Annotated[bool, typer.Option("--no-notify")] = False,
-    store: Annotated[str | None, typer.Option("--store", help="Storage connection string (default: settings).")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Storage connection string or @FILE holding it (default: LICENSING_STORAGE)."),
+    ] = None,
 ) -> None:
     """Put an audit request on the queue (the Function App runs it)."""
     from licensing.queues import enqueue_request
@@ -235,8 +289,11 @@ def enqueue(
             fields[key] = value
     request = validate_request(fields)
     message_id = enqueue_request(settings.storage, settings.audit_queue, request)
+    # soft_wrap: off a terminal rich would otherwise break the line at 80 columns, splitting the message id.
     _console().print(
-        f"enqueued {request.scope.value} audit on {settings.audit_queue} (message {message_id})", markup=False
+        f"enqueued {request.scope.value} audit on {settings.audit_queue} (message {message_id})",
+        markup=False,
+        soft_wrap=True,
     )
 
 
@@ -245,7 +302,10 @@ def history(
     sku: Annotated[str | None, typer.Option("--sku", help="skuId or skuPartNumber (default: all).")] = None,
     days: Annotated[int, typer.Option("--days", min=1, max=3650)] = 30,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="Storage connection string (default: settings).")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Storage connection string or @FILE holding it (default: LICENSING_STORAGE)."),
+    ] = None,
 ) -> None:
     """Print the seat trend per SKU from the stored history."""
     from licensing.audit import utcnow
@@ -335,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or a library surprise: still one line, scrubbed, never a traceback
+        from licensing.telemetry import scrub
+
+        print(f"licensing-audit: failed unexpectedly: {type(exc).__name__}: {scrub(str(exc))[:300]}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
     return code if isinstance(code, int) else EXIT_OK
 
 

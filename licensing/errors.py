@@ -9,11 +9,14 @@
      │    ├── GraphNotFoundError      404: the object is gone (a group deleted mid-run)
      │    ├── GraphThrottledError     429s outlasted the retry budget
      │    ├── GraphUnavailableError   5xx, timeouts, connection errors outlasted the retry budget
+     │    │    └── GraphOutcomeUnknownError  a POST that broke after it was sent (it may have been done)
      │    └── GraphResponseError      a response we cannot use (bad JSON, odd page, 400)
      ├── StorageError                 Azure Table / Queue Storage
      │    ├── StorageConflictError    412/409 that retries could not resolve
      │    └── StorageUnavailableError the account cannot be reached or refuses us
      ├── DeliveryError                an alert could not be delivered (it goes to the outbox)
+     │    ├── RetryLaterError         (licensing.alerts.delivery) not delivered; said when to come back
+     │    └── DeliveryOutcomeUnknownError  may have been delivered: never retried in the run
      └── AuditError                   the audit itself failed (wraps the cause)
 
 Messages are built by the code that raises them and never contain secrets: callers pass
@@ -30,9 +33,11 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "DeliveryError",
+    "DeliveryOutcomeUnknownError",
     "GraphAuthError",
     "GraphError",
     "GraphNotFoundError",
+    "GraphOutcomeUnknownError",
     "GraphPermissionError",
     "GraphResponseError",
     "GraphThrottledError",
@@ -109,6 +114,10 @@ class GraphUnavailableError(GraphError):
     """5xx answers, timeouts or connection errors outlasted the retry budget."""
 
 
+class GraphOutcomeUnknownError(GraphUnavailableError):
+    """A non-idempotent request (sendMail) timed out, broke or got a 5xx after it was sent: Graph may have done it."""
+
+
 class GraphResponseError(GraphError):
     """A response we cannot use: malformed JSON, an unexpected shape, or 400 for our query."""
 
@@ -135,6 +144,17 @@ class DeliveryError(LicensingError):
         self.status = status
 
 
+class DeliveryOutcomeUnknownError(DeliveryError):
+    """A send that may have been delivered: timed out or broke after it was sent, or a 5xx to a POST.
+
+    Never retried within the run (that produced five identical cards); the outbox keeps it marked
+    "may have been delivered" and replays it at most once, later.
+    """
+
+    def __init__(self, message: str, *, channel: str, status: int | None = None) -> None:
+        super().__init__(message, channel=channel, retryable=True, status=status)
+
+
 class AuditError(LicensingError):
     """The audit could not complete."""
 
@@ -145,20 +165,32 @@ _URL_WITH_QUERY = re.compile(r"https?://[^\s\"'<>]+")
 
 
 def redact_url(url: str) -> str:
-    """A URL safe to show: scheme, host and path kept; query values and user info dropped."""
+    """A URL safe to show: scheme, host and path kept; query values and user info dropped.
+
+    A total function: it runs inside log filters, span recording and error mapping, so a hostile
+    value (``https://a:b/?q``, an unclosed IPv6 bracket) must give a safe string, never raise.
+    """
     try:
         parts = urlsplit(url)
-    except ValueError:
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 literal keeps its brackets, or the output is ambiguous
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:  # a port that is not a number: drop it, keep the rest
+            port = None
+        if port is not None:
+            host = f"{host}:{port}"
+        query = "…" if parts.query else ""
+        return urlunsplit((parts.scheme, host, parts.path, query, ""))
+    except Exception:  # a redactor must not raise: the URL is hidden instead
         return "<url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    query = "…" if parts.query else ""
-    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def redact_text(text: str) -> str:
     """Remove anything that looks like a credential from free text (exception messages from libraries)."""
+    if not isinstance(text, str):  # a total function: log filters hand it whatever they got
+        text = str(text)
     text = _CONNECTION_SECRET.sub(lambda m: m.group(1) + "=***", text)
     text = _BEARER.sub("Bearer ***", text)
     return _URL_WITH_QUERY.sub(lambda m: redact_url(m.group(0)) if "?" in m.group(0) else m.group(0), text)

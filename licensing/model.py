@@ -404,3 +404,6 @@ class OutboxItem:
     created_at: datetime
     attempts: int = 0
     last_error: str | None = None
+    # A send of it timed out, broke or got a 5xx after it went out: the channel may show it already.
+    # It is replayed at most once more (docs/alerts.md, "At least once").
+    maybe_delivered: bool = False

@@ -116,6 +116,25 @@ class Schedule:
             day -= timedelta(days=1)
         raise ConfigurationError(f"AUDIT_SCHEDULE={self.expression!r} has no occurrence in the past year")
 
+    def next_after(self, now: datetime) -> datetime:
+        """The first occurrence after ``now`` within a year (366 days); ConfigurationError when there is none.
+
+        A schedule that cannot fire within a year (30 February, or 29 February three years out) is
+        a typo, not a nightly audit.
+        """
+        now = now.astimezone(UTC).replace(microsecond=0)
+        day = now.replace(hour=0, minute=0, second=0)
+        for _ in range(367):
+            if self._day_matches(day):
+                for hour in sorted(self.hours):
+                    for minute in sorted(self.minutes):
+                        for second in sorted(self.seconds):
+                            candidate = day.replace(hour=hour, minute=minute, second=second)
+                            if candidate > now:
+                                return candidate
+            day += timedelta(days=1)
+        raise ConfigurationError(f"AUDIT_SCHEDULE={self.expression!r} does not fire within a year")
+
 
 def occurrence_request_id(schedule: str, now: datetime) -> str:
     """``schedule-20261124T023000Z``: the same for every firing of one scheduled occurrence."""

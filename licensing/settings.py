@@ -8,17 +8,20 @@ Secrets are held in :class:`Secret`, whose ``repr``/``str`` never shows the valu
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from licensing.errors import ConfigurationError
+from licensing.errors import ConfigurationError, redact_url
 
 __all__ = [
     "CLOUDS",
@@ -249,7 +252,9 @@ class _Reader:
         try:
             return parse(raw)
         except (ValueError, KeyError):
-            shown = raw if len(raw) <= 60 else raw[:57] + "..."
+            # User info in a URL is a credential: never echoed (redact_url drops it and the query).
+            shown = redact_url(raw) if "://" in raw and "@" in raw else raw
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
             self.problems.append(f"{name}={shown!r} is invalid: expected {expected}")
             return default
 
@@ -277,11 +282,23 @@ class _Reader:
 
 
 def _parse_schedule(raw: str) -> str:
+    """The same NCRONTAB parser the timer's request ids use, and an occurrence within a year.
+
+    ``99 99 99 * * *`` would pass a shape check and fail at the first firing; ``0 0 0 30 2 *``
+    (30 February) never fires at all: both are refused at start-up.
+    """
+    from licensing.schedule import Schedule
+
     parts = raw.split()
     # A timer may also be bound to another app setting (%NAME%) by the host; we only accept NCRONTAB.
     if len(parts) != 6 or not all(_NCRONTAB_FIELD.match(p) for p in parts):
         raise ValueError
-    return " ".join(parts)
+    expression = " ".join(parts)
+    try:
+        Schedule.parse(expression).next_after(datetime.now(UTC))
+    except ConfigurationError:
+        raise ValueError from None
+    return expression
 
 
 def _parse_queue(raw: str) -> str:
@@ -303,6 +320,14 @@ def _parse_emails(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _parse_one_email(raw: str) -> str:
+    """ALERT_MAIL_FROM is the one mailbox sendMail sends as: a list was silently cut to its first item."""
+    items = _parse_emails(raw)
+    if len(items) != 1:
+        raise ValueError
+    return items[0]
+
+
 def _parse_skus(raw: str) -> tuple[str, ...]:
     items = _split_list(raw)
     if not all(_SKU_TOKEN.match(i) for i in items):
@@ -311,12 +336,48 @@ def _parse_skus(raw: str) -> tuple[str, ...]:
 
 
 def _parse_http_url(raw: str) -> str:
+    """An http(s) URL we may send requests to: a host, a valid port, no user info; http only on loopback.
+
+    User info would make httpx send ``Authorization: Basic`` instead of a token; a port that is not
+    a number from 1 to 65535 or a host that is not valid IDNA only fails at the first request.
+    """
     parts = urlsplit(raw)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError
+    port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    if port == 0:
+        raise ValueError
+    _check_host(parts.hostname)
     if parts.scheme == "http" and not is_loopback_url(raw):
         raise ValueError
     return raw.rstrip("/")
+
+
+def _parse_graph_url(raw: str) -> str:
+    """GRAPH_BASE_URL: a service root; a query or fragment would be glued to every request path."""
+    parts = urlsplit(raw)
+    if parts.query or parts.fragment or raw.rstrip().endswith(("?", "#")):
+        raise ValueError
+    return _parse_http_url(raw)
+
+
+def _check_host(host: str) -> None:
+    """A host httpx can connect to: an IP literal or a name that encodes as IDNA (each label 1-63)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(host) from None
+    if len(encoded) > 253 or not all(0 < len(label) <= 63 for label in encoded.rstrip(".").split(".")):
+        raise ValueError(host)
+    if not re.fullmatch(r"[A-Za-z0-9.\-_]+", encoded):
+        raise ValueError(host)
 
 
 def _storage_connection(r: _Reader) -> StorageConnection | None:
@@ -324,8 +385,9 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
     for prefix in ("LICENSING_STORAGE", "AzureWebJobsStorage"):
         cs = r.raw(prefix)
         if cs is not None:
-            if cs != "UseDevelopmentStorage=true" and "=" not in cs:
-                r.secret_problem(prefix, "not a storage connection string (expected key=value;… pairs)")
+            problem = _connection_string_problem(cs)
+            if problem is not None:
+                r.secret_problem(prefix, problem)
                 return None
             return StorageConnection(connection_string=Secret(cs), source=prefix)
         account = r.raw(f"{prefix}__accountName")
@@ -356,6 +418,50 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
     return None
 
 
+# https://learn.microsoft.com/azure/storage/common/storage-configure-connection-string
+_CONNECTION_KEYS: Final = frozenset(
+    k.lower()
+    for k in (
+        "DefaultEndpointsProtocol", "AccountName", "AccountKey", "EndpointSuffix", "SharedAccessSignature",
+        "BlobEndpoint", "QueueEndpoint", "TableEndpoint", "FileEndpoint", "UseDevelopmentStorage",
+        "DevelopmentStorageProxyUri", "BlobSecondaryEndpoint", "QueueSecondaryEndpoint", "TableSecondaryEndpoint",
+    )
+)  # fmt: skip
+
+
+def _connection_string_problem(cs: str) -> str | None:
+    """Why ``cs`` is not a storage connection string the SDK can use, or None. Never quotes a value (secrets)."""
+    pairs: dict[str, str] = {}
+    for part in cs.strip().strip(";").split(";"):
+        key, eq, value = part.strip().partition("=")
+        if not eq or not key.strip():
+            return "not a storage connection string (expected key=value;… pairs)"
+        if key.strip().lower() not in _CONNECTION_KEYS:
+            return f"not a storage connection string (unknown key {key.strip()[:40]!r})"
+        pairs[key.strip().lower()] = value.strip()
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return None
+    endpoints = [pairs[k] for k in ("tableendpoint", "queueendpoint", "blobendpoint") if pairs.get(k)]
+    for endpoint in endpoints:
+        try:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+                raise ValueError
+            _check_host(parts.hostname)
+        except ValueError:  # also a port that is not a number from 1 to 65535
+            return "an endpoint in the connection string is not a usable http(s) URL"
+    if not pairs.get("accountname") and not endpoints:
+        return "the connection string names no AccountName and no endpoint"
+    if not pairs.get("accountkey") and not pairs.get("sharedaccesssignature"):
+        return "the connection string has neither AccountKey nor SharedAccessSignature"
+    if pairs.get("accountkey"):
+        try:
+            base64.b64decode(pairs["accountkey"], validate=True)
+        except (binascii.Error, ValueError):
+            return "AccountKey in the connection string is not base64"
+    return None
+
+
 _DEFAULTS: Final = Settings()
 
 
@@ -366,7 +472,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     cloud = r.get("GRAPH_CLOUD", "global", lambda v: CLOUDS[v.lower()].name, "one of " + ", ".join(CLOUDS))
     base_url = r.get(
-        "GRAPH_BASE_URL", f"{CLOUDS[cloud].graph}/v1.0", _parse_http_url, "an https URL (http only for loopback)"
+        "GRAPH_BASE_URL",
+        f"{CLOUDS[cloud].graph}/v1.0",
+        _parse_graph_url,
+        "an https URL with a valid host and port, no user info, query or fragment (http only for loopback)",
     )
 
     webhook: Secret | None = None
@@ -376,9 +485,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             _parse_http_url(raw_webhook)
             webhook = Secret(raw_webhook)
         except ValueError:
-            r.secret_problem("ALERT_TEAMS_WEBHOOK_URL", "expected an https URL (http only for loopback)")
+            r.secret_problem(
+                "ALERT_TEAMS_WEBHOOK_URL",
+                "expected an https URL with a valid host and port and no user info (http only for loopback)",
+            )
 
-    mail_from = r.get("ALERT_MAIL_FROM", None, lambda v: _parse_emails(v)[0], "one mailbox address (user@domain)")
+    mail_from = r.get("ALERT_MAIL_FROM", None, _parse_one_email, "one mailbox address (user@domain)")
     mail_to = r.get("ALERT_MAIL_TO", _NONE, _parse_emails, "e-mail addresses separated by , or ;")
     mail_to_critical = r.get("ALERT_MAIL_TO_CRITICAL", _NONE, _parse_emails, "e-mail addresses separated by , or ;")
     if (mail_to or mail_to_critical) and not mail_from and r.raw("ALERT_MAIL_FROM") is None:
@@ -396,7 +508,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "AUDIT_SCHEDULE",
             _DEFAULTS.audit_schedule,
             _parse_schedule,
-            "an NCRONTAB expression of 6 fields, e.g. '0 30 2 * * *'",
+            "an NCRONTAB expression of 6 valid fields that fires within a year, e.g. '0 30 2 * * *'",
         ),
         audit_queue=r.get(
             "AUDIT_QUEUE",

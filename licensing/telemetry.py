@@ -514,6 +514,14 @@ class SecretRedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
+            self._scrub(record)
+        except Exception:  # a log filter must never raise: what could not be scrubbed is dropped
+            record.msg, record.args = "<log record withheld: redaction failed>", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+    def _scrub(self, record: logging.LogRecord) -> None:
+        try:
             message = record.getMessage()
         except Exception:  # a broken format string: keep the template, drop the arguments
             message = str(record.msg)
@@ -524,7 +532,6 @@ class SecretRedactingFilter(logging.Filter):
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         if record.exc_text:
             record.exc_text = scrub(record.exc_text, mask_addresses=self.mask_addresses)
-        return True
 
 
 _DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s span=%(span_id)s] %(message)s"

@@ -2,6 +2,13 @@
 
 Every failure becomes a :class:`~licensing.errors.DeliveryError` whose message is safe to log and
 store (no webhook URL, no token): the notifier keeps the body in the outbox and tries again later.
+Both sends are POSTs that are not idempotent, so failures fall in three kinds:
+
+- not delivered, try again (:class:`RetryLaterError`): the connection never opened, 408, 429, 503;
+- may have been delivered (:class:`~licensing.errors.DeliveryOutcomeUnknownError`): a timeout or a broken
+  connection after the body went out, or a 5xx other than 503. Never retried in the run (a slow webhook that fired
+  produced five identical cards); the outbox replays it at most once, later;
+- never going to work (``retryable=False``): 4xx, a URL httpx cannot use, anything unexpected.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from licensing.errors import DeliveryError, GraphError, GraphThrottledError, GraphUnavailableError, redact_text
+from licensing.errors import (
+    DeliveryError,
+    DeliveryOutcomeUnknownError,
+    GraphError,
+    GraphOutcomeUnknownError,
+    GraphThrottledError,
+    GraphUnavailableError,
+    redact_text,
+)
 from licensing.settings import is_loopback_url
 
 __all__ = [
@@ -37,6 +52,9 @@ __all__ = [
 
 Sleep = Callable[[float], Awaitable[Any]]
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+# 503 says the server "is currently unable to handle the request" (RFC 9110, 15.6.4): it was not carried
+# out, so it is retried like a 429. Other 5xx answers to a POST leave the outcome unknown.
+NOT_HANDLED: Final = 503
 
 
 class MailTransport(Protocol):
@@ -101,7 +119,7 @@ async def with_retries(send: Callable[[], Awaitable[None]], policy: RetryPolicy,
             await send()
             return attempt
         except DeliveryError as exc:
-            if not exc.retryable or attempt >= policy.attempts:
+            if not exc.retryable or attempt >= policy.attempts or isinstance(exc, DeliveryOutcomeUnknownError):
                 raise
             retry_after = exc.retry_after if isinstance(exc, RetryLaterError) else None
             if retry_after is not None and retry_after > policy.max_retry_after_s:
@@ -166,8 +184,16 @@ def check_webhook_url(url: str) -> None:
     """Only https webhooks (http on loopback, for tests and the demo): the body names users and groups."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        raise DeliveryError("the Teams webhook URL is malformed", channel="teams", retryable=False) from None
+        port = parts.port  # a port that is not a number from 0 to 65535 raises here
+        httpx.URL(url)  # what httpx refuses (an invalid IDNA host, control characters) fails here, not mid-run
+    except Exception:
+        raise DeliveryError(
+            "the Teams webhook URL is malformed: check ALERT_TEAMS_WEBHOOK_URL", channel="teams", retryable=False
+        ) from None
+    if port == 0:
+        raise DeliveryError(
+            "the Teams webhook URL has port 0: check ALERT_TEAMS_WEBHOOK_URL", channel="teams", retryable=False
+        )
     if (
         not parts.hostname
         or parts.scheme not in ("https", "http")
@@ -195,19 +221,32 @@ async def post_webhook(client: httpx.AsyncClient, url: str, body: bytes, *, time
     quiet_http_request_logs()
     try:
         response = await client.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout_s)
-    except httpx.TimeoutException:
-        raise RetryLaterError(
-            f"the Teams webhook did not answer within {timeout_s:g} s", channel="teams", status=None, retry_after=None
-        ) from None
-    except httpx.HTTPError as exc:  # connection refused, reset, TLS: the message would name the URL
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # the body never left
         raise RetryLaterError(
             f"could not reach the Teams webhook ({type(exc).__name__})", channel="teams", status=None, retry_after=None
+        ) from None
+    except httpx.TimeoutException:
+        raise DeliveryOutcomeUnknownError(
+            f"the Teams webhook did not answer within {timeout_s:g} s; it may have been delivered", channel="teams"
+        ) from None
+    except httpx.TransportError as exc:  # reset or protocol error after sending; the message would name the URL
+        raise DeliveryOutcomeUnknownError(
+            f"the connection to the Teams webhook broke ({type(exc).__name__}); it may have been delivered",
+            channel="teams",
+        ) from None
+    except Exception as exc:  # InvalidURL, UnicodeError (IDNA), ...: a URL httpx cannot use; retrying cannot help
+        raise DeliveryError(
+            f"the Teams webhook URL cannot be used ({type(exc).__name__}): check ALERT_TEAMS_WEBHOOK_URL",
+            channel="teams",
+            retryable=False,
         ) from None
     status = response.status_code
     if 200 <= status < 300:
         return
     what = f"the Teams webhook answered HTTP {status}"
-    if status in RETRYABLE_STATUSES or status >= 500:
+    if status >= 500 and status != NOT_HANDLED:  # the flow may have run before it failed: not retried in this run
+        raise DeliveryOutcomeUnknownError(f"{what}; it may have been delivered", channel="teams", status=status)
+    if status in RETRYABLE_STATUSES:  # 408, 429: refused before it ran
         raise RetryLaterError(
             what, channel="teams", status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
@@ -227,18 +266,23 @@ async def send_mail(transport: MailTransport, mailbox: str, message: dict[str, A
         await transport.send_mail(mailbox, message)
     except DeliveryError:
         raise
+    except GraphOutcomeUnknownError as exc:
+        raise DeliveryOutcomeUnknownError(
+            f"Graph sendMail: {redact_text(exc.message)}", channel="mail", status=exc.status
+        ) from None
     except GraphError as exc:
         status = exc.status
-        retryable = isinstance(exc, GraphThrottledError | GraphUnavailableError) or (
-            status is not None and (status in RETRYABLE_STATUSES or status >= 500)
-        )
         text = f"Graph sendMail failed: {redact_text(exc.message)}"
-        if retryable:
+        if status is not None and status >= 500 and status != NOT_HANDLED:
+            raise DeliveryOutcomeUnknownError(text, channel="mail", status=status) from None
+        if isinstance(exc, GraphThrottledError | GraphUnavailableError) or status in RETRYABLE_STATUSES:
             raise RetryLaterError(text, channel="mail", status=status, retry_after=None) from None
         raise DeliveryError(text, channel="mail", retryable=False, status=status) from None
-    except httpx.TimeoutException:
-        raise RetryLaterError("Graph sendMail timed out", channel="mail", status=None, retry_after=None) from None
-    except httpx.HTTPError as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise RetryLaterError(
             f"could not reach Graph for sendMail ({type(exc).__name__})", channel="mail", status=None, retry_after=None
+        ) from None
+    except (httpx.TimeoutException, httpx.TransportError) as exc:
+        raise DeliveryOutcomeUnknownError(
+            f"Graph sendMail broke off ({type(exc).__name__}); it may have been delivered", channel="mail"
         ) from None

@@ -162,6 +162,14 @@ class Digest:
     resolved: tuple[ResolvedLine, ...]
     findings: tuple[Finding, ...] = field(default=())
     excluded: int = 0
+    # The outbox item id this message is sent as: shown in the card and mail, so that a replay of a send
+    # whose outcome was unknown (docs/alerts.md, "At least once") is recognisable as the same message.
+    reference: str = ""
+
+    def run_line(self) -> str:
+        """``Run … · 2026-11-24 02:30 UTC · scope tenant · alert <item id>``."""
+        line = f"Run {self.run_id} · {self.started_at:%Y-%m-%d %H:%M} UTC · scope {self.scope}"
+        return f"{line} · alert {self.reference}" if self.reference else line
 
     @property
     def tenant(self) -> str:

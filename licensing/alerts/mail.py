@@ -222,7 +222,7 @@ def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[
         f'<tr><td style="padding:16px 20px 8px 20px;border-top:4px solid {top};">'
         f'<h1 style="margin:0 0 4px 0;font-size:20px;">{html_text(digest.headline(), 400)}</h1>'
         f'<p style="margin:0;font-size:12px;color:#616161;">'
-        f"{html_text(f'Run {digest.run_id} · {digest.started_at:%Y-%m-%d %H:%M} UTC · scope {digest.scope}', 200)}"
+        f"{html_text(digest.run_line(), 300)}"
         "</p></td></tr>",
         _counts(digest),
     ]

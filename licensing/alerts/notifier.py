@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -37,7 +37,7 @@ from licensing.alerts.digest import build_digest
 from licensing.alerts.mail import build_message
 from licensing.alerts.policy import AlertPlan, EvaluatedScope, plan_alerts
 from licensing.alerts.teams import teams_payload
-from licensing.errors import DeliveryError, LicensingError, StorageError, redact_text
+from licensing.errors import DeliveryError, DeliveryOutcomeUnknownError, LicensingError, StorageError, redact_text
 from licensing.model import AlertState, AuditReport, OutboxItem
 from licensing.settings import Settings
 
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 CHANNELS: Final = ("teams", "mail")
 MAX_ATTEMPTS: Final = 20  # across runs; then the item stays in the outbox, marked dead, for an admin
 DEAD_MARK: Final = "[dead] "
+MAYBE_MARK: Final = "[may have been delivered] "
 
 OnDelivered = Callable[[str, str, bytes], None]
 
@@ -101,15 +102,7 @@ class MemoryOutbox:
 
     def outbox_record_failure(self, item: OutboxItem, error: str) -> OutboxItem:
         stored = self.items.get((item.channel, item.id), item)
-        updated = OutboxItem(
-            channel=stored.channel,
-            id=stored.id,
-            run_id=stored.run_id,
-            payload=stored.payload,
-            created_at=stored.created_at,
-            attempts=stored.attempts + 1,
-            last_error=error,
-        )
+        updated = replace(item, attempts=stored.attempts + 1, last_error=error)
         self.items[(item.channel, item.id)] = updated
         return updated
 
@@ -233,19 +226,21 @@ class Notifier:
         digest = build_digest(report, plan, s)
         if digest is None:
             return items
+        # Each message shows its own outbox id, so a replayed "may have been delivered" send is recognisable.
         if s.teams_enabled:
-            items.append(OutboxItem("teams", _item_id(run_id, "teams", "digest"), run_id, teams_payload(digest), now))
+            ref = _item_id(run_id, "teams", "digest")
+            items.append(OutboxItem("teams", ref, run_id, teams_payload(replace(digest, reference=ref)), now))
         if s.mail_enabled:
             if s.alert_mail_to:
-                message = build_message(digest, s.alert_mail_to)
-                items.append(OutboxItem("mail", _item_id(run_id, "mail", "all"), run_id, orjson.dumps(message), now))
+                ref = _item_id(run_id, "mail", "all")
+                message = build_message(replace(digest, reference=ref), s.alert_mail_to)
+                items.append(OutboxItem("mail", ref, run_id, orjson.dumps(message), now))
             if s.alert_mail_to_critical:
                 critical = build_digest(report, plan, s, critical_only=True)
                 if critical is not None:
-                    message = build_message(critical, s.alert_mail_to_critical)
-                    items.append(
-                        OutboxItem("mail", _item_id(run_id, "mail", "critical"), run_id, orjson.dumps(message), now)
-                    )
+                    ref = _item_id(run_id, "mail", "critical")
+                    message = build_message(replace(critical, reference=ref), s.alert_mail_to_critical)
+                    items.append(OutboxItem("mail", ref, run_id, orjson.dumps(message), now))
         return items
 
     # ------------------------------------------------------------------ delivering
@@ -311,7 +306,29 @@ class Notifier:
             return
         try:
             with telemetry.span("alerts.deliver", {"alert.channel": item.channel, "alert.replay": replay}):
-                await self._send(item, client)
+                try:
+                    await self._send(item, client)
+                except DeliveryError:
+                    raise
+                except Exception as exc:  # a bug or a library surprise: an alert failure never fails the audit
+                    raise DeliveryError(
+                        f"delivery failed unexpectedly ({type(exc).__name__})", channel=item.channel, retryable=False
+                    ) from exc
+        except DeliveryOutcomeUnknownError as exc:
+            # Not retried in this run; kept, marked, and replayed at most once more (a second unknown is dead).
+            error = redact_text(exc.message)
+            if item.maybe_delivered:
+                error = f"{DEAD_MARK}{MAYBE_MARK}twice; not sent again: {error}"
+            else:
+                error = f"{MAYBE_MARK}{error}"
+            log.warning(
+                "alert %s on %s may have been delivered; not retried in this run: %s", item.id, item.channel, error
+            )
+            telemetry.delivery(item.channel, "unknown")
+            down.add(item.channel)
+            self._record_failure(replace(item, maybe_delivered=True), error)
+            (result.dead if error.startswith(DEAD_MARK) else result.failed).append((*key, error))
+            return
         except DeliveryError as exc:
             error = redact_text(exc.message)
             attempts = item.attempts + 1

@@ -148,7 +148,7 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         _text(md_text(digest.headline(), 400), size="Large", weight="Bolder", style="heading"),
         _text(
-            md_text(f"Run {digest.run_id} · {digest.started_at:%Y-%m-%d %H:%M} UTC · scope {digest.scope}", 200),
+            md_text(digest.run_line(), 300),
             isSubtle=True,
             spacing="None",
         ),

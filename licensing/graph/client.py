@@ -27,6 +27,7 @@ from licensing.errors import (
     GraphAuthError,
     GraphError,
     GraphNotFoundError,
+    GraphOutcomeUnknownError,
     GraphPermissionError,
     GraphResponseError,
     GraphThrottledError,
@@ -273,12 +274,7 @@ class GraphClient:
 
     def _make_http_client(self, http_client: Any, timeout_s: float) -> Any:
         import httpx
-        from kiota_http.middleware import (
-            ParametersNameDecodingHandler,
-            RedirectHandler,
-            UrlReplaceHandler,
-            UserAgentHandler,
-        )
+        from kiota_http.middleware import ParametersNameDecodingHandler, UrlReplaceHandler, UserAgentHandler
         from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
         from msgraph_core.middleware import GraphTelemetryHandler  # type: ignore[import-untyped]
 
@@ -287,10 +283,11 @@ class GraphClient:
             http_client = httpx.AsyncClient(
                 timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0)), limits=limits
             )
-        # The SDK default chain minus RetryHandler (we retry, see retry.py). RedirectHandler drops the
-        # Authorization header when a redirect leaves the host.
+        # The SDK default chain minus RetryHandler (we retry, see retry.py) and minus RedirectHandler: it
+        # follows a 3xx to any host and its answer would be trusted (a hostile 302 to an empty list looked
+        # like "no SKUs, nothing open"), and on a scheme change it raises a bare Exception. The Graph calls
+        # we make are not documented to redirect, so a 3xx is an error naming where it pointed (send()).
         middleware = [
-            RedirectHandler(),
             ParametersNameDecodingHandler(),
             UrlReplaceHandler(),
             UserAgentHandler(),
@@ -331,6 +328,20 @@ class GraphClient:
         parts = urlsplit(url)
         if (parts.scheme.lower(), parts.netloc.lower()) != self._origin:
             raise GraphResponseError(f"Graph pointed to another host ({redact_url(url)}); not followed")
+
+    def _redirect_error(self, response: Response, what: str) -> GraphResponseError:
+        """A 3xx is never followed: to another origin it is refused, on ours it is not a documented Graph answer."""
+        location = _header(response.headers, "Location") or ""
+        try:
+            parts = urlsplit(location)
+            foreign = bool(parts.netloc) and (parts.scheme.lower(), parts.netloc.lower()) != self._origin
+        except ValueError:
+            foreign = True
+        where = f" to another host ({redact_url(location)})" if foreign else ""
+        return GraphResponseError(
+            f"Graph answered {what} with a redirect ({response.status}){where}; redirects are not followed",
+            status=response.status,
+        )
 
     def relative(self, url: str) -> str | None:
         """The version-relative form of an absolute URL on our host (what $batch wants), or None."""
@@ -379,9 +390,15 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         what: str | None = None,
-        retry_timeouts: bool = True,
+        idempotent: bool = True,
     ) -> Response:
-        """One logical request with the retry policy; returns a 2xx response or raises a GraphError."""
+        """One logical request with the retry policy; returns a 2xx response or raises a GraphError.
+
+        ``idempotent=False`` (sendMail): this client does not retry at all, so the caller's one retry layer
+        decides. A 401 is still renewed once (Graph did not act on it); a timeout, a broken connection after
+        connecting, or a 5xx other than 503 raise :class:`GraphOutcomeUnknownError`: Graph may have carried the
+        request out (a 503 says it was not handled, RFC 9110 15.6.4).
+        """
         import httpx
         from azure.core.exceptions import ClientAuthenticationError
 
@@ -402,12 +419,24 @@ class GraphClient:
                 started = time.perf_counter()
                 try:
                     response = await self._exchange(method, url, headers or {}, body)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+                    failure = f"connection failed ({type(exc).__name__})"
+                    status: int | None = None
                 except httpx.TimeoutException:
                     failure = "timed out"
-                    status: int | None = None
+                    status = None
+                    if not idempotent:
+                        raise GraphOutcomeUnknownError(
+                            f"{what} timed out; not retried (it may have been carried out)"
+                        ) from None
                 except httpx.TransportError as exc:
                     failure = f"connection failed ({type(exc).__name__})"
                     status = None
+                    if not idempotent:
+                        raise GraphOutcomeUnknownError(
+                            f"{what}: the connection broke ({type(exc).__name__}); "
+                            "not retried (it may have been carried out)"
+                        ) from None
                 except ClientAuthenticationError as exc:
                     raise GraphAuthError(
                         f"no Graph token for {what}: {redact_text(str(exc).splitlines()[0] if str(exc) else '')}"
@@ -432,11 +461,18 @@ class GraphClient:
                     token_refused = True
                     self._retried += 1
                     continue
-                if response.status not in RETRYABLE_STATUSES:
+                if 300 <= response.status < 400:
+                    raise self._redirect_error(response, what)
+                if not idempotent and response.status >= 500 and response.status != 503:  # 503: not handled
+                    raise GraphOutcomeUnknownError(
+                        f"{what} answered {response.status}; not retried (it may have been carried out)",
+                        status=response.status,
+                    )
+                if response.status not in RETRYABLE_STATUSES or not idempotent:
                     raise _graph_error(response.status, route, what, response.error_code, response.error_message)
                 retry_after = _header(response.headers, "Retry-After")
-            elif not retry_timeouts and failure == "timed out":
-                raise GraphUnavailableError(f"{what} timed out; not retried (it may have been carried out)")
+            elif not idempotent:  # a connection that never opened: nothing was sent, the caller may retry
+                raise GraphUnavailableError(f"{what} {failure}; not sent")
             delay = self.retry.delay(attempt, retry_after)
             reason = self.retry.give_up_reason(attempt, delay, waited)
             if reason is not None:
@@ -696,8 +732,8 @@ class GraphClient:
     async def send_mail(self, mailbox: str, message: Mapping[str, Any]) -> None:
         """POST /users/{mailbox}/sendMail; Graph answers 202 Accepted. Raises a GraphError otherwise.
 
-        Timeouts are not retried: the message may have been accepted, and a duplicate alert is
-        worse than one the outbox replays.
+        Not retried here (``idempotent=False``): the notifier is the one retry layer, and a send whose
+        outcome is unknown (timeout, 5xx) is not retried at all; the outbox replays it once, later.
         """
         response = await self.send(
             "POST",
@@ -705,7 +741,7 @@ class GraphClient:
             route="/users/{id}/sendMail",
             body=orjson.dumps(message),
             what="sending mail",
-            retry_timeouts=False,
+            idempotent=False,
         )
         if response.status != 202:
             raise GraphResponseError(f"sendMail answered {response.status}, expected 202", status=response.status)

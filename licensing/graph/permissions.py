@@ -102,7 +102,7 @@ async def _check_mail(graph: GraphClient) -> PermissionCheck:
             route="/users/{id}/sendMail",
             body=orjson.dumps(probe),
             what="the Mail.Send check",
-            retry_timeouts=False,
+            idempotent=False,
         )
     except GraphPermissionError as exc:
         return PermissionCheck("Mail.Send", False, exc.message)

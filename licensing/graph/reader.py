@@ -186,6 +186,39 @@ class _Reader:
             self._progress("skus", 1, 1)
             return [replace(s, next_lifecycle=dates[s.sku_id]) if s.sku_id in dates else s for s in skus]
 
+    def consistent(self, skus: list[Sku] | None, groups: Sequence[LicensedGroup]) -> list[Sku] | None:
+        """The SKU list, or None (and an unreadable part) when it contradicts the groups just read.
+
+        A single empty or truncated subscribedSkus answer (a broken proxy, a hostile redirect target)
+        would otherwise read as "no shortage anywhere" and resolve every open SKU alert. A tenant whose
+        groups assign licenses has those SKUs subscribed (https://learn.microsoft.com/graph/api/subscribedsku-list
+        lists every commercial subscription the organization has acquired), so either contradiction makes
+        the SKUs unreadable: the run is partial and nothing SKU-related resolves.
+        """
+        if skus is None:
+            return None
+        assigning = [g for g in groups if g.sku_ids]
+        if not assigning:
+            return skus
+        known = {s.sku_id for s in skus}
+        if not skus:
+            reason = (
+                f"Graph returned no subscribed SKUs while licensed groups ({len(assigning)}) assign licenses; "
+                "the answer is inconsistent and not trusted"
+            )
+        else:
+            missing = sorted({sku for g in assigning for sku in g.sku_ids} - known)
+            if not missing:
+                return skus
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            reason = (
+                f"licensed groups assign SKU {shown}, which subscribedSkus did not return; "
+                "the SKU list is incomplete and not trusted"
+            )
+        log.warning("subscribed SKUs not trusted: %s", reason)
+        self.unreadable.append(Unreadable("skus", None, reason))
+        return None
+
     async def licensed_groups(self) -> list[LicensedGroup]:
         """Every group that assigns a license. Raises GraphError: without groups there is nothing to audit."""
         with telemetry.span("graph.read_groups"):
@@ -336,7 +369,7 @@ async def read_snapshot(
             if request.scope is Scope.SKU:
                 if not request.sku:
                     raise BadRequestError("a SKU-scoped audit needs sku")
-                skus = await skus_task
+                skus = reader.consistent(await skus_task, groups)
                 sku = _match_sku(skus, request.sku)
                 if sku is not None:
                     scope_id = sku.sku_id
@@ -350,7 +383,7 @@ async def read_snapshot(
             # The members and the users scan do not depend on the SKUs: the SKU chain runs beside them.
             groups = await reader.read(groups, users, scan=True)
         if request.scope is not Scope.SKU:
-            skus = skus_task.result()
+            skus = reader.consistent(skus_task.result(), groups)
         if request.scope is Scope.GROUP and skus is not None:
             assigned = {s for g in groups for s in g.sku_ids}
             skus = [s for s in skus if s.sku_id in assigned]
@@ -381,12 +414,13 @@ async def read_overview(graph: GraphClient, progress: ProgressFn | None = None) 
             tasks.create_task(reader.organization())
             skus_task = tasks.create_task(reader.skus())
             groups_task = tasks.create_task(reader.licensed_groups())
+    skus = reader.consistent(skus_task.result(), groups_task.result())
     return TenantSnapshot(
         tenant_id=reader.tenant_id,
         tenant_name=reader.tenant_name,
         scope=Scope.TENANT,
         read_at=datetime.now(UTC),
-        skus=tuple(skus_task.result() or ()),
+        skus=tuple(skus or ()),
         groups=tuple(groups_task.result()),
         unreadable=tuple(reader.unreadable),
         stats=graph.stats,

@@ -4,12 +4,17 @@ UTF-8 with a BOM (``utf-8-sig``) so Excel shows Unicode names; every string cell
 spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) is
 prefixed with ``'``: display names and UPNs come from the tenant and must not run as formulas.
 OWASP "CSV Injection": https://owasp.org/www-community/attacks/CSV_Injection
+
+Bidirectional controls (U+202A-U+202E, U+2066-U+2069, U+200E/U+200F, U+061C) are written as the
+visible text ``<U+202E>``: raw, a tenant name could reorder what a cell shows ("Trojan Source",
+CVE-2021-42574); as text nothing is lost.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
@@ -28,6 +33,7 @@ __all__ = [
 ]
 
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+_BIDI: Final = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 SKU_COLUMNS: Final = (
     "sku_id",
@@ -78,8 +84,10 @@ def safe_cell(value: Cell) -> str | int | float:
     """A cell value a spreadsheet will not evaluate: strings that look like formulas get a leading '."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+    if isinstance(value, str):
+        value = _BIDI.sub(lambda m: f"<U+{ord(m.group(0)):04X}>", value)
+        if value.startswith(_FORMULA_START):
+            return "'" + value
     return value
 
 

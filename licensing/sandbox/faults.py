@@ -32,8 +32,10 @@ ROUTES: Final = {
     "batch": 0,
 }
 STATUS_FAULTS: Final = ("429", "500", "502", "503", "504", "401", "403", "404")
-ACTION_FAULTS: Final = ("timeout", "reset")
-BODY_FAULTS: Final = ("empty_page", "unknown_type", "short_page")  # only on paged collection responses
+ACTION_FAULTS: Final = ("timeout", "reset", "redirect")
+# Only on paged collection responses. empty_answer: a 200 with no items and no next link, the whole
+# collection "empty" (what a broken proxy or a hostile redirect target answers).
+BODY_FAULTS: Final = ("empty_page", "unknown_type", "short_page", "empty_answer")
 FAULT_KINDS: Final = (*STATUS_FAULTS, *ACTION_FAULTS, *BODY_FAULTS)
 
 
@@ -48,6 +50,7 @@ class FaultRule:
     after: int = 0  # let this many matching requests through before the rule starts counting
     retry_after: str | None = "1"  # 429/503 header value; None sends no Retry-After at all
     hold_s: float = 30.0  # timeout: how long the response is held before the socket is closed
+    location: str = "https://graph.example.invalid"  # redirect: 302 to this origin + the request's path
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:

@@ -298,7 +298,14 @@ class GraphApp:
             if sub:
                 self._stats.batch_subrequests += 1
             fault = self._pre_fault(route)
-            body_fault = self._body_fault(route) if fault is None and route.paged else None
+            # subscribedSkus is one unpaged answer: of the body faults only empty_answer applies to it.
+            collection = route.paged or route.family == "subscribedSkus"
+            body_fault = self._body_fault(route) if fault is None and collection else None
+        if fault is not None and fault.kind == "redirect":
+            with self._lock:
+                self._stats.faults[fault.kind] += 1
+            # A 302 to another origin: what a hijacked proxy or a hostile middlebox answers.
+            return Response(302, b"", headers=[("Location", fault.location.rstrip("/") + req.target)])
         if fault is not None and fault.kind in ("reset", "timeout"):
             with self._lock:
                 self._stats.faults[fault.kind] += 1
@@ -766,7 +773,7 @@ class GraphApp:
         if query.skiptoken:
             offset = _decode_token(query.skiptoken, sig)
         fault = self._body_fault_now
-        size = 0 if fault == "empty_page" else max(1, top // 3) if fault == "short_page" else top
+        size = 0 if fault in ("empty_page", "empty_answer") else max(1, top // 3) if fault == "short_page" else top
         chunk = items[offset : offset + size]
         end = offset + len(chunk)
         if typed is not None and fault is None:
@@ -890,6 +897,8 @@ class GraphApp:
                     return _select_dict(self._sku_json(k), query.select), 1
             raise _not_found(key)
         value = [_select_dict(self._sku_json(k), query.select) for k in range(len(t.skus))]
+        if self._body_fault_now == "empty_answer":
+            value = []
         return {"@odata.context": self._context("subscribedSkus"), "value": value}, len(value)
 
     def _subscription_list(self, k: int) -> list[dict[str, Any]]:

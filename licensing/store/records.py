@@ -302,7 +302,7 @@ def alert_from_entity(entity: Mapping[str, Any], etag: str | None) -> AlertState
 
 
 def outbox_to_entity(item: OutboxItem, keys: Mapping[str, str]) -> dict[str, Any]:
-    entity: dict[str, Any] = {**keys, "attempts": _int(item.attempts)}
+    entity: dict[str, Any] = {**keys, "attempts": _int(item.attempts), "maybe_delivered": item.maybe_delivered}
     _put_optional(
         entity,
         channel=item.channel,
@@ -324,4 +324,5 @@ def outbox_from_entity(entity: Mapping[str, Any]) -> OutboxItem:
         created_at=_required_dt({"created_at": get_text(entity, "created_at")}, "created_at"),
         attempts=_read_int(entity, "attempts"),
         last_error=get_text(entity, "last_error"),
+        maybe_delivered=entity.get("maybe_delivered") is True,
     )

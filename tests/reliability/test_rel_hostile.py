@@ -179,6 +179,16 @@ def test_csv_cannot_run_formulas(outputs: dict[str, Any]) -> None:
     assert len(rows) - 1 == len(report.findings), "no name broke the row structure"
 
 
+def test_csv_cells_carry_no_raw_bidi_controls(outputs: dict[str, Any]) -> None:
+    """Issue 16 item 16: a U+202E in a tenant name reached the CSV raw and reordered what Excel shows."""
+    from licensing.report.csv_report import findings_csv, groups_csv
+
+    report = outputs["outcome"].report
+    text = findings_csv(report.findings) + groups_csv(report.groups)
+    assert not re.search("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]", text)
+    assert "<U+202E>" in text, "the control is shown as text, not dropped"
+
+
 def test_terminal_shows_names_literally(outputs: dict[str, Any]) -> None:
     from rich.console import Console
 

@@ -136,3 +136,91 @@ def test_every_third_party_import_of_the_runtime_is_declared_in_requirements() -
     assert not missing, f"imported but not installed by requirements.txt: {missing}"
     # click is imported directly, so it must be declared directly, not merely arrive with another package.
     assert "click" in declared
+
+
+# ------------------------------------------------------------------ item 1: no false all-clear
+
+
+def _tenant_run(settings: Settings, store: Any, request_id: str) -> Any:
+    from licensing.audit import run_audit
+    from licensing.model import AuditRequest, Scope, Trigger
+
+    request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.QUEUE, request_id=request_id)
+    return asyncio.run(run_audit(request, settings, credential="none", store=store, alerts=True))
+
+
+class _EmptyGraph:
+    """A loopback server answering every request with an empty collection: where a hostile 302 points."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        hits: list[str] = []
+        self.hits = hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                body = b'{"value": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("break_it", ["empty_answer", "redirect"])
+def test_an_empty_or_redirected_sku_answer_is_partial_and_resolves_nothing(
+    break_it: str, sandbox: Any, store: Any, storage_connection: str, webhook: Any, graph_sleeps: Any,
+    alert_sleeps: Any,
+) -> None:  # fmt: skip
+    """Item 1: a 302 to another host (kiota followed it) or one empty subscribedSkus answer made the run
+    'succeeded', resolved every open SKU alert and sent 'nothing open (7 resolved)' to Teams."""
+    from licensing.model import RunStatus
+    from licensing.sandbox import FaultRule, Faults
+    from tests.reliability.conftest import SEAT_KINDS, make_settings
+
+    settings = make_settings(sandbox, storage=storage_connection, webhook_url=webhook.url)
+    first = _tenant_run(settings, store, f"clear-{break_it}-1")
+    tenant = first.report.run.tenant_id
+    open_before = {s.finding_id for s in store.alert_states(tenant, open_only=True).values() if s.kind in SEAT_KINDS}
+    assert open_before, "the sandbox tenant has open SKU findings"
+    cards_before = len(webhook.accepted)
+
+    target = _EmptyGraph()
+    try:
+        rule = (
+            FaultRule("empty_answer", "subscribedSkus")
+            if break_it == "empty_answer"
+            else FaultRule("redirect", "subscribedSkus", location=target.origin)
+        )
+        sandbox.set_faults(Faults(rules=(rule,)))
+        second = _tenant_run(settings, store, f"clear-{break_it}-2")
+    finally:
+        target.close()
+    run = second.report.run
+    assert run.status is RunStatus.PARTIAL
+    assert any("skus" in e for e in run.errors), run.errors
+    if break_it == "redirect":
+        assert target.hits == [], "the redirect was followed"
+        assert any("redirect" in e and "not followed" in e for e in run.errors), run.errors
+    else:
+        assert any("not trusted" in e for e in run.errors), run.errors
+    still_open = {s.finding_id for s in store.alert_states(tenant, open_only=True).values() if s.kind in SEAT_KINDS}
+    assert open_before <= still_open, "an unreadable SKU list resolved SKU alerts"
+    assert second.delivery is not None and second.delivery.plan is not None
+    assert not [s for s in second.delivery.plan.resolved if s.kind in SEAT_KINDS]
+    assert all(b"nothing open" not in body.lower() for body in webhook.accepted[cards_before:])
