@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from licensing import telemetry
-from licensing.errors import AuditError, GraphError, LicensingError
+from licensing.errors import AuditError, GraphError, LicensingError, SupersededError
 from licensing.model import (
     UNKNOWN_TENANT,
     AuditReport,
@@ -49,14 +49,16 @@ __all__ = [
     "evaluate_and_finish",
     "new_run_id",
     "run_audit",
+    "unexpected",
     "utcnow",
 ]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.REJECTED})
-# The partition for runs whose tenant is not known (the request failed before Graph said who we are).
+# Runs whose work stands for their request: a redelivery of the same request is skipped. A rejected run
+# never stands in for another request (issue 16, item 2): it did no work.
+FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
 
 
 def utcnow() -> datetime:
@@ -124,6 +126,7 @@ async def run_audit(
     on_delivered: Callable[[str, str, bytes], None] | None = None,
     run_id: str | None = None,
     fanout: FanOut | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> AuditOutcome:
     """Run one audit end to end. Raises AuditError (retryable by the queue) when it could not finish.
 
@@ -150,7 +153,7 @@ async def run_audit(
     if store is not None and request.request_id and settings.azure_tenant_id:
         # The tenant is configured: a finished request is skipped without touching Graph, and an attempt
         # that fails before Graph names the tenant is recorded on the request's existing run, not a new one.
-        early = store.run_for_request(settings.azure_tenant_id, request.request_id)
+        early = store.run_for_request(settings.azure_tenant_id, request.request_id, key=request.key)
         if early is not None and early.status in FINISHED:
             log.info("request %s already completed as run %s; nothing to do", request.request_id, early.id)
             findings = tuple(store.run_findings(early.id))
@@ -160,7 +163,7 @@ async def run_audit(
             resumed = fanout.resume(run=early, store=store)
             if resumed is not None:
                 return resumed
-        if early is not None:
+        if early is not None and early.status is not RunStatus.REJECTED:
             provisional = replace(provisional, id=early.id)
     staged = fanout is not None and store is not None and request.scope is Scope.TENANT
     async with open_graph(settings, credential=credential) as graph:
@@ -175,12 +178,20 @@ async def run_audit(
                     error = AuditError(f"could not read the tenant from Microsoft Graph: {exc}")
                     _record_failure(store, provisional, error, now)
                     raise error from exc
+                except LicensingError:
+                    raise  # BadRequestError (a group or SKU the tenant does not have) is the caller's to reject
+                except Exception as exc:  # a library's bare Exception must still leave a record with its cause
+                    error = unexpected("reading the tenant", exc)
+                    _record_failure(store, provisional, error, now)
+                    raise error from exc
             tenant_id = snapshot.tenant_id
             run_span.set_attribute("tenant.id", tenant_id)
 
             prior: RunInfo | None = None
             if store is not None and request.request_id:
-                prior = store.run_for_request(tenant_id, request.request_id)
+                prior = store.run_for_request(tenant_id, request.request_id, key=request.key)
+                if prior is not None and prior.status is RunStatus.REJECTED:
+                    prior = None  # a rejected run is not this request's work: a new run answers it
                 if prior is not None and prior.status in FINISHED:
                     log.info("request %s already completed as run %s; nothing to do", request.request_id, prior.id)
                     run_span.set_attribute("run.skipped", True)
@@ -223,16 +234,29 @@ async def run_audit(
                     now=now,
                     http_client=http_client,
                     on_delivered=on_delivered,
+                    fence=fence,
                 )
+            except SupersededError:
+                raise  # the later delivery owns the run now: nothing to record here
             except LicensingError as exc:
                 _record_failure(store, run, exc, now)
                 raise
             except Exception as exc:  # an unexpected bug still must not leave a run that looks 'running' forever
-                _record_failure(store, run, exc, now)
-                raise AuditError(f"audit failed unexpectedly: {type(exc).__name__}") from exc
+                error = unexpected("the audit", exc)
+                _record_failure(store, run, error, now)
+                raise error from exc
             telemetry.set_run_outcome(outcome.report, run_span)
     telemetry.run_finished(outcome.report, time.monotonic() - clock)
     return outcome
+
+
+def unexpected(during: str, exc: BaseException) -> AuditError:
+    """An exception nobody mapped (a bug, a library's bare Exception) as an AuditError that names its cause."""
+    from licensing.telemetry import scrub
+
+    cause = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1 else exc
+    detail = scrub(str(cause))[:200]
+    return AuditError(f"{during} failed unexpectedly: {type(cause).__name__}" + (f": {detail}" if detail else ""))
 
 
 def _record_failure(store: AuditStore | None, run: RunInfo, exc: BaseException, now: Callable[[], datetime]) -> None:
@@ -256,11 +280,14 @@ async def evaluate_and_finish(
     now: Callable[[], datetime],
     http_client: httpx.AsyncClient | None,
     on_delivered: Callable[[str, str, bytes], None] | None,
+    fence: Callable[[], None] | None = None,
 ) -> AuditOutcome:
     """Evaluate the rules on ``snapshot``, plan and queue the alerts, then write the run's final record.
 
     The one conclusion of every audit (single invocation or fanned out), so equal snapshots give
-    equal reports. Safe to redo under the same run id after a crash anywhere in it.
+    equal reports. Safe to redo under the same run id after a crash anywhere in it. ``fence`` raises
+    SupersededError when a later delivery took the run over: it is called before the alerts and before
+    the final record, so two deliveries of one message never both alert or both conclude.
     """
     from licensing.rules import RuleContext, evaluate
 
@@ -300,6 +327,8 @@ async def evaluate_and_finish(
     )
 
     delivery: DeliveryResult | None = None
+    if fence is not None:
+        fence()
     if alerts and (settings.teams_enabled or settings.mail_enabled or store is not None):
         from licensing.alerts import Notifier
 
@@ -315,6 +344,8 @@ async def evaluate_and_finish(
             delivery = await notifier.run(report, notify=request.notify)
 
     finished = replace(report, run=replace(report.run, finished_at=now()))
+    if fence is not None:
+        fence()
     if store is not None:
         with telemetry.span("audit.store", {"run.id": run.id, "findings": len(finished.findings)}):
             # SKU history is tenant-wide counters: one row per SKU and day, from tenant runs only.

@@ -17,7 +17,8 @@
      ├── DeliveryError                an alert could not be delivered (it goes to the outbox)
      │    ├── RetryLaterError         (licensing.alerts.delivery) not delivered; said when to come back
      │    └── DeliveryOutcomeUnknownError  may have been delivered: never retried in the run
-     └── AuditError                   the audit itself failed (wraps the cause)
+     ├── AuditError                   the audit itself failed (wraps the cause)
+     └── SupersededError              a later delivery of the same message took the run over (not a failure)
 
 Messages are built by the code that raises them and never contain secrets: callers pass
 URLs through :func:`redact_url` and never put tokens, webhook URLs or connection strings in.
@@ -46,6 +47,7 @@ __all__ = [
     "StorageConflictError",
     "StorageError",
     "StorageUnavailableError",
+    "SupersededError",
     "redact_text",
     "redact_url",
 ]
@@ -157,6 +159,11 @@ class DeliveryOutcomeUnknownError(DeliveryError):
 
 class AuditError(LicensingError):
     """The audit could not complete."""
+
+
+class SupersededError(LicensingError):
+    """This invocation lost its lease to a later delivery of the same message: it stops before alerting or
+    writing the run's final record, and the message is completed (the later delivery does the work)."""
 
 
 _CONNECTION_SECRET = re.compile(r"(?i)(AccountKey|SharedAccessSignature|SharedAccessKey|InstrumentationKey)=[^;\s]*")

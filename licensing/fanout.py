@@ -321,6 +321,22 @@ def _mark_done(extra: dict[str, Any], *, plan: str, index: int, token: str, now:
     return {**extra, "fanout": new}
 
 
+def _release_final(extra: dict[str, Any], *, plan: str, token: str) -> dict[str, Any]:
+    """Pure: drop the final-step claim of ``token`` if it still holds it and the step did not finish."""
+    state = fanout_state(extra)
+    final = (state or {}).get("final") or {}
+    if state is None or state.get("plan") != plan or final.get("by") != token or final.get("finished_at"):
+        return extra
+    return {**extra, "fanout": {**state, "final": None}}
+
+
+def _give_up_final(store: AuditStore, run: RunInfo, *, plan: str, token: str) -> None:
+    try:
+        store.update_run_extra(run.tenant_id, run.id, lambda extra: _release_final(extra, plan=plan, token=token))
+    except Exception as exc:  # storage may be what failed: the claim's TTL frees it then
+        log.warning("could not give up the final step of run %s: %s", run.id, exc)
+
+
 def _mark_finished(extra: dict[str, Any], *, plan: str, now: datetime) -> dict[str, Any]:
     state = fanout_state(extra)
     if state is None or state.get("plan") != plan or not state.get("final"):
@@ -462,7 +478,8 @@ def _set_enqueued(extra: dict[str, Any], plan: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class ChunkOutcome:
-    """``stale`` (nothing to do for this message) | ``skipped`` (run finished) | ``done`` | ``finished``."""
+    """``stale`` (nothing to do for this message) | ``skipped`` (run finished) | ``done`` | ``finished`` |
+    ``claimed`` (every chunk is done and another invocation owns the final step)."""
 
     outcome: str
     reason: str | None = None
@@ -533,10 +550,18 @@ async def process_chunk(
             return ChunkOutcome("done", f"chunk {chunk.chunk} of run {run.id} done ({done} of {total})")
         final = state.get("final") or {}
         if final.get("by") != token:
-            return ChunkOutcome("done", f"chunk {chunk.chunk} done; another invocation concludes run {run.id}")
-        outcome = await _final_step(
-            chunk, settings, store, state, graph=graph, http_client=http_client, on_delivered=on_delivered, now=now
-        )
+            if final.get("finished_at"):
+                return ChunkOutcome("skipped", f"run {run.id} was concluded by another invocation")
+            return ChunkOutcome("claimed", f"chunk {chunk.chunk} done; another invocation concludes run {run.id}")
+        try:
+            outcome = await _final_step(
+                chunk, settings, store, state, graph=graph, http_client=http_client, on_delivered=on_delivered, now=now
+            )
+        except BaseException:
+            # Tokens are per invocation: give the claim up, so the redelivery of this message can redo the step
+            # (a killed invocation cannot; its claim expires after FINAL_CLAIM_TTL).
+            _give_up_final(store, run, plan=chunk.plan, token=token)
+            raise
     if outcome is None:
         return ChunkOutcome("skipped", f"run {run.id} was concluded by another invocation")
     return ChunkOutcome("finished", audit=outcome)

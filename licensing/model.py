@@ -44,6 +44,7 @@ __all__ = [
     "Unreadable",
     "User",
     "finding_id",
+    "request_key",
 ]
 
 
@@ -101,6 +102,22 @@ class AuditRequest:
     notify: bool = True
     requested_by: str | None = None
     trigger: Trigger = Trigger.QUEUE
+
+    @property
+    def key(self) -> str | None:
+        """The idempotency key (None without a request id): see :func:`request_key`."""
+        if not self.request_id:
+            return None
+        return request_key(self.trigger, self.scope, self.group_id or self.sku, self.request_id)
+
+
+def request_key(trigger: Trigger, scope: Scope, subject: str | None, request_id: str) -> str:
+    """What makes two requests "the same request": trigger, scope, subject and request id together.
+
+    Request ids alone were one namespace for every sender and scope: a SKU request naming the timer's
+    predictable ``schedule-<occurrence>`` id made that night's tenant audit a no-op (issue 16, item 2).
+    """
+    return f"{trigger.value}/{scope.value}/{(subject or '-').lower()}/{request_id}"
 
 
 # ---------------------------------------------------------------- what Graph tells us
@@ -362,6 +379,13 @@ class RunInfo:
     scope_id: str | None = None
     resource_units: float = 0.0
     tenant_name: str = ""
+
+    @property
+    def request_key(self) -> str | None:
+        """The idempotency key of the request this run answers (None without a request id)."""
+        if not self.request_id:
+            return None
+        return request_key(self.trigger, self.scope, self.scope_id, self.request_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,16 @@ class DeliveryResult:
         return not self.failed and not self.dead
 
 
+def _announces(plan: AlertPlan) -> tuple[frozenset[str], ...]:
+    """What a plan would tell people: the ids it sends as new, escalated, reminded and resolved."""
+    return (
+        frozenset(f.id for f in plan.new),
+        frozenset(f.id for f in plan.escalated),
+        frozenset(f.id for f in plan.renotify),
+        frozenset(r.finding_id for r in plan.resolved),
+    )
+
+
 def _item_id(run_id: str, channel: str, part: str) -> str:
     return f"{run_id}.{channel}.{part}"
 
@@ -198,14 +208,28 @@ class Notifier:
                 telemetry.delivery(item.channel, "queued")
 
             if self.persistent:
+                committed: list[AlertPlan] = []
 
                 def change(fresh: dict[str, AlertState]) -> Sequence[AlertState]:
                     # Re-planned on every ETag conflict, against what the store holds now.
-                    return plan_alerts(
-                        report, fresh, self.settings, now, evaluated_scope=scope, notify=sending
-                    ).next_states
+                    replanned = plan_alerts(report, fresh, self.settings, now, evaluated_scope=scope, notify=sending)
+                    committed.append(replanned)
+                    return replanned.next_states
 
                 self.store.update_alert_states(tenant_id, change)
+                if committed and _announces(committed[-1]) != _announces(plan):
+                    # Another run committed first (our read of the state was stale): send what the committed
+                    # state says is news, not what the stale plan said. Same ids, so the outbox rows are replaced.
+                    plan = result.plan = committed[-1]
+                    fresh_items = self._items(report, plan, now) if sending else []
+                    kept = {(i.channel, i.id) for i in fresh_items}
+                    for item in items:
+                        if (item.channel, item.id) not in kept:
+                            self.store.outbox_delete(item)
+                    for item in fresh_items:
+                        self.store.outbox_put(item)
+                    items = fresh_items
+                    result.queued = [(i.channel, i.id) for i in items]
 
             todo = {(i.channel, i.id): i for i in mine}
             todo.update({(i.channel, i.id): i for i in items})
@@ -324,7 +348,7 @@ class Notifier:
             log.warning(
                 "alert %s on %s may have been delivered; not retried in this run: %s", item.id, item.channel, error
             )
-            telemetry.delivery(item.channel, "unknown")
+            telemetry.delivery(item.channel, "failed")  # the metric's outcomes stay queued|delivered|replayed|failed
             down.add(item.channel)
             self._record_failure(replace(item, maybe_delivered=True), error)
             (result.dead if error.startswith(DEAD_MARK) else result.failed).append((*key, error))

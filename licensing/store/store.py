@@ -6,13 +6,15 @@ Tables (names get an optional prefix, so tests and tenants of a shared account n
 table          PartitionKey           RowKey
 ============== ====================== ============================================================
 AuditRuns      tenant                 ``R`` + inverted start time + run id (newest first); index
-                                      rows ``I~_<run id>`` and ``Q~_<request id>`` point at it
+                                      rows ``I~_<run id>``, ``Q~_<request id>`` and ``K~_<request key>``
+                                      (trigger/scope/subject/request id: the idempotency key) point at it
 AuditFindings  run id                 finding id
 AuditRunDetails run id                ``s~_<sku id>`` / ``g~_<group id>`` (report.skus, report.groups)
 SkuHistory     tenant ``~_`` SKU id   day ``YYYYMMDD``
 AlertState     tenant                 finding id
 AlertOutbox    channel                item id
-AuditLeases    ``lease``              lease name (one tenant-wide audit at a time)
+AuditLeases    ``lease``              lease name (one tenant-wide audit at a time; one run per request key)
+               ``ticket``             ``schedule-…`` request id the timer issued (reserved for it)
 AuditOverflow  hash of the owner keys nonce-value-part (values too big for their entity)
                ``b~_<blob name>``     ``h`` (header) and ``d<nonce>-<part>`` (put_blob: fan-out partials)
 ============== ====================== ============================================================
@@ -46,6 +48,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from licensing.errors import ConfigurationError, StorageConflictError, StorageError
 from licensing.model import (
+    UNKNOWN_TENANT,
     AlertState,
     AuditReport,
     Finding,
@@ -90,7 +93,9 @@ LEASE_PARTITION: Final = "lease"
 TENANTS_PARTITION: Final = "~tenants"  # "~t" never starts an escaped key ("~" is followed by hex or "z")
 RUN_ROWS: Final = "R"
 RUN_INDEX: Final = "I" + SEPARATOR
-REQUEST_INDEX: Final = "Q" + SEPARATOR
+REQUEST_INDEX: Final = "Q" + SEPARATOR  # by request id alone: the latest run recorded for it (lookups)
+KEY_INDEX: Final = "K" + SEPARATOR  # by idempotency key (trigger, scope, subject, request id): skip decisions
+TICKET_PARTITION: Final = "ticket"  # AuditLeases rows: the timer's schedule tickets (reserved request ids)
 SKU_ROWS: Final = "s" + SEPARATOR
 GROUP_ROWS: Final = "g" + SEPARATOR
 # Blobs live in the overflow table under their own partitions; overflow partitions are 48 hex digits, never "b~_".
@@ -399,10 +404,11 @@ class AuditStore:
         keys = {"PartitionKey": pk, "RowKey": rk}
         entity = records.run_to_entity(run, keys, counts=counts, extra=extra, findings=findings)
         rows = [entity, {"PartitionKey": pk, "RowKey": bounded(RUN_INDEX + encode_key(run.id)), "run_rk": rk}]
-        if run.request_id:
+        if run.request_id and run.request_key:
             rows.append(
                 {"PartitionKey": pk, "RowKey": bounded(REQUEST_INDEX + encode_key(run.request_id)), "run_rk": rk}
             )
+            rows.append({"PartitionKey": pk, "RowKey": bounded(KEY_INDEX + encode_key(run.request_key)), "run_rk": rk})
         self._upsert(self.tables.runs, rows)
         self._run_rows[(run.tenant_id, run.id)] = rk
         if existing is None:
@@ -461,10 +467,12 @@ class AuditStore:
         entity = self._run_entity(tenant_id, run_id)
         return records.run_from_entity(entity) if entity is not None else None
 
-    def run_for_request(self, tenant_id: str, request_id: str) -> RunInfo | None:
-        """The latest run recorded for ``request_id`` (queue re-delivery uses it to skip finished work)."""
+    def run_for_request(self, tenant_id: str, request_id: str, *, key: str | None = None) -> RunInfo | None:
+        """The latest run recorded for ``request_id``; with ``key`` (:func:`licensing.model.request_key`) the
+        latest run of exactly that request (trigger, scope, subject and id): what re-delivery checks."""
         pk = self._run_pk(tenant_id)
-        index = self._get(self.tables.runs, pk, bounded(REQUEST_INDEX + encode_key(request_id)))
+        row = KEY_INDEX + encode_key(key) if key is not None else REQUEST_INDEX + encode_key(request_id)
+        index = self._get(self.tables.runs, pk, bounded(row))
         if index is None:
             return None
         entity = self._get(self.tables.runs, pk, str(index["run_rk"]))
@@ -549,6 +557,8 @@ class AuditStore:
     def default_tenant_id(self) -> str | None:
         """The tenant whose run was recorded most recently (the CLI's default for ``history``)."""
         rows = self._query(self.tables.runs, "PartitionKey eq @pk", {"pk": TENANTS_PARTITION})
+        # Rejected messages of unknown senders land in the unknown-tenant partition: never a default.
+        rows = [r for r in rows if r.get("tenant_id") != UNKNOWN_TENANT]
         if not rows:
             return None
         return str(max(rows, key=lambda r: str(r.get("last_run_at", "")))["tenant_id"])
@@ -748,10 +758,15 @@ class AuditStore:
 
     # ------------------------------------------------------------ leases
 
-    def try_acquire_lease(self, name: str, owner: str, ttl: timedelta) -> bool:
+    def try_acquire_lease(
+        self, name: str, owner: str, ttl: timedelta, *, message: str | None = None, generation: int = 0
+    ) -> bool:
         """Take the lease ``name`` for ``ttl``: insert it, renew our own, or take over an expired one.
 
-        Insert-only creates and If-Match updates make concurrent acquirers safe: exactly one wins.
+        ``owner`` is one invocation's token. A later delivery of the same queue ``message`` (higher
+        ``generation``, the dequeue count) takes over at once: the earlier one failed, or is still running
+        and is fenced off (:meth:`holds_lease` turns false for it). Insert-only creates and If-Match updates
+        make concurrent acquirers safe: exactly one wins.
         """
         table = self._table(self.tables.leases)
         rk = safe_key(name)
@@ -762,6 +777,8 @@ class AuditStore:
                 "RowKey": rk,
                 "name": name,
                 "owner": owner,
+                "message": message or "",
+                "generation": generation,
                 "acquired_at": now.isoformat(),
                 "expires_at": (now + ttl).isoformat(),
             }
@@ -775,7 +792,12 @@ class AuditStore:
                     )
                     return True
                 expires = datetime.fromisoformat(str(current.get("expires_at")))
-                if current.get("owner") != owner and expires > now:
+                later_delivery = (
+                    bool(message)
+                    and current.get("message") == message
+                    and generation > int(current.get("generation") or 0)
+                )
+                if current.get("owner") != owner and expires > now and not later_delivery:
                     return False
                 etag = _etag(current)
                 self._call(
@@ -791,6 +813,13 @@ class AuditStore:
             except ResourceNotFoundError:
                 continue  # released between our read and our write: try again
         return False
+
+    def holds_lease(self, name: str, owner: str) -> bool:
+        """Whether ``owner`` still holds ``name`` (not taken over by a later delivery, not expired)."""
+        current = self._get(self.tables.leases, LEASE_PARTITION, safe_key(name))
+        if current is None or current.get("owner") != owner:
+            return False
+        return datetime.fromisoformat(str(current.get("expires_at"))) > self._clock()
 
     def release_lease(self, name: str, owner: str) -> None:
         """Give the lease back if we still hold it; someone else's lease is left alone."""
@@ -810,7 +839,34 @@ class AuditStore:
         except ResourceModifiedError:
             return  # taken over after expiry: no longer ours
 
+    def issue_ticket(self, name: str, ttl: timedelta) -> None:
+        """Record that the timer issued request id ``name`` (``schedule-…``), for ``ttl``; expired ones go."""
+        now = self._clock()
+        rows = self._query(self.tables.leases, "PartitionKey eq @pk", {"pk": TICKET_PARTITION}, restore=False)
+        stale = [_keys(r) for r in rows if str(r.get("expires_at", "")) < now.isoformat()]
+        self._delete(self.tables.leases, stale)
+        self._upsert(
+            self.tables.leases,
+            [{"PartitionKey": TICKET_PARTITION, "RowKey": safe_key(name), "name": name,
+              "issued_at": now.isoformat(), "expires_at": (now + ttl).isoformat()}],
+        )  # fmt: skip
+
+    def has_ticket(self, name: str) -> bool:
+        """Whether the timer issued ``name`` and the ticket has not expired."""
+        row = self._get(self.tables.leases, TICKET_PARTITION, safe_key(name))
+        return row is not None and str(row.get("expires_at", "")) >= self._clock().isoformat()
+
     # ------------------------------------------------------------ retention
+
+    def trim_runs(self, tenant_id: str, *, keep: int, older_than: datetime) -> int:
+        """Bound a partition that anyone can write to (rejected messages of unknown senders): runs older than
+        ``older_than`` go, and of the rest only the newest ``keep``. Returns how many runs were deleted."""
+        newest = self._run_rows_query(tenant_id, finished_only=False, limit=keep + 1)
+        cutoff = older_than
+        if len(newest) > keep:
+            oldest_kept = records.run_from_entity(newest[keep - 1])
+            cutoff = max(cutoff, oldest_kept.started_at)
+        return self.purge(tenant_id, cutoff)["runs"]
 
     def purge(self, tenant_id: str, older_than: datetime) -> dict[str, int]:
         """Delete the tenant's runs (with findings and details) started before ``older_than``, SKU
@@ -836,9 +892,11 @@ class AuditStore:
             index_rows: list[Mapping[str, Any]] = [
                 {"PartitionKey": pk, "RowKey": bounded(RUN_INDEX + encode_key(run.id))}
             ]
-            if run.request_id:
-                request_rk = bounded(REQUEST_INDEX + encode_key(run.request_id))
-                pointer = self._get(self.tables.runs, pk, request_rk)
+            index_keys = [REQUEST_INDEX + encode_key(run.request_id)] if run.request_id else []
+            if run.request_key:
+                index_keys.append(KEY_INDEX + encode_key(run.request_key))
+            for index_key in index_keys:
+                pointer = self._get(self.tables.runs, pk, bounded(index_key))
                 if pointer is not None and pointer.get("run_rk") == entity["RowKey"]:
                     index_rows.append(_keys(pointer))
             # The run row goes last: an interrupted purge finds the run again next time.

@@ -224,3 +224,41 @@ def test_an_empty_or_redirected_sku_answer_is_partial_and_resolves_nothing(
     assert second.delivery is not None and second.delivery.plan is not None
     assert not [s for s in second.delivery.plan.resolved if s.kind in SEAT_KINDS]
     assert all(b"nothing open" not in body.lower() for body in webhook.accepted[cards_before:])
+
+
+# ------------------------------------------------------------------ item 13: the runtime set alone
+
+
+@pytest.mark.slow
+def test_the_runtime_set_alone_runs_the_cli_and_imports_the_function_app(tmp_path: Path) -> None:
+    """Item 13: ``pip install .`` gave a ``licensing-audit`` that died with ModuleNotFoundError (click)."""
+    import shutil
+    import subprocess
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "requirements.txt", "README.md", "function_app.py", "host.json"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "licensing", source / "licensing", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+
+    def run(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(Path.home()), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    for step in (
+        (python, "-m", "pip", "install", "-q", "--upgrade", "pip"),
+        (python, "-m", "pip", "install", "-q", str(source)),  # the runtime set: requirements.txt, nothing else
+    ):
+        done = run(*step)
+        assert done.returncode == 0, done.stderr[-2000:]
+    dev_tools = run(
+        python, "-c", "import importlib.util as u; print([m for m in ('pytest','ruff','mypy') if u.find_spec(m)])"
+    )
+    assert dev_tools.stdout.strip() == "[]", "the runtime set must not bring the dev tools"
+    cli = run(str(venv / "bin" / "licensing-audit"), "--help")
+    assert cli.returncode == 0 and "Usage" in cli.stdout, cli.stderr[-2000:]
+    app = run(python, "-c", "import function_app; print(len(function_app.app.get_functions()))", cwd=source)
+    assert app.returncode == 0 and app.stdout.strip() == "3", app.stderr[-2000:]

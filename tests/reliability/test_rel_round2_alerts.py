@@ -104,3 +104,27 @@ def test_a_webhook_url_httpx_cannot_use_never_fails_the_audit(
     [item] = store.outbox_list()
     assert item.last_error and "ALERT_TEAMS_WEBHOOK_URL" in item.last_error and "99999" not in item.last_error
     assert not item.maybe_delivered
+
+
+def test_items_planned_from_a_stale_state_are_not_sent(
+    sandbox: SandboxServer, store: Any, storage_connection: str, webhook: WebhookReceiver, graph_sleeps: SleepLog,
+    alert_sleeps: SleepLog, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Item 5: a run that read the alert state before another run committed planned 'new' for everything and sent
+    it again; delivery now follows the state it committed against."""
+    settings = make_settings(sandbox, storage=storage_connection, webhook_url=webhook.url)
+    first = run(settings, store, "stale-1")
+    assert len(webhook.accepted) == 1 and first.delivery is not None and first.delivery.plan is not None
+    real = store.alert_states
+    calls = {"n": 0}
+
+    def stale_once(tenant_id: str, **kw: Any) -> Any:
+        calls["n"] += 1
+        return {} if calls["n"] <= 2 else real(tenant_id, **kw)  # the plan's reads predate the first run's commit
+
+    monkeypatch.setattr(store, "alert_states", stale_once)
+    second = run(settings, store, "stale-2")
+    assert second.delivery is not None and second.delivery.plan is not None
+    assert not second.delivery.plan.new, "the committed state already announced them"
+    assert len(webhook.accepted) == 1, "a digest planned from a stale read was sent"
+    assert store.outbox_list() == []
