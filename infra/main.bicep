@@ -1,7 +1,7 @@
 // Group License Audit: every Azure resource the function app needs, deployable with `azd up`.
 // Layout and naming follow Azure-Samples/functions-quickstart-python-http-azd (AVM modules,
 // abbreviations.json + uniqueString token, azd-env-name / azd-service-name tags).
-// Setting names and defaults are the contract of DESIGN.md / licensing/settings.py.
+// Setting names and defaults are the contract of docs/design.md / licensing/settings.py.
 targetScope = 'subscription'
 
 // ---------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ param storageSkuName string = 'Standard_LRS'
 param logRetentionInDays int = 30
 
 // ---------------------------------------------------------------------------------------------
-// Audit settings (app settings of the same names; see DESIGN.md "Settings")
+// Audit settings (app settings of the same names; see docs/design.md "Settings")
 // ---------------------------------------------------------------------------------------------
 
 @description('AUDIT_SCHEDULE: NCRONTAB (6 fields, UTC: Linux plans ignore time zones) of the nightly audit.')
@@ -167,7 +167,7 @@ param grantGraphPermissions bool = false
   'LicenseAssignment.Read.All'
   'Organization.Read.All'
 ])
-@description('Graph permission that reads subscribedSkus (DESIGN.md "Least privilege").')
+@description('Graph permission that reads subscribedSkus (docs/design.md "Least privilege").')
 param graphLicenseReadPermission string = 'LicenseAssignment.Read.All'
 
 // ---------------------------------------------------------------------------------------------

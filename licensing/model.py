@@ -70,7 +70,7 @@ class RunStatus(StrEnum):
 
 
 class FindingKind(StrEnum):
-    """The finding kinds of DESIGN.md; the values are a contract (JSON, tables, alerts)."""
+    """The finding kinds of docs/design.md; the values are a contract (JSON, tables, alerts)."""
 
     SEAT_SHORTAGE = "seat_shortage"
     SEAT_LOW = "seat_low"
@@ -190,7 +190,7 @@ class User:
 
     @property
     def is_b2b(self) -> bool:
-        """B2B as DESIGN.md defines it, including B2B accounts whose userType is Member."""
+        """B2B as docs/design.md defines it, including B2B accounts whose userType is Member."""
         return (
             (self.user_type or "").lower() == "guest"
             or bool(self.external_user_state)

@@ -1,6 +1,6 @@
 """The audit request contract: parse and validate queue messages (plain or base64 JSON), and encode them.
 
-The queue message is a promise to admins and automation (DESIGN.md, "Queue message"):
+The queue message is a promise to admins and automation (docs/design.md, "Queue message"):
 
     {"scope": "tenant" | "group" | "sku", "group_id": "<guid>", "sku": "<skuId or skuPartNumber>",
      "request_id": "<optional>", "notify": true, "requested_by": "<optional free text>"}

@@ -1,7 +1,7 @@
 """What the Functions triggers do: the timer enqueues a request; a queue message runs one audit (or one chunk of a
 fanned-out audit) or is rejected.
 
-Every audit goes through the queue (DESIGN.md, "Data flow") and so inherits its retry and
+Every audit goes through the queue (docs/design.md, "Data flow") and so inherits its retry and
 poison handling. Outcomes of a queue message:
 
 - malformed, or using the timer's reserved ``schedule-`` id or ``reason: schedule`` without its ticket: rejected

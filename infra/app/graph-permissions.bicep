@@ -1,4 +1,4 @@
-// Optional: grant the Microsoft Graph application permissions of DESIGN.md ("Least privilege") to
+// Optional: grant the Microsoft Graph application permissions of docs/design.md ("Least privilege") to
 // the managed identity, with the Microsoft Graph Bicep extension (alias in infra/bicepconfig.json).
 // Deploying this needs directory rights (Privileged Role Administrator, or an identity with
 // AppRoleAssignment.ReadWrite.All + Application.Read.All), which is why main.bicep only includes it

@@ -1,7 +1,7 @@
 <#
 .SYNOPSIS
 Grants the function app's managed identity the Microsoft Graph application permissions it needs
-(DESIGN.md "Least privilege"), idempotently.
+(docs/design.md "Least privilege"), idempotently.
 
 .DESCRIPTION
 App role ids are looked up by value on the tenant's Microsoft Graph service principal at run time;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Grant the function app's managed identity the Microsoft Graph application permissions it needs
-# (DESIGN.md "Least privilege"), idempotently: app role ids are looked up by value on the tenant's
+# (docs/design.md "Least privilege"), idempotently: app role ids are looked up by value on the tenant's
 # Microsoft Graph service principal at run time, and permissions already granted are skipped.
 #
 # Needs: az CLI signed in (az login) as Privileged Role Administrator (or Global Administrator, or

@@ -3,7 +3,7 @@
 The msgraph-sdk request adapter carries credentials, the base URL, its middleware and the
 error mapping; bodies come back as raw bytes (``send_primitive_async(..., "bytes", ...)``)
 parsed with orjson, because the SDK's generated models cost ~2.7 ms of CPU per object
-(DESIGN.md). The SDK's RetryHandler is left out of the middleware: this module owns the
+(docs/design.md). The SDK's RetryHandler is left out of the middleware: this module owns the
 retry policy (:class:`~licensing.graph.retry.RetryPolicy`), so retries are never doubled.
 Everything heavy (msgraph, kiota, azure-identity) is imported inside functions.
 """

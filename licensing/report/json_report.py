@@ -1,6 +1,6 @@
-"""The JSON report ``licensing-audit/1`` (DESIGN.md, "The JSON report"): write it, and read it back.
+"""The JSON report ``licensing-audit/1`` (docs/design.md, "The JSON report"): write it, and read it back.
 
-Key order follows DESIGN.md. Extra keys, after the documented ones: ``run.request_id``,
+Key order follows docs/design.md. Extra keys, after the documented ones: ``run.request_id``,
 ``run.requested_by``, ``run.scope_id``, ``run.resource_units``, ``run.tenant_name``;
 ``skus[].product_name``; ``findings[].group_name/user_name/member_group_name/product_name``;
 and a top-level ``outcomes`` (one per rule). Readers of ``licensing-audit/1`` must ignore keys
@@ -114,7 +114,7 @@ def _outcome(o: RuleOutcome) -> dict[str, Any]:
 
 
 def to_json_dict(report: AuditReport) -> dict[str, Any]:
-    """The report as plain JSON types, keys in DESIGN.md order (extras last)."""
+    """The report as plain JSON types, keys in docs/design.md order (extras last)."""
     return {
         "schema": SCHEMA,
         "run": _run(report.run),

@@ -151,7 +151,7 @@ class Evaluation:
 
 
 def sort_findings(findings: list[Finding]) -> tuple[Finding, ...]:
-    """Severity (critical first), then kind in DESIGN.md order, then subject ids: stable across runs."""
+    """Severity (critical first), then kind in docs/design.md order, then subject ids: stable across runs."""
     return tuple(
         sorted(findings, key=lambda f: (-Severity(f.severity).rank, _KIND_ORDER.get(f.kind, 99), subject_of(f)))
     )

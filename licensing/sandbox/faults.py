@@ -14,7 +14,7 @@ from licensing.errors import ConfigurationError
 
 __all__ = ["BODY_FAULTS", "FAULT_KINDS", "ROUTES", "STATUS_FAULTS", "FaultRule", "Faults", "parse_faults"]
 
-# Route families, used by fault rules and for resource-unit costs (DESIGN.md: users 2, groups 1,
+# Route families, used by fault rules and for resource-unit costs (docs/design.md: users 2, groups 1,
 # members 3, transitiveMembers 5, membersWithLicenseErrors 1, subscribedSkus 3, licenseDetails 2).
 ROUTES: Final = {
     "organization": 1,

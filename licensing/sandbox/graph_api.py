@@ -442,7 +442,7 @@ class GraphApp:
         base = ROUTES[route.family]
         if base == 0:
             return 0
-        # DESIGN.md / https://learn.microsoft.com/graph/throttling-limits : $select takes 1 RU off.
+        # docs/design.md / https://learn.microsoft.com/graph/throttling-limits : $select takes 1 RU off.
         return max(1, base - 1) if query.select else base
 
     def _charge(self, ru: int) -> GraphError | None:

@@ -1,4 +1,4 @@
-"""The JSON report licensing-audit/1: DESIGN.md key order, the JSON Schema, and reading reports back."""
+"""The JSON report licensing-audit/1: docs/design.md key order, the JSON Schema, and reading reports back."""
 
 from __future__ import annotations
 
