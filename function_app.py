@@ -32,7 +32,7 @@ app = func.FunctionApp()
 @app.timer_trigger(schedule=settings.audit_schedule, arg_name="timer", run_on_startup=False, use_monitor=True)
 def audit_schedule(timer: func.TimerRequest) -> None:
     """Nightly: enqueue one tenant audit for this scheduled occurrence (the queue runs it)."""
-    from licensing.triggers import handle_timer
+    from licensing.pipeline.handlers import handle_timer
 
     handle_timer(settings, past_due=timer.past_due)
 
@@ -40,18 +40,20 @@ def audit_schedule(timer: func.TimerRequest) -> None:
 @app.queue_trigger(arg_name="message", queue_name=settings.audit_queue, connection=STORAGE_CONNECTION)
 async def audit_request(message: func.QueueMessage) -> None:
     """On demand and nightly: validate the request and run its audit (or reject it with a reason)."""
-    from licensing.triggers import handle_audit_message
+    from licensing.pipeline.handlers import handle_audit_message
+    from licensing.pipeline.runtime import open_runtime
 
     await handle_audit_message(
-        message.get_body(), settings, message_id=message.id, dequeue_count=message.dequeue_count or 1
+        message.get_body(), open_runtime(settings), message_id=message.id, dequeue_count=message.dequeue_count or 1
     )
 
 
 @app.queue_trigger(arg_name="message", queue_name=settings.audit_chunk_queue, connection=STORAGE_CONNECTION)
 async def audit_chunk(message: func.QueueMessage) -> None:
     """Large tenants: read one chunk of licensed groups of a fanned-out audit; the last chunk in concludes it."""
-    from licensing.triggers import handle_chunk_message
+    from licensing.pipeline.handlers import handle_chunk_message
+    from licensing.pipeline.runtime import open_runtime
 
     await handle_chunk_message(
-        message.get_body(), settings, message_id=message.id, dequeue_count=message.dequeue_count or 1
+        message.get_body(), open_runtime(settings), message_id=message.id, dequeue_count=message.dequeue_count or 1
     )

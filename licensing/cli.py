@@ -25,7 +25,7 @@ from licensing.settings import Settings, Severity, load_settings
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from licensing.audit import AuditOutcome
+    from licensing.pipeline.conclusion import AuditOutcome
 
 __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "app", "main"]
 
@@ -206,8 +206,9 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Audit the tenant (or one group / SKU) now and print the summary."""
-    from licensing.audit import run_audit
-    from licensing.requests import validate_request
+    from licensing.pipeline.requests import validate_request
+    from licensing.pipeline.run import run_audit
+    from licensing.pipeline.runtime import Runtime
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
     _check_outputs(json_file, csv_dir, html_file)
@@ -226,9 +227,7 @@ def run(
         outcome = asyncio.run(
             run_audit(
                 request,
-                settings,
-                credential=credential.value,
-                store=audit_store,
+                Runtime(settings, store=audit_store, credential=credential.value),
                 alerts=not no_alerts,
                 progress=None if quiet else progress,
             )
@@ -279,8 +278,8 @@ def enqueue(
     ] = None,
 ) -> None:
     """Put an audit request on the queue (the Function App runs it)."""
-    from licensing.queues import enqueue_request
-    from licensing.requests import validate_request
+    from licensing.pipeline.queues import enqueue_request
+    from licensing.pipeline.requests import validate_request
 
     settings = _settings(store=store)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_notify}
@@ -308,7 +307,7 @@ def history(
     ] = None,
 ) -> None:
     """Print the seat trend per SKU from the stored history."""
-    from licensing.audit import utcnow
+    from licensing.pipeline.runtime import utcnow
     from licensing.report.terminal import render_history
     from licensing.skus import product_name
 

@@ -13,6 +13,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -152,15 +153,16 @@ def _demo_settings(graph_url: str, storage: str, webhook: str, tenant_domain: st
 def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 24, seed: int = 2026) -> None:
     """Run two simulated nights and write report.json/html, CSVs and the delivered alerts to ``output``."""
     from licensing.emulator import Azurite
-    from licensing.queues import put_message, queue_client
+    from licensing.pipeline.handlers import handle_audit_message
+    from licensing.pipeline.queues import put_message, queue_client
+    from licensing.pipeline.requests import encode_request
+    from licensing.pipeline.runtime import open_runtime
     from licensing.report.csv_report import write_csv
     from licensing.report.html import write_html
     from licensing.report.json_report import to_json_bytes
     from licensing.report.terminal import render_summary
-    from licensing.requests import encode_request
     from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
     from licensing.store import open_store
-    from licensing.triggers import handle_audit_message
 
     if output.exists():
         shutil.rmtree(output)
@@ -207,12 +209,9 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
                     result = asyncio.run(
                         handle_audit_message(
                             message.content,
-                            settings,
+                            replace(open_runtime(settings, credential="none"), on_delivered=delivered, now=clock),
                             message_id=message.id,
                             dequeue_count=message.dequeue_count or 1,
-                            credential="none",
-                            on_delivered=delivered,
-                            now=clock,
                         )
                     )
                 client.delete_message(message)

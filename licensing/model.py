@@ -30,6 +30,7 @@ __all__ = [
     "GroupSummary",
     "LicenseAssignment",
     "LicensedGroup",
+    "MessageOutcome",
     "OutboxItem",
     "RuleOutcome",
     "RunInfo",
@@ -59,6 +60,26 @@ class Trigger(StrEnum):
     QUEUE = "queue"
     CLI = "cli"
     DEMO = "demo"
+
+
+class MessageOutcome(StrEnum):
+    """What became of one queue message (docs/operations.md, "Outcomes of a request message").
+
+    Requests: completed, skipped, rejected, deferred, fanned_out, superseded. Chunks: rejected, stale,
+    skipped, done, finished (this chunk concluded the run), claimed (another invocation concludes it),
+    deferred (the chunk message was put back because of that claim).
+    """
+
+    COMPLETED = "completed"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    FANNED_OUT = "fanned_out"
+    SUPERSEDED = "superseded"
+    STALE = "stale"
+    DONE = "done"
+    FINISHED = "finished"
+    CLAIMED = "claimed"
 
 
 class RunStatus(StrEnum):

@@ -1,7 +1,8 @@
 """Every setting of the app, read once from the environment, validated, with defaults.
 
-Nothing else in the package reads ``os.environ``: code receives a :class:`Settings` (or the
-part of it it needs). :func:`load_settings` checks every value and raises one
+Code receives a :class:`Settings` (or the part of it it needs); the only other reader of
+``os.environ`` is the CLI, which copies it to lay its command-line overrides over it before
+calling :func:`load_settings`. :func:`load_settings` checks every value and raises one
 :class:`~licensing.errors.ConfigurationError` that names *every* bad setting at once.
 Secrets are held in :class:`Secret`, whose ``repr``/``str`` never shows the value.
 """
@@ -287,7 +288,7 @@ def _parse_schedule(raw: str) -> str:
     ``99 99 99 * * *`` would pass a shape check and fail at the first firing; ``0 0 0 30 2 *``
     (30 February) never fires at all: both are refused at start-up.
     """
-    from licensing.schedule import Schedule
+    from licensing.pipeline.schedule import Schedule
 
     parts = raw.split()
     # A timer may also be bound to another app setting (%NAME%) by the host; we only accept NCRONTAB.

@@ -1,4 +1,5 @@
-"""Shared fixtures: a session-wide Azurite (real Table and Queue Storage) and a clean environment."""
+"""Shared fixtures: a session-wide Azurite (real Table and Queue Storage), unique table prefixes, and an
+in-memory OpenTelemetry capture (reset before every test)."""
 
 from __future__ import annotations
 

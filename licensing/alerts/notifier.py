@@ -73,7 +73,7 @@ class AlertStore(Protocol):
 
 class MemoryOutbox:
     """The outbox (and alert state) of a run without a store: lives for one run, so failures are reported
-    but not kept. Also the fake store of the unit tests."""
+    but not kept. The unit tests use it too, as the in-memory AlertStore it is."""
 
     def __init__(self) -> None:
         self.states: dict[str, dict[str, AlertState]] = {}

@@ -1,4 +1,5 @@
-"""Mapping between the records of licensing.model and table entities (one place for every table).
+"""Mapping between the records of licensing.model and the entities of the run, finding, detail, history,
+alert-state and outbox tables (leases, tickets and blobs are plain rows that store.py writes itself).
 
 Ids are kept as properties next to the (escaped) keys, so reading never depends on decoding a
 key. Datetimes are ISO-8601 strings: exact to the microsecond and independent of the service's

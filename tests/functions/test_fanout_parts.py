@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from licensing.errors import BadRequestError, StorageError
-from licensing.fanout import (
+from licensing.model import AuditRequest, Scope, Trigger
+from licensing.pipeline.fanout import _mark_done
+from licensing.pipeline.parts import (
     ChunkRequest,
-    _mark_done,
     decode_overview,
     decode_part,
     encode_chunk_message,
@@ -19,7 +20,6 @@ from licensing.fanout import (
     encode_part,
     parse_chunk_message,
 )
-from licensing.model import AuditRequest, Scope, Trigger
 from licensing.rules import RuleContext, evaluate
 from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
 from licensing.settings import Secret, StorageConnection, load_settings

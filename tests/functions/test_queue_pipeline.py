@@ -26,8 +26,9 @@ from azure.storage.queue import QueueClient
 
 from licensing.demo import WebhookReceiver
 from licensing.errors import LicensingError, StorageUnavailableError
-from licensing.fanout import LEASE_NAME, fanout_state
 from licensing.model import AuditReport, RunInfo, RunStatus, Scope
+from licensing.pipeline.admission import LEASE_NAME
+from licensing.pipeline.fanout import fanout_state
 from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
 from licensing.settings import get_settings
 from licensing.store import AuditStore, open_store
@@ -220,7 +221,7 @@ def test_a_night_timer_to_queue_to_audit_to_alert(pipe: Pipeline) -> None:
 
 
 def test_an_on_demand_group_audit(pipe: Pipeline) -> None:
-    from licensing.queues import put_message
+    from licensing.pipeline.queues import put_message
 
     fns = pipe.load()
     group_id = next(f.group_id for f in pipe.tenant.ground_truth if f.kind == "nested_group")
@@ -289,7 +290,7 @@ def test_a_request_for_a_group_or_sku_the_tenant_lacks_is_rejected_not_retried(p
 def test_a_transient_failure_is_retried_then_poisoned_keeping_the_last_error(
     pipe: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from licensing.triggers import MAX_DEQUEUE_COUNT
+    from licensing.pipeline.handlers import MAX_DEQUEUE_COUNT
 
     fns = pipe.load()
     body = b'{"scope": "tenant", "request_id": "doomed-1"}'
@@ -338,7 +339,7 @@ def test_a_run_that_crashed_while_finishing_is_redone_under_its_id_without_dupli
 def test_two_overlapping_tenant_requests_the_second_is_deferred_and_runs_after(
     pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import licensing.triggers as triggers
+    import licensing.pipeline.admission as triggers
 
     fns = pipe.load()
     deferred: list[tuple[str, str, int]] = []
@@ -471,7 +472,7 @@ def test_an_unreadable_group_in_a_chunk_makes_the_fanned_out_run_partial(pipe: P
 def test_a_chunk_out_of_retries_fails_the_run_with_its_last_error_and_frees_the_lease(
     pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from licensing.triggers import MAX_DEQUEUE_COUNT
+    from licensing.pipeline.handlers import MAX_DEQUEUE_COUNT
 
     fns = pipe.load(FANOUT_GROUPS="5")
     body = b'{"scope": "tenant", "request_id": "fan-poison"}'

@@ -348,8 +348,9 @@ def test_only_resolved_findings_still_send_a_short_digest() -> None:
 
 def test_an_audit_of_a_sandbox_tenant_alerts_by_teams_and_mail() -> None:
     """run_audit -> Notifier -> real webhook receiver and the sandbox's sendMail: valid card, valid HTML."""
-    from licensing.audit import run_audit
     from licensing.model import AuditRequest, Scope, Trigger
+    from licensing.pipeline.run import run_audit
+    from licensing.pipeline.runtime import Runtime
     from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
     from licensing.settings import load_settings
 
@@ -368,10 +369,7 @@ def test_an_audit_of_a_sandbox_tenant_alerts_by_teams_and_mail() -> None:
         outcome = asyncio.run(
             run_audit(
                 AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI),
-                s,
-                credential="none",
-                store=None,
-                on_delivered=lambda c, i, b: delivered.append((c, i, b)),
+                Runtime(s, credential="none", on_delivered=lambda c, i, b: delivered.append((c, i, b))),
             )
         )
         sent_mail = server.sent_mail

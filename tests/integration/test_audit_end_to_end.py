@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from licensing.audit import run_audit
 from licensing.model import AuditRequest, RunStatus, Scope, Trigger
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
 from licensing.settings import Settings, load_settings
 
@@ -23,7 +24,7 @@ def settings_for(server: SandboxServer, **extra: str) -> Settings:
 
 def audit(server: SandboxServer, request: AuditRequest | None = None) -> object:
     request = request or AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)
-    return asyncio.run(run_audit(request, settings_for(server), credential="none", store=None, alerts=False))
+    return asyncio.run(run_audit(request, Runtime(settings_for(server), store=None, credential="none"), alerts=False))
 
 
 def key(kind: str, severity: str, sku, group, user, member_group, error) -> tuple:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from azure.storage.queue import QueueClient
 
 from licensing.cli import EXIT_OK, EXIT_USAGE, main
 from licensing.model import AuditReport, RunInfo, RunStatus, Scope, SkuDay, SkuSummary, Trigger
-from licensing.requests import parse_request
+from licensing.pipeline.requests import parse_request
 from licensing.settings import load_settings
 from licensing.store import open_store
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from licensing.alerts.policy import EvaluatedScope
-from licensing.audit import run_audit
 from licensing.graph import check_permissions, open_graph
 from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
 from licensing.sandbox import tenant as tm
 from licensing.settings import load_settings
@@ -42,7 +43,7 @@ def sandbox(server: SandboxServer) -> Iterator[SandboxServer]:
 def audit(server: SandboxServer, **settings: str) -> AuditReport:
     config = load_settings({"GRAPH_BASE_URL": server.base_url, **settings})
     request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)
-    outcome = asyncio.run(run_audit(request, config, credential="none", store=None, alerts=False))
+    outcome = asyncio.run(run_audit(request, Runtime(config, store=None, credential="none"), alerts=False))
     return outcome.report
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from licensing.audit import run_audit
 from licensing.model import AuditRequest, RunStatus, Scope, Trigger
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
 from licensing.settings import load_settings
 
@@ -21,7 +22,7 @@ def test_audit_matches_ground_truth_on_the_realistic_shape() -> None:
     with SandboxServer(tenant) as server:
         settings = load_settings({"GRAPH_BASE_URL": server.base_url, "GRAPH_MAX_CONCURRENCY": "8"})
         request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)
-        outcome = asyncio.run(run_audit(request, settings, credential="none", store=None, alerts=False))
+        outcome = asyncio.run(run_audit(request, Runtime(settings, store=None, credential="none"), alerts=False))
     report = outcome.report
     assert report.run.status is RunStatus.SUCCEEDED and report.run.errors == ()
     assert _keys(report.findings) == _keys(tenant.ground_truth)

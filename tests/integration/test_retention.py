@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from licensing.audit import run_audit
 from licensing.model import AuditReport, AuditRequest, Finding, RunInfo, RunStatus, Scope, SkuDay, Trigger
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
 from licensing.settings import Severity, load_settings
 from licensing.store import open_store
@@ -44,18 +45,17 @@ def test_nightly_run_purges_what_is_older_than_retention(storage_connection: str
         )
 
         manual = asyncio.run(
-            run_audit(AuditRequest(trigger=Trigger.CLI), settings, credential="none", store=store, alerts=False)
+            run_audit(
+                AuditRequest(trigger=Trigger.CLI), Runtime(settings, store=store, credential="none"), alerts=False
+            )
         )
         assert store.get_run(tenant.tenant_id, old.id) is not None, "only the nightly run purges"
 
         nightly = asyncio.run(
             run_audit(
                 AuditRequest(trigger=Trigger.SCHEDULE, request_id="schedule-test"),
-                settings,
-                credential="none",
-                store=store,
+                Runtime(settings, store=store, credential="none", now=lambda: now),
                 alerts=False,
-                now=lambda: now,
             )
         )
     assert store.get_run(tenant.tenant_id, old.id) is None

@@ -24,8 +24,9 @@ FAULTS = (
 
 
 def main(users: int, groups: int, storage: str | None) -> int:
-    from licensing.audit import run_audit
     from licensing.model import AuditRequest, Scope, Trigger
+    from licensing.pipeline.run import run_audit
+    from licensing.pipeline.runtime import Runtime
     from licensing.settings import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +57,7 @@ def main(users: int, groups: int, storage: str | None) -> int:
                 prefix = f"load{int(time.time() * 1000) % 10**9}"
                 store = open_store(StorageConnection(connection_string=Secret(storage)), prefix=prefix)
                 store.ensure_tables()
-            outcome = asyncio.run(run_audit(request, settings, credential="none", store=store, alerts=False))
+            outcome = asyncio.run(run_audit(request, Runtime(settings, store=store, credential="none"), alerts=False))
             audited = time.monotonic()
             stored = -1
             if store is not None:

@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from licensing.audit import AuditOutcome, run_audit
 from licensing.model import AuditRequest, RunStatus, Scope, Trigger
+from licensing.pipeline.conclusion import AuditOutcome
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant
 from licensing.settings import Settings
 from tests.reliability.conftest import WEBHOOK_SIG, Reply, SleepLog, WebhookReceiver, make_settings
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.azurite
 
 def run(settings: Settings, store: Any, request_id: str) -> AuditOutcome:
     request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.QUEUE, request_id=request_id)
-    return asyncio.run(run_audit(request, settings, credential="none", store=store, alerts=True))
+    return asyncio.run(run_audit(request, Runtime(settings, store=store, credential="none"), alerts=True))
 
 
 WEBHOOK_FAULTS = {

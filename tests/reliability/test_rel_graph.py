@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from licensing.audit import run_audit
 from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
 from tests.reliability.conftest import (
     GROUP_KINDS,
@@ -29,7 +30,9 @@ TENANT = AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)
 
 def audit(server: SandboxServer, progress: Any = None, credential: str = "none") -> AuditReport:
     outcome = asyncio.run(
-        run_audit(TENANT, make_settings(server), credential=credential, store=None, alerts=False, progress=progress)
+        run_audit(
+            TENANT, Runtime(make_settings(server), store=None, credential=credential), alerts=False, progress=progress
+        )
     )
     return outcome.report
 

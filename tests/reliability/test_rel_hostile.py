@@ -16,9 +16,11 @@ from typing import Any
 import orjson
 import pytest
 
-from licensing.audit import AuditOutcome, run_audit
 from licensing.emulator import Azurite
 from licensing.model import AuditRequest, Scope, Trigger
+from licensing.pipeline.conclusion import AuditOutcome
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import SandboxServer, SandboxTenant, TenantSpec, generate_tenant
 from licensing.sandbox.catalog import ODD_GROUP_NAMES, ODD_USER_NAMES
 from tests.reliability.conftest import WebhookReceiver, assert_matches_truth, make_settings
@@ -67,7 +69,7 @@ def outputs(azurite: Azurite) -> Iterator[dict[str, Any]]:
                 server, storage=storage_connection, webhook_url=receiver.url, mail=True, ALERT_MIN_SEVERITY="info"
             )
             request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)
-            outcome: AuditOutcome = asyncio.run(run_audit(request, settings, credential="none", store=store))
+            outcome: AuditOutcome = asyncio.run(run_audit(request, Runtime(settings, store=store, credential="none")))
             mail = server.sent_mail
         assert_matches_truth(outcome.report, tenant)  # names never change what is found
         yield {"outcome": outcome, "cards": list(receiver.accepted), "mail": mail}

@@ -14,9 +14,10 @@ import pytest
 
 from licensing.errors import LicensingError
 from licensing.model import RunStatus
+from licensing.pipeline.handlers import MAX_DEQUEUE_COUNT, MessageResult, handle_audit_message
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant
 from licensing.settings import Settings
-from licensing.triggers import MAX_DEQUEUE_COUNT, MessageResult, handle_audit_message
 from tests.reliability.conftest import SleepLog, WebhookReceiver, assert_matches_truth, make_settings
 
 pytestmark = pytest.mark.azurite
@@ -32,11 +33,9 @@ def handle(body: bytes | str, settings: Settings, store: Any, message_id: str, d
     return asyncio.run(
         handle_audit_message(
             body,
-            settings,
+            Runtime(settings, store=store, credential="none"),
             message_id=message_id,
             dequeue_count=dequeue_count,
-            credential="none",
-            store_factory=lambda _s: store,
         )
     )
 
@@ -93,7 +92,7 @@ def test_plain_and_base64_messages_from_the_real_queue_both_run(
 ) -> None:  # fmt: skip
     from azure.storage.queue import QueueClient
 
-    from licensing.queues import put_message
+    from licensing.pipeline.queues import put_message
 
     settings = settings_for(sandbox, small_tenant, storage_connection, f"q{unique_name}")
     text = '{"scope": "tenant", "requested_by": "runbook"}'
@@ -139,9 +138,7 @@ def test_concurrent_duplicates_run_once_the_other_is_deferred(
         return list(
             await asyncio.gather(
                 *(
-                    handle_audit_message(
-                        body, settings, message_id=f"c{i}", credential="none", store_factory=lambda _s: store
-                    )
+                    handle_audit_message(body, Runtime(settings, store=store, credential="none"), message_id=f"c{i}")
                     for i in range(2)
                 )
             )

@@ -17,7 +17,7 @@ import pytest
 
 from licensing.errors import GraphResponseError
 from licensing.graph import GraphClient, RetryPolicy
-from licensing.requests import decode_message
+from licensing.pipeline.requests import decode_message
 from licensing.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,11 +142,12 @@ def test_every_third_party_import_of_the_runtime_is_declared_in_requirements() -
 
 
 def _tenant_run(settings: Settings, store: Any, request_id: str) -> Any:
-    from licensing.audit import run_audit
     from licensing.model import AuditRequest, Scope, Trigger
+    from licensing.pipeline.run import run_audit
+    from licensing.pipeline.runtime import Runtime
 
     request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.QUEUE, request_id=request_id)
-    return asyncio.run(run_audit(request, settings, credential="none", store=store, alerts=True))
+    return asyncio.run(run_audit(request, Runtime(settings, store=store, credential="none"), alerts=True))
 
 
 class _EmptyGraph:

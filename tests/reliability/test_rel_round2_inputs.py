@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from licensing.errors import ConfigurationError, redact_text, redact_url
-from licensing.schedule import Schedule
+from licensing.pipeline.schedule import Schedule
 from licensing.settings import load_settings
 from licensing.telemetry import SecretRedactingFilter, TraceContextFilter, route_template, scrub
 
@@ -58,7 +58,7 @@ def test_log_filters_never_raise_and_never_drop_a_record(message: str, args: lis
 def test_a_hostile_group_id_is_rejected_once_not_retried_into_the_poison_queue() -> None:
     """The rejection's own error path redacted the value and raised, so the host retried the message."""
     from licensing.errors import BadRequestError
-    from licensing.requests import parse_request
+    from licensing.pipeline.requests import parse_request
 
     with pytest.raises(BadRequestError, match="not a GUID"):
         parse_request('{"scope": "group", "group_id": "https://a:b/?q"}')

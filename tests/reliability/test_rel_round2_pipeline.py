@@ -13,10 +13,11 @@ import pytest
 
 from licensing.errors import LicensingError
 from licensing.model import UNKNOWN_TENANT, RunStatus
+from licensing.pipeline.handlers import MessageResult, handle_audit_message, handle_timer
+from licensing.pipeline.runtime import Runtime
+from licensing.pipeline.schedule import occurrence_request_id
 from licensing.sandbox import SandboxServer, SandboxTenant
-from licensing.schedule import occurrence_request_id
 from licensing.settings import Settings
-from licensing.triggers import MessageResult, handle_audit_message, handle_timer
 from tests.reliability.conftest import SleepLog, WebhookReceiver, make_settings
 
 pytestmark = pytest.mark.azurite
@@ -30,7 +31,7 @@ def settings_for(sandbox: SandboxServer, storage: str, queue: str, tenant: Sandb
 
 async def handle_async(body: bytes | str, settings: Settings, store: Any, message_id: str, count: int = 1) -> Any:
     return await handle_audit_message(
-        body, settings, message_id=message_id, dequeue_count=count, credential="none", store_factory=lambda _s: store
+        body, Runtime(settings, store=store, credential="none"), message_id=message_id, dequeue_count=count
     )
 
 
@@ -61,7 +62,7 @@ def test_a_sku_request_with_tomorrows_schedule_id_does_not_cancel_the_night(
     # Tomorrow night: the timer issues its ticket and enqueues; the tenant audit runs for real.
     request = handle_timer(settings, now=datetime.now(UTC) + timedelta(days=1), store_factory=lambda _s: store)
     assert request.request_id == tomorrow
-    from licensing.requests import encode_request
+    from licensing.pipeline.requests import encode_request
 
     night = handle(encode_request(request), settings, store, "timer-msg")
     assert night.outcome == "completed", night.reason
@@ -138,7 +139,7 @@ def test_a_later_delivery_takes_over_and_the_earlier_one_stops_before_alerting(
     webhook: WebhookReceiver, graph_sleeps: SleepLog, alert_sleeps: SleepLog, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """A redelivery (higher dequeue count) while the first is still running: one of them alerts, once."""
-    import licensing.audit as audit
+    import licensing.pipeline.run as audit
 
     settings = make_settings(
         sandbox, storage=storage_connection, webhook_url=webhook.url, AUDIT_QUEUE=f"q{unique_name}",
@@ -203,7 +204,7 @@ def test_a_lease_release_that_fails_does_not_replace_the_original_error(
     async def failing(*a: Any, **k: Any) -> Any:
         raise AuditError("the original failure")
 
-    monkeypatch.setattr("licensing.triggers.run_audit", failing)
+    monkeypatch.setattr("licensing.pipeline.handlers.run_audit", failing)
 
     def release(*a: Any, **k: Any) -> None:
         raise StorageUnavailableError("storage went away during release")
@@ -220,7 +221,7 @@ def test_a_lease_release_that_fails_does_not_replace_the_original_error(
 def test_rejections_of_unknown_tenants_are_bounded_and_never_the_default_tenant(
     sandbox: SandboxServer, store: Any, storage_connection: str, unique_name: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    import licensing.triggers as triggers
+    import licensing.pipeline.admission as triggers
 
     monkeypatch.setattr(triggers, "REJECTED_KEEP", 5)
     settings = settings_for(sandbox, storage_connection, f"q{unique_name}", None)
@@ -239,7 +240,7 @@ def test_two_deliveries_of_the_last_chunk_conclude_the_run_once(
     """Both deliveries of the last fan-out chunk concluded the run: 2 digests, 2 mails."""
     from azure.storage.queue import QueueClient
 
-    from licensing.triggers import handle_chunk_message
+    from licensing.pipeline.handlers import handle_chunk_message
 
     settings = make_settings(
         sandbox, storage=storage_connection, webhook_url=webhook.url, AUDIT_QUEUE=f"q{unique_name}",
@@ -252,9 +253,7 @@ def test_two_deliveries_of_the_last_chunk_conclude_the_run_once(
     assert len(messages) >= 3
 
     def chunk(msg: Any) -> Any:
-        return handle_chunk_message(
-            msg.content, settings, message_id=msg.id, credential="none", store_factory=lambda _s: store
-        )
+        return handle_chunk_message(msg.content, Runtime(settings, store=store, credential="none"), message_id=msg.id)
 
     for msg in messages[:-1]:
         assert asyncio.run(chunk(msg)).outcome == "done"

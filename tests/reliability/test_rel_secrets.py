@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from licensing.audit import AuditOutcome, run_audit
 from licensing.emulator import AZURITE_KEY, Azurite
 from licensing.errors import LicensingError
 from licensing.model import AuditRequest, Scope, Trigger
+from licensing.pipeline.conclusion import AuditOutcome
+from licensing.pipeline.run import run_audit
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant
 from tests.reliability.conftest import (
     WEBHOOK_SIG,
@@ -101,7 +103,7 @@ def faulty_runs(
     request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.QUEUE, request_id="secret-run")
     texts: dict[str, list[str]] = {"exceptions": [], "settings": [repr(settings), str(settings)]}
     try:
-        outcome: AuditOutcome = asyncio.run(run_audit(request, settings, credential="default", store=store))
+        outcome: AuditOutcome = asyncio.run(run_audit(request, Runtime(settings, store=store, credential="default")))
         assert credential.issued >= 1 and webhook.attempts >= 1, "the secrets were really used"
         report = outcome.report
         console_out = io.StringIO()
@@ -122,9 +124,7 @@ def faulty_runs(
             asyncio.run(
                 run_audit(
                     AuditRequest(scope=Scope.TENANT, trigger=Trigger.QUEUE, request_id="secret-run-2"),
-                    settings,
-                    credential="default",
-                    store=store,
+                    Runtime(settings, store=store, credential="default"),
                 )
             )
         texts["exceptions"] += _exception_texts(failure.value)

@@ -26,9 +26,10 @@ from licensing.model import (
     Severity,
     Trigger,
 )
+from licensing.pipeline.handlers import MAX_DEQUEUE_COUNT, MessageResult, handle_audit_message
+from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import SandboxServer, SandboxTenant
 from licensing.settings import Secret, Settings, StorageConnection
-from licensing.triggers import MAX_DEQUEUE_COUNT, MessageResult, handle_audit_message
 from tests.reliability.conftest import (
     SleepLog,
     StorageLink,
@@ -71,11 +72,9 @@ def deliver(settings: Settings, store: Any, body: bytes, attempt: int) -> Messag
     return asyncio.run(
         handle_audit_message(
             body,
-            settings,
+            Runtime(settings, store=store, credential="none"),
             message_id="outage-msg",
             dequeue_count=attempt,
-            credential="none",
-            store_factory=lambda _s: store,
         )
     )
 

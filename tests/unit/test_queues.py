@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-from licensing import queues
+from licensing.pipeline import queues
 from licensing.errors import StorageUnavailableError
 from licensing.model import AuditRequest, Scope
 from licensing.settings import Secret, StorageConnection

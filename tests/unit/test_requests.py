@@ -9,7 +9,7 @@ import pytest
 
 from licensing.errors import BadRequestError
 from licensing.model import AuditRequest, Scope, Trigger
-from licensing.requests import MAX_MESSAGE_BYTES, encode_request, parse_request
+from licensing.pipeline.requests import MAX_MESSAGE_BYTES, encode_request, parse_request
 
 GROUP = "0b5c8f6e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from licensing.errors import ConfigurationError
-from licensing.schedule import Schedule, occurrence_request_id
+from licensing.pipeline.schedule import Schedule, occurrence_request_id
 
 
 def at(text: str) -> datetime:

@@ -168,7 +168,7 @@ def test_verbose_prints_one_line_spans_and_correlated_logs_on_stderr() -> None:
         from licensing.settings import Settings
         telemetry.configure(Settings(), verbose=True)
         with telemetry.span("audit.run", {"run.id": "r-1"}):
-            logging.getLogger("licensing.audit").info("reading as %s", "alice@contoso.com")
+            logging.getLogger("licensing.pipeline.run").info("reading as %s", "alice@contoso.com")
         """
     )
     assert result.returncode == 0, result.stderr
@@ -210,7 +210,7 @@ def test_otlp_exports_traces_metrics_and_logs_to_the_endpoint() -> None:
         telemetry.configure(settings)
         telemetry.configure(settings)
         with telemetry.span("audit.run", {"run.id": "r-otlp"}):
-            logger = logging.getLogger("licensing.audit")
+            logger = logging.getLogger("licensing.pipeline.run")
             logger.warning("webhook https://h.invalid/p?sig=SIGSECRET for bob@contoso.com")
             telemetry.delivery("teams", "failed")
         for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):

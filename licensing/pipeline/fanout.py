@@ -9,281 +9,55 @@ near the plan's timeout (docs/operations.md):
    lease owner) and puts one message per chunk on ``AUDIT_CHUNK_QUEUE``;
 2. each chunk invocation reads the members of its groups, stores them as a blob keyed by run, plan and
    chunk (a redelivery rewrites the same key), then marks its chunk done with ETag concurrency; the
-   update that completes the set also *claims* the final step for that message (its id is the token);
+   update that completes the set also *claims* the final step for that invocation (its token);
 3. the claimant loads the overview and every part, merges them into one snapshot and concludes with
-   exactly the path of a single-invocation audit (:func:`licensing.audit.evaluate_and_finish`), then
-   records the final step finished, releases the tenant lease and deletes the blobs.
+   exactly the path of a single-invocation audit (:func:`licensing.pipeline.conclusion.evaluate_and_finish`),
+   then records the final step finished, releases the tenant lease and deletes the blobs.
 
-A crashed final step is redone by the host's redelivery of the same message (same token). A plan id
-in every chunk message makes messages of an abandoned plan harmless. A chunk message that exhausts
-its retries fails the run (keeping its error) and releases the lease.
+A final step that fails gives its claim up, so a redelivery redoes it; a delivery that finds another
+invocation's claim comes back later (``claimed``). A plan id in every chunk message makes messages of
+an abandoned plan harmless. A chunk message that exhausts its retries fails the run (keeping its error)
+and releases the lease.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import re
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
-
 from licensing import telemetry
-from licensing.audit import FINISHED, AuditOutcome, evaluate_and_finish, utcnow
-from licensing.errors import (
-    AuditError,
-    BadRequestError,
-    GraphError,
-    LicensingError,
-    StorageError,
-    StorageUnavailableError,
-    redact_text,
+from licensing.errors import AuditError, GraphError, LicensingError, StorageError
+from licensing.model import AuditReport, AuditRequest, MessageOutcome, RunInfo, RunStatus, Scope, TenantSnapshot
+from licensing.pipeline.admission import LEASE_NAME, LEASE_TTL
+from licensing.pipeline.conclusion import FINISHED, AuditOutcome, evaluate_and_finish
+from licensing.pipeline.parts import (
+    ChunkRequest,
+    decode_overview,
+    decode_part,
+    encode_chunk_message,
+    encode_overview,
+    encode_part,
 )
-from licensing.model import (
-    AuditReport,
-    AuditRequest,
-    GraphStats,
-    GroupRef,
-    LicenseAssignment,
-    LicensedGroup,
-    RunInfo,
-    RunStatus,
-    Scope,
-    Sku,
-    TenantSnapshot,
-    Unreadable,
-    User,
-)
-from licensing.requests import decode_message
-from licensing.settings import Settings
+from licensing.pipeline.queues import put_messages
+from licensing.pipeline.runtime import Runtime, utcnow
 
 if TYPE_CHECKING:
-    import httpx
-
     from licensing.store import AuditStore
 
-__all__ = [
-    "LEASE_NAME",
-    "LEASE_TTL",
-    "ChunkOutcome",
-    "ChunkRequest",
-    "FanOut",
-    "decode_overview",
-    "decode_part",
-    "encode_chunk_message",
-    "encode_overview",
-    "encode_part",
-    "fail_run",
-    "fanout_state",
-    "parse_chunk_message",
-    "process_chunk",
-]
+__all__ = ["FINAL_CLAIM_TTL", "ChunkOutcome", "FanOut", "fail_run", "fanout_state", "process_chunk"]
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME: Final = "tenant-audit"
-# Longer than host.json's functionTimeout (30 min): a crashed holder never blocks the next night.
-# A fanned-out run renews it with every chunk, so the TTL bounds a crash, not the run.
-LEASE_TTL: Final = timedelta(minutes=40)
 # A final step claimed longer ago than any invocation may live (functionTimeout) was abandoned.
 FINAL_CLAIM_TTL: Final = timedelta(minutes=35)
 # A plan without progress for this long is abandoned: a redelivered request plans again.
 STALE_PLAN: Final = LEASE_TTL
-FORMAT: Final = 1
-MAX_CHUNKS: Final = 100_000
-_CHUNK_FIELDS: Final = frozenset({"run_id", "tenant_id", "chunk", "plan", "request_id"})
-_REQUIRED: Final = ("run_id", "tenant_id", "chunk", "plan")
-# Ids become table keys and log fields: printable, no key-forbidden characters (as request ids).
-_ID: Final = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
-_PLAN: Final = re.compile(r"^[0-9a-f]{12}$")
-
-
-# ---------------------------------------------------------------- the chunk message
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRequest:
-    """One chunk message: which run, which plan of it, which chunk of its licensed groups."""
-
-    run_id: str
-    tenant_id: str
-    chunk: int
-    plan: str
-    request_id: str | None = None
-
-
-def parse_chunk_message(body: bytes | str) -> ChunkRequest:
-    """Decode and validate a chunk message (plain or base64 JSON); BadRequestError names the problem."""
-    data = decode_message(body)
-    unknown = sorted(str(k) for k in data if k not in _CHUNK_FIELDS)
-    if unknown:
-        raise BadRequestError(f"chunk message has unknown field(s) {', '.join(unknown)[:200]}")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise BadRequestError(f"chunk message lacks {', '.join(missing)}")
-    for name in ("run_id", "tenant_id"):
-        value = data[name]
-        if not isinstance(value, str) or not _ID.match(value):
-            raise BadRequestError(f"chunk message {name} must be letters, digits and _ . : @ - (at most 200)")
-    plan = data["plan"]
-    if not isinstance(plan, str) or not _PLAN.match(plan):
-        raise BadRequestError("chunk message plan must be 12 lowercase hex digits")
-    chunk = data["chunk"]
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 0 <= chunk < MAX_CHUNKS:
-        raise BadRequestError(f"chunk message chunk must be an integer from 0 to {MAX_CHUNKS - 1}")
-    request_id = data.get("request_id")
-    if request_id is not None and (not isinstance(request_id, str) or not _ID.match(request_id)):
-        raise BadRequestError("chunk message request_id must be letters, digits and _ . : @ - (at most 200)")
-    return ChunkRequest(
-        run_id=data["run_id"], tenant_id=data["tenant_id"], chunk=chunk, plan=plan, request_id=request_id
-    )
-
-
-def encode_chunk_message(chunk: ChunkRequest) -> str:
-    """Plain JSON, the encoding host.json reads (``messageEncoding: none``)."""
-    body: dict[str, Any] = {
-        "run_id": chunk.run_id,
-        "tenant_id": chunk.tenant_id,
-        "chunk": chunk.chunk,
-        "plan": chunk.plan,
-    }
-    if chunk.request_id:
-        body["request_id"] = chunk.request_id
-    return orjson.dumps(body).decode("utf-8")
-
-
-# ---------------------------------------------------------------- snapshot parts as compact blobs
-
-
-def _pack(value: Any) -> bytes:
-    # orjson writes the frozen dataclasses and datetimes directly; zlib shrinks the repeated field names.
-    return zlib.compress(orjson.dumps(value), 6)
-
-
-def _unpack(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(zlib.decompress(data))
-    except (zlib.error, orjson.JSONDecodeError) as exc:
-        raise StorageError(f"stored {what} is not readable: {exc}") from None
-    if not isinstance(value, dict) or value.get("v") != FORMAT:
-        raise StorageError(f"stored {what} has an unknown format")
-    return value
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
-def _sku(d: Mapping[str, Any]) -> Sku:
-    return Sku(**{**d, "next_lifecycle": _time(d.get("next_lifecycle"))})
-
-
-def _group(d: Mapping[str, Any]) -> LicensedGroup:
-    return LicensedGroup(
-        **{
-            **d,
-            "sku_ids": tuple(d.get("sku_ids", ())),
-            "user_ids": tuple(d.get("user_ids", ())),
-            "member_groups": tuple(GroupRef(**g) for g in d.get("member_groups", ())),
-            "unknown_members": tuple(d.get("unknown_members", ())),
-        }
-    )
-
-
-def _assignment(d: Mapping[str, Any]) -> LicenseAssignment:
-    return LicenseAssignment(**{**d, "last_updated": _time(d.get("last_updated"))})
-
-
-def _user(d: Mapping[str, Any]) -> User:
-    return User(
-        **{
-            **d,
-            "assigned_sku_ids": tuple(d.get("assigned_sku_ids", ())),
-            "assignments": tuple(_assignment(a) for a in d.get("assignments", ())),
-        }
-    )
-
-
-def _decode(what: str, build: Callable[[], TenantSnapshot]) -> TenantSnapshot:
-    try:
-        return build()
-    except (TypeError, ValueError, KeyError) as exc:  # a field renamed between versions, a corrupt value
-        raise StorageError(f"stored {what} does not match this version: {exc}") from None
-
-
-def encode_overview(overview: TenantSnapshot) -> bytes:
-    """The coordinator's read (tenant, SKUs, groups without members, what was unreadable, Graph figures)."""
-    return _pack(
-        {
-            "v": FORMAT,
-            "tenant_id": overview.tenant_id,
-            "tenant_name": overview.tenant_name,
-            "read_at": overview.read_at,
-            "skus": overview.skus,
-            "groups": overview.groups,
-            "unreadable": overview.unreadable,
-            "stats": overview.stats,
-        }
-    )
-
-
-def decode_overview(data: bytes) -> TenantSnapshot:
-    d = _unpack(data, "fan-out overview")
-    return _decode(
-        "fan-out overview",
-        lambda: TenantSnapshot(
-            tenant_id=d["tenant_id"],
-            tenant_name=d["tenant_name"],
-            scope=Scope.TENANT,
-            read_at=_time(d["read_at"]),
-            skus=tuple(_sku(s) for s in d["skus"]),
-            groups=tuple(_group(g) for g in d["groups"]),
-            unreadable=tuple(Unreadable(**u) for u in d["unreadable"]),
-            stats=GraphStats(**d["stats"]),
-        ),
-    )
-
-
-def encode_part(part: TenantSnapshot) -> bytes:
-    """One chunk's read: its groups with their members, those users (each once), what was unreadable;
-    or the users scan (``scope_id`` marks it)."""
-    return _pack(
-        {
-            "v": FORMAT,
-            "scope_id": part.scope_id,
-            "groups": part.groups,
-            "users": list(part.users.values()),
-            "unreadable": part.unreadable,
-            "stats": part.stats,
-        }
-    )
-
-
-def decode_part(data: bytes) -> TenantSnapshot:
-    d = _unpack(data, "fan-out part")
-
-    def build() -> TenantSnapshot:
-        users = {u.id: u for u in (_user(x) for x in d["users"])}
-        return TenantSnapshot(
-            tenant_id="",
-            scope_id=d.get("scope_id"),
-            groups=tuple(_group(g) for g in d["groups"]),
-            users=MappingProxyType(users),
-            unreadable=tuple(Unreadable(**u) for u in d["unreadable"]),
-            stats=GraphStats(**d["stats"]),
-        )
-
-    return _decode("fan-out part", build)
-
-
 # ---------------------------------------------------------------- the plan in the run record
 
 
@@ -302,7 +76,7 @@ def _chunk_blob(run_id: str, plan: str, index: int) -> str:
 
 
 def _older_than(stamp: Any, age: timedelta, now: datetime) -> bool:
-    moment = _time(stamp)
+    moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
     return moment is None or now - moment > age
 
 
@@ -362,23 +136,25 @@ def _cleanup(store: AuditStore, run_id: str, state: Mapping[str, Any]) -> None:
 
 
 class FanOut:
-    """Hands a large tenant audit to the chunk queue (called by :func:`licensing.audit.run_audit`)."""
+    """Hands a large tenant audit to the chunk queue (called by :func:`licensing.pipeline.run.run_audit`)."""
 
-    def __init__(self, settings: Settings, *, lease_owner: str | None, now: Callable[[], datetime] = utcnow) -> None:
-        self.settings = settings
+    def __init__(self, runtime: Runtime, *, lease_owner: str | None) -> None:
+        if runtime.store is None:
+            raise LicensingError("fan-out needs storage")
+        self.settings = runtime.settings
+        self.store: AuditStore = runtime.store
         self.lease_owner = lease_owner
-        self.now = now
+        self.now = runtime.now
 
-    async def start(
-        self, *, run: RunInfo, overview: TenantSnapshot, request: AuditRequest, store: AuditStore
-    ) -> AuditOutcome:
+    async def start(self, *, run: RunInfo, overview: TenantSnapshot, request: AuditRequest) -> AuditOutcome:
         """Plan the chunks and enqueue them (or resume the plan of a redelivered request). Returns at once."""
+        store = self.store
         size = self.settings.fanout_groups
         # One chunk per FANOUT_GROUPS groups, and the last one reads the tenant-wide users scan.
         total = math.ceil(len(overview.groups) / size) + 1
         current = store.get_run(run.tenant_id, run.id)
         if current is not None:
-            resumed = self.resume(run=current, store=store)
+            resumed = self.resume(run=current)
             if resumed is not None:
                 return resumed
         previous = fanout_state(store.run_extra(run.tenant_id, run.id))
@@ -414,19 +190,20 @@ class FanOut:
         )
         return AuditOutcome(AuditReport(run=replace(run, status=RunStatus.RUNNING)), history={}, fanned_out=True)
 
-    def resume(self, *, run: RunInfo, store: AuditStore) -> AuditOutcome | None:
+    def resume(self, *, run: RunInfo) -> AuditOutcome | None:
         """The outcome for a redelivered request whose fan-out is live (running, progress within STALE_PLAN);
         None when there is none and the run must be planned (again)."""
-        state = fanout_state(store.run_extra(run.tenant_id, run.id))
+        state = fanout_state(self.store.run_extra(run.tenant_id, run.id))
         if state is None or run.status is not RunStatus.RUNNING:
             return None
         if _older_than(state.get("updated_at"), STALE_PLAN, self.now()):
             return None
-        return self._resume(run=run, state=state, store=store)
+        return self._resume(run=run, state=state)
 
-    def _resume(self, *, run: RunInfo, state: Mapping[str, Any], store: AuditStore) -> AuditOutcome | None:
+    def _resume(self, *, run: RunInfo, state: Mapping[str, Any]) -> AuditOutcome | None:
         """A redelivered request whose fan-out is under way: make sure every chunk was enqueued, adopt the
         lease (its owner releases it at the end), and leave the rest to the chunks. None: plan afresh."""
+        store = self.store
         plan = str(state["plan"])
         if store.get_blob(_blob(run.id, plan, "overview")) is None:
             return None  # the coordinator crashed before its overview was stored
@@ -447,23 +224,8 @@ class FanOut:
         return AuditOutcome(AuditReport(run=run), history={}, fanned_out=True)
 
     def _enqueue(self, run: RunInfo, plan: str, chunks: Iterable[int]) -> None:
-        from azure.core.exceptions import AzureError, ResourceExistsError
-
-        from licensing.queues import queue_client
-
-        queue = self.settings.audit_chunk_queue
-        client = queue_client(self.settings.storage, queue)
-        try:
-            with contextlib.suppress(ResourceExistsError):
-                client.create_queue()
-            for index in chunks:
-                message = ChunkRequest(run.id, run.tenant_id, index, plan, run.request_id)
-                client.send_message(encode_chunk_message(message))
-        except AzureError as exc:
-            reason = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            raise StorageUnavailableError(f"could not put a message on queue {queue}: {reason}") from None
-        finally:
-            client.close()
+        texts = [encode_chunk_message(ChunkRequest(run.id, run.tenant_id, i, plan, run.request_id)) for i in chunks]
+        put_messages(self.settings.storage, self.settings.audit_chunk_queue, texts)
 
 
 def _set_enqueued(extra: dict[str, Any], plan: str) -> dict[str, Any]:
@@ -481,22 +243,12 @@ class ChunkOutcome:
     """``stale`` (nothing to do for this message) | ``skipped`` (run finished) | ``done`` | ``finished`` |
     ``claimed`` (every chunk is done and another invocation owns the final step)."""
 
-    outcome: str
+    outcome: MessageOutcome
     reason: str | None = None
     audit: AuditOutcome | None = None
 
 
-async def process_chunk(
-    chunk: ChunkRequest,
-    settings: Settings,
-    store: AuditStore,
-    *,
-    token: str,
-    credential: str,
-    http_client: httpx.AsyncClient | None = None,
-    on_delivered: Callable[[str, str, bytes], None] | None = None,
-    now: Callable[[], datetime] = utcnow,
-) -> ChunkOutcome:
+async def process_chunk(chunk: ChunkRequest, runtime: Runtime, *, token: str) -> ChunkOutcome:
     """Read one chunk's members and mark it done; the invocation that completes the set concludes the run.
 
     ``token`` identifies the message across redeliveries (its queue message id): a final step it
@@ -505,23 +257,30 @@ async def process_chunk(
     from licensing.graph import open_graph
     from licensing.graph.reader import read_members, read_users
 
+    store, now = runtime.store, runtime.now
+    if store is None:
+        raise LicensingError("the chunk queue needs storage")
     run = store.get_run(chunk.tenant_id, chunk.run_id)
     if run is None:
-        return ChunkOutcome("stale", f"no run {chunk.run_id} is recorded")
+        return ChunkOutcome(MessageOutcome.STALE, f"no run {chunk.run_id} is recorded")
     state = fanout_state(store.run_extra(chunk.tenant_id, chunk.run_id))
     if run.status in FINISHED:
         if state is not None and state.get("plan") == chunk.plan:
             _cleanup(store, run.id, state)  # a final step that died after finishing left these behind
-        return ChunkOutcome("skipped", f"run {run.id} is already {run.status.value}")
+        return ChunkOutcome(MessageOutcome.SKIPPED, f"run {run.id} is already {run.status.value}")
     if state is None or state.get("plan") != chunk.plan:
-        return ChunkOutcome("stale", f"run {run.id} was planned again; this chunk belongs to an older plan")
+        return ChunkOutcome(
+            MessageOutcome.STALE, f"run {run.id} was planned again; this chunk belongs to an older plan"
+        )
     if run.status is not RunStatus.RUNNING:
-        return ChunkOutcome("stale", f"run {run.id} is {run.status.value}")
+        return ChunkOutcome(MessageOutcome.STALE, f"run {run.id} is {run.status.value}")
     total = int(state["chunks"])
     if chunk.chunk >= total:
-        return ChunkOutcome("stale", f"chunk {chunk.chunk} is not in the plan of run {run.id} ({total} chunks)")
+        return ChunkOutcome(
+            MessageOutcome.STALE, f"chunk {chunk.chunk} is not in the plan of run {run.id} ({total} chunks)"
+        )
 
-    async with open_graph(settings, credential=credential) as graph:
+    async with open_graph(runtime.settings, credential=runtime.credential) as graph:
         if chunk.chunk not in state.get("done", ()):
             overview = _load_overview(store, run.id, chunk.plan)
             size = int(state["size"])
@@ -547,24 +306,24 @@ async def process_chunk(
             store.try_acquire_lease(LEASE_NAME, str(owner), LEASE_TTL)
         done = len(state.get("done", ()))
         if done < total:
-            return ChunkOutcome("done", f"chunk {chunk.chunk} of run {run.id} done ({done} of {total})")
+            return ChunkOutcome(MessageOutcome.DONE, f"chunk {chunk.chunk} of run {run.id} done ({done} of {total})")
         final = state.get("final") or {}
         if final.get("by") != token:
             if final.get("finished_at"):
-                return ChunkOutcome("skipped", f"run {run.id} was concluded by another invocation")
-            return ChunkOutcome("claimed", f"chunk {chunk.chunk} done; another invocation concludes run {run.id}")
-        try:
-            outcome = await _final_step(
-                chunk, settings, store, state, graph=graph, http_client=http_client, on_delivered=on_delivered, now=now
+                return ChunkOutcome(MessageOutcome.SKIPPED, f"run {run.id} was concluded by another invocation")
+            return ChunkOutcome(
+                MessageOutcome.CLAIMED, f"chunk {chunk.chunk} done; another invocation concludes run {run.id}"
             )
+        try:
+            outcome = await _final_step(chunk, runtime, store, state, graph=graph)
         except BaseException:
             # Tokens are per invocation: give the claim up, so the redelivery of this message can redo the step
             # (a killed invocation cannot; its claim expires after FINAL_CLAIM_TTL).
             _give_up_final(store, run, plan=chunk.plan, token=token)
             raise
     if outcome is None:
-        return ChunkOutcome("skipped", f"run {run.id} was concluded by another invocation")
-    return ChunkOutcome("finished", audit=outcome)
+        return ChunkOutcome(MessageOutcome.SKIPPED, f"run {run.id} was concluded by another invocation")
+    return ChunkOutcome(MessageOutcome.FINISHED, audit=outcome)
 
 
 def _load_overview(store: AuditStore, run_id: str, plan: str) -> TenantSnapshot:
@@ -575,15 +334,7 @@ def _load_overview(store: AuditStore, run_id: str, plan: str) -> TenantSnapshot:
 
 
 async def _final_step(
-    chunk: ChunkRequest,
-    settings: Settings,
-    store: AuditStore,
-    state: Mapping[str, Any],
-    *,
-    graph: Any,
-    http_client: httpx.AsyncClient | None,
-    on_delivered: Callable[[str, str, bytes], None] | None,
-    now: Callable[[], datetime],
+    chunk: ChunkRequest, runtime: Runtime, store: AuditStore, state: Mapping[str, Any], *, graph: Any
 ) -> AuditOutcome | None:
     """Merge every part with the overview and conclude exactly as a single-invocation audit does."""
     from licensing.graph.reader import merge_snapshot
@@ -613,17 +364,13 @@ async def _final_step(
             run=replace(run, tenant_name=run.tenant_name or snapshot.tenant_name),
             snapshot=snapshot,
             request=request,
-            settings=settings,
-            store=store,
+            runtime=runtime,
             graph=graph,
             alerts=True,
-            now=now,
-            http_client=http_client,
-            on_delivered=on_delivered,
         )
         telemetry.set_run_outcome(outcome.report, run_span)
     telemetry.run_finished(outcome.report, time.monotonic() - clock)
-    moment = now()
+    moment = runtime.now()
     try:
         store.update_run_extra(run.tenant_id, run.id, lambda extra: _mark_finished(extra, plan=chunk.plan, now=moment))
     except LicensingError as exc:  # the run itself says it finished; this is bookkeeping

@@ -1,18 +1,19 @@
-"""Azure Queue Storage clients: put audit requests (timer, CLI, fan-out) in the encoding the host reads."""
+"""The one queue writer: audit requests (timer, CLI, deferrals) and chunk messages, in the encoding the host reads."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from licensing.errors import ConfigurationError, StorageError, StorageUnavailableError, redact_text
 from licensing.model import AuditRequest
-from licensing.requests import encode_request
+from licensing.pipeline.requests import encode_request
 from licensing.settings import StorageConnection
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
-__all__ = ["enqueue_request", "put_message", "queue_client"]
+__all__ = ["enqueue_request", "put_message", "put_messages", "queue_client"]
 
 
 def queue_client(connection: StorageConnection | None, queue_name: str) -> QueueClient:
@@ -30,11 +31,14 @@ def queue_client(connection: StorageConnection | None, queue_name: str) -> Queue
     return QueueClient(connection.queue_uri, queue_name, credential=storage_credential(connection))
 
 
-def put_message(connection: StorageConnection | None, queue_name: str, text: str, *, delay_s: int = 0) -> str:
-    """Put one message (creating the queue if needed); returns the message id."""
+def put_messages(
+    connection: StorageConnection | None, queue_name: str, texts: Sequence[str], *, delay_s: int = 0
+) -> list[str]:
+    """Put messages on one queue (creating it if needed, with one client); returns their message ids."""
     from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
     client = queue_client(connection, queue_name)
+    ids: list[str] = []
     try:
         try:
             client.create_queue()
@@ -44,15 +48,22 @@ def put_message(connection: StorageConnection | None, queue_name: str, text: str
             # Storage Queue Data Message Sender may send but not create: the queue exists (infra creates it).
             if exc.status_code != 403:
                 raise
-        sent = client.send_message(text, visibility_timeout=delay_s or None)
+        for text in texts:
+            sent = client.send_message(text, visibility_timeout=delay_s or None)
+            if not sent or not sent.id:
+                raise StorageError(f"queue {queue_name} did not return a message id")
+            ids.append(str(sent.id))
     except AzureError as exc:
         reason = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise StorageUnavailableError(f"could not put a message on queue {queue_name}: {reason}") from None
     finally:
         client.close()
-    if not sent or not sent.id:
-        raise StorageError(f"queue {queue_name} did not return a message id")
-    return str(sent.id)
+    return ids
+
+
+def put_message(connection: StorageConnection | None, queue_name: str, text: str, *, delay_s: int = 0) -> str:
+    """Put one message (creating the queue if needed); returns the message id."""
+    return put_messages(connection, queue_name, [text], delay_s=delay_s)[0]
 
 
 def enqueue_request(connection: StorageConnection | None, queue_name: str, request: AuditRequest) -> str:

@@ -1,0 +1,17 @@
+"""The queue pipeline: from a trigger's input to a concluded run, with one direction of dependency.
+
+::
+
+    handlers ──► admission ──► queues, requests
+        │
+        ├──────► run ──► fanout ──► conclusion ──► rules, alerts, store
+        │         │        │            ▲
+        │         │        └─► parts    │
+        │         └─────────────────────┘
+        └──► schedule                         (every module ──► runtime: settings, store, clock, …)
+
+``handlers`` parse a message and ask ``admission`` whether it may run now (reserved ids, request claims,
+the tenant lease, fencing, deferral, rejected-run records); ``run`` reads Graph and either hands a large
+tenant to ``fanout`` (chunks on a second queue, ``parts`` are their wire formats) or concludes itself;
+both end in ``conclusion`` (rules, alerts, the final record). No module imports one to its left.
+"""
