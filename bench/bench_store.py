@@ -19,8 +19,8 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from licensing.emulator import Azurite
-from licensing.model import AuditReport, Finding, RunInfo, RunStatus, Scope, SkuSummary, Trigger
-from licensing.settings import Secret, Severity, StorageConnection
+from licensing.model import AuditReport, Finding, RunInfo, RunStatus, Scope, Severity, SkuSummary, Trigger
+from licensing.settings import Secret, StorageConnection
 from licensing.store import open_store
 from licensing.store.keys import safe_key
 from licensing.store.records import finding_to_entity

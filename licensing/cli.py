@@ -19,8 +19,8 @@ import click
 import typer
 
 from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
-from licensing.model import Scope, Trigger
-from licensing.settings import Settings, Severity, load_settings
+from licensing.model import Scope, Severity, Trigger
+from licensing.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from rich.console import Console

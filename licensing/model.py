@@ -15,8 +15,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from licensing.settings import Severity
-
 __all__ = [
     "B2B_UPN_MARKER",
     "UNKNOWN_TENANT",
@@ -47,6 +45,24 @@ __all__ = [
     "finding_id",
     "request_key",
 ]
+
+
+class Severity(StrEnum):
+    """Finding severity, ordered: ``info < warning < critical``."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+
+_SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class Scope(StrEnum):

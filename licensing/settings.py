@@ -17,12 +17,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from enum import StrEnum
 from functools import lru_cache
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from licensing.errors import ConfigurationError, redact_url
+from licensing.model import Severity
 
 __all__ = [
     "CLOUDS",
@@ -30,30 +30,11 @@ __all__ = [
     "CloudEndpoints",
     "Secret",
     "Settings",
-    "Severity",
     "StorageConnection",
     "get_settings",
     "is_loopback_url",
     "load_settings",
 ]
-
-
-class Severity(StrEnum):
-    """Finding severity, ordered: ``info < warning < critical``."""
-
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self]
-
-    def at_least(self, other: Severity) -> bool:
-        return self.rank >= other.rank
-
-
-_SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class Secret:
@@ -288,7 +269,7 @@ def _parse_schedule(raw: str) -> str:
     ``99 99 99 * * *`` would pass a shape check and fail at the first firing; ``0 0 0 30 2 *``
     (30 February) never fires at all: both are refused at start-up.
     """
-    from licensing.pipeline.schedule import Schedule
+    from licensing.ncrontab import Schedule
 
     parts = raw.split()
     # A timer may also be bound to another app setting (%NAME%) by the host; we only accept NCRONTAB.

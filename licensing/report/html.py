@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from licensing.errors import LicensingError
 from licensing.links import group_url, licenses_url, user_url
-from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, SkuDay, SkuSummary
+from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
 from licensing.rules.seats import MIN_FORECAST_POINTS, Projection, project_seats
-from licensing.settings import Severity
 
 if TYPE_CHECKING:
     import jinja2

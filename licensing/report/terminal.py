@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from licensing.model import AuditReport, Finding, FindingKind, SkuDay, SkuSummary
+from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
 from licensing.report.html import clean_text, kind_info, project_seats
-from licensing.settings import Severity
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from licensing.errors import ConfigurationError
-from licensing.model import FindingKind, finding_id
+from licensing.model import FindingKind, Severity, finding_id
 from licensing.sandbox.catalog import (
     ERROR_KINDS,
     FIRST_NAMES,
@@ -33,7 +33,7 @@ from licensing.sandbox.catalog import (
     CatalogSku,
     ServicePlan,
 )
-from licensing.settings import DEFAULT_EXPECTED_GROUP_SKUS, Severity
+from licensing.settings import DEFAULT_EXPECTED_GROUP_SKUS
 
 __all__ = [
     "MIN_GROUPS",

@@ -24,11 +24,11 @@ from licensing.model import (
     RunInfo,
     RunStatus,
     Scope,
+    Severity,
     SkuDay,
     SkuSummary,
     Trigger,
 )
-from licensing.settings import Severity
 from licensing.store.codec import get_bytes, get_json, get_text, put_bytes, put_json, put_text
 
 __all__ = [

@@ -16,13 +16,13 @@ from licensing.model import (
     RunInfo,
     RunStatus,
     Scope,
+    Severity,
     SkuDay,
     SkuSummary,
     Trigger,
     finding_id,
 )
 from licensing.report.html import write_html
-from licensing.settings import Severity
 from scripts.screenshot_report import HEADLESS_FLAGS, chromium_binary
 
 pytestmark = [pytest.mark.chromium, pytest.mark.timeout(120)]

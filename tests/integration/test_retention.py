@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from licensing.model import AuditReport, AuditRequest, Finding, RunInfo, RunStatus, Scope, SkuDay, Trigger
+from licensing.model import AuditReport, AuditRequest, Finding, RunInfo, RunStatus, Scope, Severity, SkuDay, Trigger
 from licensing.pipeline.run import run_audit
 from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import SandboxServer, TenantSpec, generate_tenant
-from licensing.settings import Severity, load_settings
+from licensing.settings import load_settings
 from licensing.store import open_store
 
 pytestmark = pytest.mark.azurite

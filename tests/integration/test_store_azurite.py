@@ -21,10 +21,11 @@ from licensing.model import (
     RunInfo,
     RunStatus,
     Scope,
+    Severity,
     SkuSummary,
     Trigger,
 )
-from licensing.settings import Secret, Severity, StorageConnection
+from licensing.settings import Secret, StorageConnection
 from licensing.store import AuditStore, RetryPolicy, open_store
 
 pytestmark = pytest.mark.azurite

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from licensing.errors import ConfigurationError, redact_text, redact_url
-from licensing.pipeline.schedule import Schedule
+from licensing.ncrontab import Schedule
 from licensing.settings import load_settings
 from licensing.telemetry import SecretRedactingFilter, TraceContextFilter, route_template, scrub
 

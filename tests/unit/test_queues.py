@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-from licensing.pipeline import queues
 from licensing.errors import StorageUnavailableError
 from licensing.model import AuditRequest, Scope
+from licensing.pipeline import queues
 from licensing.settings import Secret, StorageConnection
 
 CONNECTION = StorageConnection(connection_string=Secret("UseDevelopmentStorage=true"), source="LICENSING_STORAGE")

@@ -20,6 +20,7 @@ from licensing.model import (
     RunInfo,
     RunStatus,
     Scope,
+    Severity,
     SkuDay,
     SkuSummary,
     Trigger,
@@ -34,7 +35,7 @@ from licensing.report.html import (
     script_json,
     write_html,
 )
-from licensing.settings import CLOUDS, Severity
+from licensing.settings import CLOUDS
 
 HOSTILE = (
     "<img src=x onerror=alert(1)>",

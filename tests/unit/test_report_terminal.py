@@ -15,13 +15,13 @@ from licensing.model import (
     RunInfo,
     RunStatus,
     Scope,
+    Severity,
     SkuDay,
     SkuSummary,
     Trigger,
     finding_id,
 )
 from licensing.report.terminal import _sparkline, progress_reporter, render_history, render_summary
-from licensing.settings import Severity
 
 SKU_ID = "6fd2c87f-b296-42f0-b197-1e91e994b900"
 ANSI = re.compile(r"\x1b\[")

@@ -12,6 +12,7 @@ from licensing.model import (
     LicenseAssignment,
     LicensedGroup,
     Scope,
+    Severity,
     Sku,
     TenantSnapshot,
     Unreadable,
@@ -19,7 +20,6 @@ from licensing.model import (
     finding_id,
 )
 from licensing.rules import Evaluation, RuleContext, evaluate
-from licensing.settings import Severity
 
 NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 E3 = "6fd2c87f-b296-42f0-b197-1e91e994b900"

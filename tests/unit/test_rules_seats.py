@@ -6,9 +6,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from licensing.model import LicenseAssignment, LicensedGroup, Scope, Sku, SkuDay, TenantSnapshot, Unreadable, User
+from licensing.model import (
+    LicenseAssignment,
+    LicensedGroup,
+    Scope,
+    Severity,
+    Sku,
+    SkuDay,
+    TenantSnapshot,
+    Unreadable,
+    User,
+)
 from licensing.rules import Evaluation, RuleContext, evaluate
-from licensing.settings import Settings, Severity
+from licensing.settings import Settings
 
 NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 E3 = "6fd2c87f-b296-42f0-b197-1e91e994b900"  # ENTERPRISEPACK, Office 365 E3

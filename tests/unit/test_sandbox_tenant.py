@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from licensing.errors import ConfigurationError
-from licensing.model import FindingKind, finding_id
+from licensing.model import FindingKind, Severity, finding_id
 from licensing.sandbox import ExpectedFinding, FaultRule, Faults, TenantSpec, generate_tenant, parse_faults
 from licensing.sandbox import tenant as tm
 from licensing.sandbox.catalog import ERROR_KINDS
-from licensing.settings import Severity
 
 
 @pytest.fixture(scope="module")

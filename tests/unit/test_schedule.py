@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from licensing.errors import ConfigurationError
-from licensing.pipeline.schedule import Schedule, occurrence_request_id
+from licensing.ncrontab import Schedule
+from licensing.pipeline.schedule import occurrence_request_id
 
 
 def at(text: str) -> datetime:

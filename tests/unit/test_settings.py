@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from licensing.errors import ConfigurationError
-from licensing.settings import DEFAULT_EXPECTED_GROUP_SKUS, Secret, Severity, is_loopback_url, load_settings
+from licensing.model import Severity
+from licensing.settings import DEFAULT_EXPECTED_GROUP_SKUS, Secret, is_loopback_url, load_settings
 
 WEBHOOK = "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=TOPSECRETSIG"
 

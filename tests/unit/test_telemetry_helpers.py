@@ -11,8 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from licensing import telemetry
-from licensing.model import AuditReport, Finding, FindingKind, RunInfo, RunStatus, Scope, SkuSummary, Trigger
-from licensing.settings import Severity
+from licensing.model import AuditReport, Finding, FindingKind, RunInfo, RunStatus, Scope, Severity, SkuSummary, Trigger
 
 GUID = "0b5c3e2a-1111-2222-3333-444455556666"
 GUID2 = "c7df2760-2c81-4ef7-b578-5b5392b571df"
