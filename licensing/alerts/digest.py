@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
 
 from licensing import links
 from licensing.alerts.policy import AlertPlan
+from licensing.kinds import SEAT_KINDS, SKU_SUBJECT_KINDS, spec
 from licensing.model import AlertState, AuditReport, Finding, FindingKind, RunStatus, Severity, SkuSummary
 from licensing.settings import Settings
 from licensing.skus import product_name
 
 __all__ = [
-    "KIND_TITLES",
     "Block",
     "Digest",
     "Entry",
@@ -32,35 +31,18 @@ __all__ = [
     "plural",
 ]
 
-# Section order: seats first, then what group owners fix, then information.
-KIND_TITLES: Final[Mapping[str, tuple[str, str]]] = {
-    # kind: (section title, noun for one subject, used in counts)
-    FindingKind.SEAT_SHORTAGE: ("Users waiting for seats", "product"),
-    FindingKind.UNITS_EXPIRING: ("Seats in grace period, suspended or locked out", "product"),
-    FindingKind.SEAT_LOW: ("Few free seats left", "product"),
-    FindingKind.SEAT_FORECAST: ("Seats will run out at the current trend", "product"),
-    FindingKind.B2B_MEMBER: ("B2B accounts in licensing groups", "B2B member"),
-    FindingKind.NESTED_GROUP: ("Nested groups in licensing groups (their members get no license)", "nested group"),
-    FindingKind.LICENSE_ERROR: ("Group license assignments in error", "license error"),
-    FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED: ("Products expected to be group-assigned but not", "product"),
-    FindingKind.PROCESSING_INCOMPLETE: ("Group license processing not complete", "group"),
-    FindingKind.DISABLED_USER_LICENSED: ("Disabled accounts holding licenses", "disabled account"),
-    FindingKind.REDUNDANT_DIRECT_ASSIGNMENT: ("Direct assignments that duplicate a group's", "direct assignment"),
-    FindingKind.EMPTY_LICENSED_GROUP: ("Licensing groups without members", "empty group"),
-}
-SEAT_KINDS: Final = frozenset(
-    {FindingKind.SEAT_SHORTAGE, FindingKind.SEAT_LOW, FindingKind.SEAT_FORECAST, FindingKind.UNITS_EXPIRING}
-)
-# Kinds shown per licensing group, each entry a user or a member group.
-_PER_GROUP: Final = frozenset(
-    {
-        FindingKind.B2B_MEMBER,
-        FindingKind.NESTED_GROUP,
-        FindingKind.LICENSE_ERROR,
-        FindingKind.DISABLED_USER_LICENSED,
-    }
-)
-_ORDER: Final = {kind: i for i, kind in enumerate(KIND_TITLES)}
+
+def _titles(kind: str) -> tuple[str, str]:
+    """(section title, noun for one subject) of a kind, from the catalogue; readable for an unknown kind."""
+    entry = spec(kind)
+    if entry is None:
+        return kind.replace("_", " ").capitalize(), "finding"
+    return entry.digest_title, entry.noun
+
+
+def _section_rank(kind: str) -> int:
+    entry = spec(kind)
+    return entry.section if entry is not None else 99
 
 
 def plural(n: int, noun: str) -> str:
@@ -207,10 +189,8 @@ def _product(f: Finding) -> str:
 
 
 def _remediation(kind: str) -> str:
-    from licensing.rules import RULES  # the rules own their remediation text
-
-    rule = RULES.get(kind)
-    return rule.remediation if rule is not None else ""
+    entry = spec(kind)
+    return entry.remediation if entry is not None else ""
 
 
 def _entry(f: Finding, label: str, cloud: str) -> Entry:
@@ -226,7 +206,7 @@ def _entry(f: Finding, label: str, cloud: str) -> Entry:
         return Entry(f.user_name or f.user_id, links.user_url(f.user_id, cloud), detail, label, sev)
     if kind in (FindingKind.B2B_MEMBER, FindingKind.DISABLED_USER_LICENSED) and f.user_id:
         return Entry(f.user_name or f.user_id, links.user_url(f.user_id, cloud), None, label, sev)
-    if kind in SEAT_KINDS or kind == FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED:
+    if kind in SKU_SUBJECT_KINDS:
         return Entry(_product(f), links.licenses_url(cloud), f.message, label, sev)
     if kind == FindingKind.REDUNDANT_DIRECT_ASSIGNMENT and f.user_id:
         return Entry(f.user_name or f.user_id, links.user_url(f.user_id, cloud), _product(f), label, sev)
@@ -240,13 +220,14 @@ def _sections(findings: tuple[Finding, ...], labels: Mapping[str, str], cloud: s
     for f in findings:
         by_kind.setdefault(f.kind, []).append(f)
     out: list[Section] = []
-    for kind in sorted(by_kind, key=lambda k: (_ORDER.get(k, 99), k)):
+    for kind in sorted(by_kind, key=lambda k: (_section_rank(k), k)):
         items = by_kind[kind]
-        title, noun = KIND_TITLES.get(kind, (kind.replace("_", " ").capitalize(), "finding"))
+        title, noun = _titles(kind)
         severity = max((_severity(f) for f in items), key=lambda s: s.rank)
         blocks: list[Block] = []
         lines: list[Entry] = []
-        if kind in _PER_GROUP:
+        entry = spec(kind)
+        if entry is not None and entry.per_group:
             groups: dict[str, list[Entry]] = {}
             names: dict[str, str] = {}
             for f in items:
@@ -294,8 +275,8 @@ def _resolved(states: tuple[AlertState, ...]) -> tuple[ResolvedLine, ...]:
     for s in states:
         counts.setdefault(s.kind, []).append(s)
     lines = []
-    for kind in sorted(counts, key=lambda k: (_ORDER.get(k, 99), k)):
-        title, noun = KIND_TITLES.get(kind, (kind.replace("_", " ").capitalize(), "finding"))
+    for kind in sorted(counts, key=lambda k: (_section_rank(k), k)):
+        title, noun = _titles(kind)
         sev = max((Severity(s.severity) for s in counts[kind]), key=lambda v: v.rank)
         lines.append(ResolvedLine(kind, title, noun, len(counts[kind]), sev))
     return tuple(lines)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from licensing.kinds import GROUP_SUBJECT_KINDS, SKU_SUBJECT_KINDS
 from licensing.model import AlertState, AuditReport, Finding, FindingKind, RunStatus, Scope, Severity, finding_id
 from licensing.settings import Settings
 
@@ -22,19 +23,10 @@ __all__ = ["AlertPlan", "EvaluatedScope", "is_excluded", "plan_alerts"]
 OPEN: Final = "open"
 RESOLVED: Final = "resolved"
 
-# Kinds whose finding id is computable from what a report lists (one SKU, or one group): a scoped or
-# partial run can resolve these for the SKUs/groups it did read. Multi-part subjects (group + user, ...)
-# cannot be enumerated from the report, so only a complete tenant run resolves them.
-_SKU_SUBJECT_KINDS: Final = frozenset(
-    {
-        FindingKind.SEAT_SHORTAGE,
-        FindingKind.SEAT_LOW,
-        FindingKind.SEAT_FORECAST,
-        FindingKind.UNITS_EXPIRING,
-        FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED,
-    }
-)
-_GROUP_SUBJECT_KINDS: Final = frozenset({FindingKind.PROCESSING_INCOMPLETE, FindingKind.EMPTY_LICENSED_GROUP})
+# Kinds whose finding id is computable from what a report lists (one SKU, or one group: the catalogue's
+# SKU_SUBJECT_KINDS and GROUP_SUBJECT_KINDS): a scoped or partial run can resolve these for the SKUs/groups it
+# did read. Multi-part subjects (group + user, ...) cannot be enumerated from the report, so only a complete
+# tenant run resolves them.
 _EVALUATED: Final = frozenset({"passed", "failed"})
 
 
@@ -85,11 +77,11 @@ class EvaluatedScope:
         caveats = {o.rule_id: o.reason for o in report.outcomes}
         problems = " ".join([*run.errors, *(reason or "" for reason in caveats.values())]).lower()
         ids: set[str] = set()
-        for kind in kinds & _SKU_SUBJECT_KINDS:
+        for kind in kinds & SKU_SUBJECT_KINDS:
             if caveats.get(kind):  # e.g. "waiting users may be undercounted": absence proves nothing
                 continue
             ids.update(finding_id(kind, s.sku_id) for s in report.skus if s.sku_id.lower() not in problems)
-        for kind in kinds & _GROUP_SUBJECT_KINDS:
+        for kind in kinds & GROUP_SUBJECT_KINDS:
             ids.update(finding_id(kind, g.id) for g in report.groups if g.id.lower() not in problems)
         return cls(kinds=kinds, complete=False, finding_ids=frozenset(ids))
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from licensing.errors import LicensingError
+from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
 from licensing.rules.seats import MIN_FORECAST_POINTS, Projection, project_seats
@@ -45,7 +46,6 @@ MAX_ROWS_PER_KIND: Final = 2_000
 
 
 _SEVERITIES: Final = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
-_KIND_ORDER: Final = {k.value: i for i, k in enumerate(FindingKind)}
 # C0/C1 controls (not tab/newline) and the bidi embedding/override/isolate controls: invalid in
 # HTML or able to reorder the text around a name. <bdi> keeps RTL names in their own box.
 _UNSAFE_CHARS: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -81,21 +81,11 @@ class KindInfo:
 
 
 def kind_info(kind: str) -> KindInfo:
-    """Title and remediation of a finding kind from ``licensing.rules.RULES``; a readable fallback without it."""
-    rules = _rules()
-    rule = rules.get(kind) if rules is not None else None
-    if rule is not None:
-        return KindInfo(kind, str(rule.title), str(rule.remediation))
+    """Title and remediation of a finding kind from the catalogue; a readable fallback for an unknown kind."""
+    entry = spec(kind)
+    if entry is not None:
+        return KindInfo(kind, entry.title, entry.remediation)
     return KindInfo(kind, kind.replace("_", " ").capitalize(), "")
-
-
-def _rules() -> Mapping[str, Any] | None:
-    try:
-        from licensing.rules import RULES
-    except ImportError:
-        # The rules package is optional for rendering (e.g. reports re-rendered from stored JSON).
-        return None
-    return RULES
 
 
 def _product(part_number: str | None, sku_id: str | None) -> str:
@@ -478,7 +468,7 @@ def _sections(
                 rows=tuple(_finding_row(f, cloud, groups, skus) for f in items[:max_rows]),
             )
         )
-    sections.sort(key=lambda s: (-_sev(s.severity).rank, _KIND_ORDER.get(s.kind, 99), s.kind))
+    sections.sort(key=lambda s: (-_sev(s.severity).rank, KIND_ORDER.get(s.kind, 99), s.kind))
     return sections
 
 
@@ -513,12 +503,7 @@ def render_html(
     group_names = {g.id: g.display_name for g in report.groups}
     sku_kinds: dict[str, set[str]] = defaultdict(set)
     for f in report.findings:
-        if f.sku_id and f.kind in (
-            FindingKind.SEAT_SHORTAGE,
-            FindingKind.SEAT_LOW,
-            FindingKind.SEAT_FORECAST,
-            FindingKind.UNITS_EXPIRING,
-        ):
+        if f.sku_id and f.kind in SEAT_KINDS:
             sku_kinds[f.sku_id].add(f.kind)
     sections = _sections(report.findings, cloud, group_names, sku_names, max_rows_per_kind)
     severity_counts = Counter(_sev(f.severity).value for f in report.findings)

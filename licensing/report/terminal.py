@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
+from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
 from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
-from licensing.report.html import clean_text, kind_info, project_seats
+from licensing.report.html import clean_text, project_seats
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,16 +29,6 @@ ProgressFn = Callable[[str, int, int], None]
 
 _SEVERITIES: Final = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 _STYLE: Final = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-_KIND_ORDER: Final = {k.value: i for i, k in enumerate(FindingKind)}
-_SKU_KINDS: Final = frozenset(
-    {
-        FindingKind.SEAT_SHORTAGE,
-        FindingKind.SEAT_LOW,
-        FindingKind.SEAT_FORECAST,
-        FindingKind.UNITS_EXPIRING,
-        FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED,
-    }
-)
 _GROUPS_SHOWN: Final = 5  # groups listed per kind unless --verbose
 _NAMES_SHOWN: Final = 6  # users (or member groups) named per group unless --verbose
 _NAME_WIDTH: Final = 48
@@ -218,7 +209,7 @@ def _render_findings(findings: Sequence[Finding], out: Console, *, verbose: bool
 
     def kind_key(kind: str) -> tuple[int, int, str]:
         top = max(_sev(f.severity).rank for f in by_kind[kind])
-        return (-top, _KIND_ORDER.get(kind, 99), kind)
+        return (-top, KIND_ORDER.get(kind, 99), kind)
 
     trimmed_any = False
     for kind in sorted(by_kind, key=kind_key):
@@ -228,7 +219,8 @@ def _render_findings(findings: Sequence[Finding], out: Console, *, verbose: bool
         out.print()
         title = Text()
         title.append(f"{top.value.upper():8} ", style=_STYLE[top])
-        title.append(kind_info(kind).title, style="bold")
+        entry = spec(kind)
+        title.append(entry.title if entry else kind.replace("_", " ").capitalize(), style="bold")
         title.append("  " + ", ".join(f"{counts[s]:,} {s.value}" for s in _SEVERITIES if counts[s]), style="dim")
         out.print(title, soft_wrap=True)
         if verbose:
@@ -252,7 +244,7 @@ def _render_kind_digest(kind: str, items: Sequence[Finding], out: Console) -> bo
     from rich.text import Text
 
     trimmed = False
-    if kind in _SKU_KINDS or not any(f.group_id or f.user_id for f in items):
+    if kind in SKU_SUBJECT_KINDS or not any(f.group_id or f.user_id for f in items):
         for f in items[:_GROUPS_SHOWN]:
             out.print(Text("  - ").append_text(_text(f.message, 300)), soft_wrap=True)
         if len(items) > _GROUPS_SHOWN:

@@ -6,11 +6,10 @@ ev = evaluate(snapshot, RuleContext.from_settings(settings, now=..., history=...
 
 from __future__ import annotations
 
-from licensing.rules.base import KIND_SUBJECT, Rule, RuleContext, RuleResult, subject_of
+from licensing.rules.base import Rule, RuleContext, RuleResult, subject_of
 from licensing.rules.registry import RULES, Evaluation, evaluate, sort_findings
 
 __all__ = [
-    "KIND_SUBJECT",
     "RULES",
     "Evaluation",
     "Rule",

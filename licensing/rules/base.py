@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
+from licensing.kinds import CATALOGUE, KindSpec
 from licensing.model import (
     Finding,
     FindingKind,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from licensing.settings import Settings
 
 __all__ = [
-    "KIND_SUBJECT",
     "Facts",
     "Rule",
     "RuleContext",
@@ -45,24 +45,6 @@ __all__ = [
 NO_ERROR: Final = frozenset({"", "None", "none"})
 SERVING_STATES: Final = frozenset({"Active", "ActiveWithError"})
 COUNT_VIOLATION: Final = "CountViolation"
-
-# The finding_id subject of every kind, as Finding field names (docs/findings.md, "subject").
-KIND_SUBJECT: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        FindingKind.SEAT_SHORTAGE: ("sku_id",),
-        FindingKind.SEAT_LOW: ("sku_id",),
-        FindingKind.SEAT_FORECAST: ("sku_id",),
-        FindingKind.UNITS_EXPIRING: ("sku_id",),
-        FindingKind.B2B_MEMBER: ("group_id", "user_id"),
-        FindingKind.NESTED_GROUP: ("group_id", "member_group_id"),
-        FindingKind.LICENSE_ERROR: ("group_id", "user_id", "sku_id", "error"),
-        FindingKind.PROCESSING_INCOMPLETE: ("group_id",),
-        FindingKind.DISABLED_USER_LICENSED: ("group_id", "user_id"),
-        FindingKind.REDUNDANT_DIRECT_ASSIGNMENT: ("user_id", "sku_id"),
-        FindingKind.EMPTY_LICENSED_GROUP: ("group_id",),
-        FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED: ("sku_id",),
-    }
-)
 
 _EMPTY_HISTORY: Final[Mapping[str, Sequence[SkuDay]]] = MappingProxyType({})
 _EMPTY_SINCE: Final[Mapping[str, datetime]] = MappingProxyType({})
@@ -132,13 +114,27 @@ class RuleResult:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One check: its finding kind (the id), a title, the default severity, and what to do about it."""
+    """One check: its catalogue entry (id, title, default severity, remediation) and its evaluator."""
 
-    id: str
-    title: str
-    severity: Severity
-    remediation: str
+    spec: KindSpec
     evaluate: Callable[[Facts, RuleContext], RuleResult]
+
+    @property
+    def id(self) -> str:
+        return self.spec.kind.value
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def severity(self) -> Severity:
+        """The default severity of the rule's findings (make_finding uses it unless told otherwise)."""
+        return self.spec.severity
+
+    @property
+    def remediation(self) -> str:
+        return self.spec.remediation
 
 
 @dataclass(slots=True)
@@ -205,9 +201,14 @@ class Facts:
         return user.display_name.strip() or user.user_principal_name.strip() or user_id
 
 
-def make_finding(kind: FindingKind, severity: Severity, message: str, facts: Facts, **fields: str | None) -> Finding:
-    """A finding with its stable id from the kind's subject, and the display names filled in."""
-    subject = tuple(fields.get(name) for name in KIND_SUBJECT[kind])
+def make_finding(
+    kind: FindingKind, message: str, facts: Facts, *, severity: Severity | None = None, **fields: str | None
+) -> Finding:
+    """A finding with its stable id from the kind's subject, its kind's default severity unless ``severity``
+    says otherwise, and the display names filled in."""
+    entry = CATALOGUE[kind]
+    severity = severity or entry.severity
+    subject = tuple(fields.get(name) for name in entry.subject)
     sku_id = fields.get("sku_id")
     group_id = fields.get("group_id")
     user_id = fields.get("user_id")
@@ -232,7 +233,8 @@ def make_finding(kind: FindingKind, severity: Severity, message: str, facts: Fac
 
 def subject_of(finding: Finding) -> tuple[str, ...]:
     """The subject tuple of a finding (``None`` parts as ""), for sorting and for checking ids."""
-    return tuple(getattr(finding, name) or "" for name in KIND_SUBJECT[finding.kind])
+    entry = CATALOGUE.get(finding.kind)
+    return tuple(getattr(finding, name) or "" for name in (entry.subject if entry else ()))
 
 
 # ---------------------------------------------------------------- the one pass

@@ -81,9 +81,7 @@ def evaluate_b2b_member(facts: Facts, ctx: RuleContext) -> RuleResult:
                     "groups used for licensing must not contain guests"
                 )
                 result.findings.append(
-                    make_finding(
-                        FindingKind.B2B_MEMBER, Severity.WARNING, message, facts, group_id=group.id, user_id=uid
-                    )
+                    make_finding(FindingKind.B2B_MEMBER, message, facts, group_id=group.id, user_id=uid)
                 )
     return result
 
@@ -100,7 +98,6 @@ def evaluate_nested_group(facts: Facts, ctx: RuleContext) -> RuleResult:
             result.findings.append(
                 make_finding(
                     FindingKind.NESTED_GROUP,
-                    Severity.WARNING,
                     message,
                     facts,
                     group_id=group.id,
@@ -147,9 +144,9 @@ def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
             result.findings.append(
                 make_finding(
                     FindingKind.LICENSE_ERROR,
-                    severity,
                     message,
                     facts,
+                    severity=severity,
                     group_id=group.id,
                     user_id=uid,
                     sku_id=sku_id,
@@ -180,7 +177,7 @@ def evaluate_processing_incomplete(facts: Facts, ctx: RuleContext) -> RuleResult
             message = f"Group {name}: license processing is '{state}', not complete yet"
             severity = Severity.INFO
         result.findings.append(
-            make_finding(FindingKind.PROCESSING_INCOMPLETE, severity, message, facts, group_id=group.id)
+            make_finding(FindingKind.PROCESSING_INCOMPLETE, message, facts, severity=severity, group_id=group.id)
         )
     return result
 
@@ -198,9 +195,7 @@ def evaluate_disabled_user_licensed(facts: Facts, ctx: RuleContext) -> RuleResul
                 continue
             message = f"The disabled account {facts.user_label(uid)} holds licenses through group {name}"
             result.findings.append(
-                make_finding(
-                    FindingKind.DISABLED_USER_LICENSED, Severity.INFO, message, facts, group_id=group.id, user_id=uid
-                )
+                make_finding(FindingKind.DISABLED_USER_LICENSED, message, facts, group_id=group.id, user_id=uid)
             )
     return result
 
@@ -218,9 +213,7 @@ def evaluate_redundant_direct_assignment(facts: Facts, ctx: RuleContext) -> Rule
             f"{'group' if len(group_ids) == 1 else 'groups'} {names}: the direct assignment can be removed"
         )
         result.findings.append(
-            make_finding(
-                FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, Severity.INFO, message, facts, user_id=uid, sku_id=sku_id
-            )
+            make_finding(FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, message, facts, user_id=uid, sku_id=sku_id)
         )
     return result
 
@@ -232,7 +225,5 @@ def evaluate_empty_licensed_group(facts: Facts, ctx: RuleContext) -> RuleResult:
             continue
         products = ", ".join(facts.product(s) for s in group.sku_ids) or "licenses"
         message = f"Group {quote(facts.group_name(group.id))} assigns {products} but has no members"
-        result.findings.append(
-            make_finding(FindingKind.EMPTY_LICENSED_GROUP, Severity.INFO, message, facts, group_id=group.id)
-        )
+        result.findings.append(make_finding(FindingKind.EMPTY_LICENSED_GROUP, message, facts, group_id=group.id))
     return result

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from licensing.kinds import CATALOGUE, KIND_ORDER
 from licensing.model import (
     Finding,
     FindingKind,
@@ -22,123 +23,26 @@ from licensing.rules.base import Facts, Rule, RuleContext, RuleResult, build_fac
 __all__ = ["RULES", "Evaluation", "evaluate", "sort_findings"]
 
 
-def _rule(
-    kind: FindingKind, title: str, severity: Severity, remediation: str, fn: Callable[[Facts, RuleContext], RuleResult]
-) -> tuple[str, Rule]:
-    return kind.value, Rule(id=kind.value, title=title, severity=severity, remediation=remediation, evaluate=fn)
-
-
-RULES: Final[Mapping[str, Rule]] = MappingProxyType(
-    dict(
-        [
-            _rule(
-                FindingKind.SEAT_SHORTAGE,
-                "Users are waiting for seats",
-                Severity.CRITICAL,
-                "Buy more seats (Microsoft 365 admin center > Billing > Your products > the product > Buy licenses), "
-                "or free seats by removing users who no longer need the product; then reprocess the users in error "
-                "(Microsoft 365 admin center > Billing > Licenses > the product > Groups, or Graph "
-                "POST /users/{id}/reprocessLicenseAssignment).",
-                seats.evaluate_seat_shortage,
-            ),
-            _rule(
-                FindingKind.SEAT_LOW,
-                "Few free seats left",
-                Severity.WARNING,
-                "Buy seats before new members of licensed groups stop getting licenses "
-                "(Microsoft 365 admin center > Billing > Your products), or reclaim unused ones.",
-                seats.evaluate_seat_low,
-            ),
-            _rule(
-                FindingKind.SEAT_FORECAST,
-                "Seats will run out at the current trend",
-                Severity.WARNING,
-                "Plan a purchase: at the current growth the seats run out within the forecast period "
-                "(Microsoft 365 admin center > Billing > Your products).",
-                seats.evaluate_seat_forecast,
-            ),
-            _rule(
-                FindingKind.UNITS_EXPIRING,
-                "Seats in grace period, suspended or locked out",
-                Severity.WARNING,
-                "Renew or reactivate the subscription (Microsoft 365 admin center > Billing > Your products); "
-                "users lose access to suspended seats. Buying more seats of it does not help.",
-                seats.evaluate_units_expiring,
-            ),
-            _rule(
-                FindingKind.B2B_MEMBER,
-                "B2B account in a licensing group",
-                Severity.WARNING,
-                "Remove the guest from the group (Entra admin center > Groups > the group > Members) and license "
-                "it directly only if it really needs the product; keep guests out of licensing groups.",
-                groups.evaluate_b2b_member,
-            ),
-            _rule(
-                FindingKind.NESTED_GROUP,
-                "Nested group in a licensing group",
-                Severity.WARNING,
-                "Group-based licensing ignores nested groups: add the users directly, or assign the licenses to the "
-                "nested group itself (Microsoft 365 admin center > Billing > Licenses > the product > Groups > "
-                "Assign licenses).",
-                groups.evaluate_nested_group,
-            ),
-            _rule(
-                FindingKind.LICENSE_ERROR,
-                "Group license assignment in error",
-                Severity.WARNING,
-                "Fix the cause (seats, conflicting or dependent licenses, usage location, duplicate proxy address), "
-                "then reprocess (Microsoft 365 admin center > Billing > Licenses > the product > Groups, or Graph "
-                "POST /users/{id}/reprocessLicenseAssignment). A user who left the group keeps the seat until the "
-                "dependent license is removed or the proxy address conflict is resolved.",
-                groups.evaluate_license_error,
-            ),
-            _rule(
-                FindingKind.PROCESSING_INCOMPLETE,
-                "Group license processing not complete",
-                Severity.INFO,
-                "Wait for processing to finish; if it stays incomplete, reprocess the group's users "
-                "(Microsoft 365 admin center > Billing > Licenses > the product > Groups, or Graph "
-                "POST /users/{id}/reprocessLicenseAssignment).",
-                groups.evaluate_processing_incomplete,
-            ),
-            _rule(
-                FindingKind.DISABLED_USER_LICENSED,
-                "Disabled account holds licenses",
-                Severity.INFO,
-                "Remove the disabled account from the group (Entra admin center > Groups > the group > Members) "
-                "to free its seats, if it is not coming back.",
-                groups.evaluate_disabled_user_licensed,
-            ),
-            _rule(
-                FindingKind.REDUNDANT_DIRECT_ASSIGNMENT,
-                "Direct assignment duplicates a group assignment",
-                Severity.INFO,
-                "Remove the direct assignment (Microsoft 365 admin center > Users > the user > Licenses and apps, "
-                "or Graph POST /users/{id}/assignLicense with removeLicenses); the group keeps the user licensed.",
-                groups.evaluate_redundant_direct_assignment,
-            ),
-            _rule(
-                FindingKind.EMPTY_LICENSED_GROUP,
-                "Licensing group has no members",
-                Severity.INFO,
-                "Add the intended members, or remove the license assignment from the group "
-                "(Microsoft 365 admin center > Billing > Licenses > the product > Groups).",
-                groups.evaluate_empty_licensed_group,
-            ),
-            _rule(
-                FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED,
-                "Product expected to be group-assigned is not",
-                Severity.WARNING,
-                "Assign the product to a security group (Microsoft 365 admin center > Billing > Licenses > "
-                "the product > Groups > Assign licenses), move its users into the group, then remove their direct "
-                "assignments.",
-                seats.evaluate_expected_sku,
-            ),
-        ]
-    )
+# The evaluator of every kind; title, severity and remediation come from the catalogue (licensing/kinds.py).
+_EVALUATORS: Final[Mapping[str, Callable[[Facts, RuleContext], RuleResult]]] = MappingProxyType(
+    {
+        FindingKind.SEAT_SHORTAGE: seats.evaluate_seat_shortage,
+        FindingKind.SEAT_LOW: seats.evaluate_seat_low,
+        FindingKind.SEAT_FORECAST: seats.evaluate_seat_forecast,
+        FindingKind.UNITS_EXPIRING: seats.evaluate_units_expiring,
+        FindingKind.B2B_MEMBER: groups.evaluate_b2b_member,
+        FindingKind.NESTED_GROUP: groups.evaluate_nested_group,
+        FindingKind.LICENSE_ERROR: groups.evaluate_license_error,
+        FindingKind.PROCESSING_INCOMPLETE: groups.evaluate_processing_incomplete,
+        FindingKind.DISABLED_USER_LICENSED: groups.evaluate_disabled_user_licensed,
+        FindingKind.REDUNDANT_DIRECT_ASSIGNMENT: groups.evaluate_redundant_direct_assignment,
+        FindingKind.EMPTY_LICENSED_GROUP: groups.evaluate_empty_licensed_group,
+        FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED: seats.evaluate_expected_sku,
+    }
 )
-
-_KIND_ORDER: Final = {kind.value: i for i, kind in enumerate(FindingKind)}
+RULES: Final[Mapping[str, Rule]] = MappingProxyType(
+    {kind: Rule(spec=CATALOGUE[kind], evaluate=_EVALUATORS[kind]) for kind in CATALOGUE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +55,9 @@ class Evaluation:
 
 
 def sort_findings(findings: list[Finding]) -> tuple[Finding, ...]:
-    """Severity (critical first), then kind in docs/design.md order, then subject ids: stable across runs."""
+    """Severity (critical first), then kind in catalogue order, then subject ids: stable across runs."""
     return tuple(
-        sorted(findings, key=lambda f: (-Severity(f.severity).rank, _KIND_ORDER.get(f.kind, 99), subject_of(f)))
+        sorted(findings, key=lambda f: (-Severity(f.severity).rank, KIND_ORDER.get(f.kind, 99), subject_of(f)))
     )
 
 

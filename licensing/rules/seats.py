@@ -98,9 +98,7 @@ def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
                 f"{product}: {plural(waiting, 'user is', 'users are')} waiting for a seat and only "
                 f"{free} {'is' if free == 1 else 'are'} free ({_counts(sku)})"
             )
-        result.findings.append(
-            make_finding(FindingKind.SEAT_SHORTAGE, Severity.CRITICAL, message, facts, sku_id=sku.sku_id)
-        )
+        result.findings.append(make_finding(FindingKind.SEAT_SHORTAGE, message, facts, sku_id=sku.sku_id))
     return result
 
 
@@ -118,9 +116,7 @@ def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
                 f"{facts.product(sku.sku_id)}: only {sku.available} of {sku.enabled} seats are free "
                 f"(alert below {shown}; consumed {sku.consumed})"
             )
-            result.findings.append(
-                make_finding(FindingKind.SEAT_LOW, Severity.WARNING, message, facts, sku_id=sku.sku_id)
-            )
+            result.findings.append(make_finding(FindingKind.SEAT_LOW, message, facts, sku_id=sku.sku_id))
     return result
 
 
@@ -206,9 +202,7 @@ def evaluate_seat_forecast(facts: Facts, ctx: RuleContext) -> RuleResult:
             f"{facts.product(sku.sku_id)}: at the current trend (+{slope:.1f} seats a day) "
             f"the {enabled} seats run out {when} (consumed {sku.consumed})"
         )
-        result.findings.append(
-            make_finding(FindingKind.SEAT_FORECAST, Severity.WARNING, message, facts, sku_id=sku.sku_id)
-        )
+        result.findings.append(make_finding(FindingKind.SEAT_FORECAST, message, facts, sku_id=sku.sku_id))
     if evaluated == 0 and _seat_skus(facts):
         result.not_applicable = f"fewer than {MIN_FORECAST_POINTS} days of SKU history"
     return result
@@ -237,7 +231,9 @@ def evaluate_units_expiring(facts: Facts, ctx: RuleContext) -> RuleResult:
             continue
         if sku.in_lifecycle_only:
             message += f"; no seat is active, so the {sku.consumed} users holding it depend on renewal"
-        result.findings.append(make_finding(FindingKind.UNITS_EXPIRING, severity, message, facts, sku_id=sku.sku_id))
+        result.findings.append(
+            make_finding(FindingKind.UNITS_EXPIRING, message, facts, severity=severity, sku_id=sku.sku_id)
+        )
     return result
 
 
@@ -258,8 +254,6 @@ def evaluate_expected_sku(facts: Facts, ctx: RuleContext) -> RuleResult:
             "assigned directly); it is expected to be licensed through groups"
         )
         result.findings.append(
-            make_finding(
-                FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, Severity.WARNING, message, facts, sku_id=sku.sku_id
-            )
+            make_finding(FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, message, facts, sku_id=sku.sku_id)
         )
     return result
