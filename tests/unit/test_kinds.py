@@ -17,7 +17,7 @@ _ROW = re.compile(r"^\|\s*(?:<a id=\"(?P<anchor>\w+)\"></a>)?`(?P<kind>\w+)`\s*\
 def _rows(path: Path) -> dict[str, tuple[str | None, list[str]]]:
     rows = {}
     for m in _ROW.finditer(path.read_text(encoding="utf-8")):
-        if m.group("kind") in CATALOGUE or m.group("kind").islower() and "_" in m.group("kind"):
+        if m.group("kind") in CATALOGUE or (m.group("kind").islower() and "_" in m.group("kind")):
             cells = [c.strip() for c in m.group("rest").split("|")]
             rows[m.group("kind")] = (m.group("anchor"), [c for c in cells if c])
     return rows
@@ -30,7 +30,7 @@ def _severities(cell: str) -> set[Severity]:
 def test_every_kind_is_in_the_catalogue_once_in_enum_order() -> None:
     assert list(CATALOGUE) == [k.value for k in FindingKind]
     assert sorted(s.section for s in CATALOGUE.values()) == list(range(len(CATALOGUE)))
-    assert KIND_ORDER == {k.value: i for i, k in enumerate(FindingKind)}
+    assert {k.value: i for i, k in enumerate(FindingKind)} == KIND_ORDER
 
 
 def test_subjects_name_finding_fields_and_the_derived_sets_follow() -> None:
