@@ -123,7 +123,7 @@ def test_sandbox_audit_telemetry_answers_what_happened_and_leaks_nothing(otel, w
         assert phase_span.parent is not None and phase_span.parent.span_id == run_span.context.span_id, phase
 
     graph_spans = otel.spans("graph.request")
-    assert graph_spans, "no graph.request span: the Graph client should call telemetry.graph_span/graph_request"
+    assert graph_spans, "no graph.request span: the Graph client should call telemetry.graph_request"
     routes = {s.attributes["graph.route"] for s in graph_spans}
     assert "/subscribedSkus" in routes
     assert all("{" in r or r.count("/") <= 2 for r in routes), routes

@@ -37,7 +37,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_configure_respects_the_installed_provider_and_is_idempotent(otel, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(telemetry, "_configured", False)
+    monkeypatch.setattr(telemetry.setup, "_configured", False)
     root = logging.getLogger()
     package = logging.getLogger("licensing")
     handlers, level = list(root.handlers), package.level
@@ -149,7 +149,7 @@ def test_in_azure_the_workers_provider_is_kept_and_a_missing_distro_only_warns()
         print(len(records), "azure-monitor-opentelemetry is not installed" in first, "InstrumentationKey" in first)
 
         # Same process, as the worker would have done it first: a provider is there and stays.
-        telemetry._configured = False
+        telemetry.setup._configured = False
         worker = TracerProvider()
         trace.set_tracer_provider(worker)
         telemetry.configure(Settings(in_azure=True, applicationinsights_connection_string=conn))

@@ -186,27 +186,14 @@ def test_span_records_exception_of_a_phase(otel) -> None:
 # ---------------------------------------------------------------- Graph
 
 
-def test_graph_span_aggregates_retries_throttling_and_resource_units(otel) -> None:
+def test_graph_request_counts_exchanges_throttling_and_resource_units(otel) -> None:
+    """(The graph_span aggregate that used to wrap these was never used by the client and is gone.)"""
     route = "/" + unique("telemetrytest")
     before_requests = otel.points("graph.requests")
-    with telemetry.graph_span("get", f"/v1.0{route}/{GUID}?$select=id") as call:
-        telemetry.graph_request("GET", f"{route}/{{id}}", 429, throttled=True, resource_units=0, duration_s=0.01)
-        telemetry.graph_request("GET", f"{route}/{{id}}", 503, throttled=False, resource_units=0, duration_s=0.02)
-        telemetry.graph_request("GET", f"{route}/{{id}}", 200, throttled=False, resource_units=3, duration_s=0.03)
-        assert call.exchanges == 3
-    (s,) = otel.spans("graph.request")
-    assert s.kind is SpanKind.CLIENT
-    assert dict(s.attributes) == {
-        "http.request.method": "GET",
-        "graph.route": f"{route}/{{id}}",
-        "graph.attempts": 3,
-        "graph.retries": 2,
-        "graph.throttled": 1,
-        "graph.resource_units": 3.0,
-        "http.response.status_code": 200,
-    }
-    assert s.status.status_code is StatusCode.UNSET
-    assert [e.attributes["http.response.status_code"] for e in s.events] == [429, 503]
+    telemetry.graph_request("GET", f"{route}/{{id}}", 429, throttled=True, resource_units=0, duration_s=0.01)
+    telemetry.graph_request("GET", f"{route}/{{id}}", 503, throttled=False, resource_units=0, duration_s=0.02)
+    telemetry.graph_request("GET", f"{route}/{{id}}", 200, throttled=False, resource_units=3, duration_s=0.03)
+    assert [s.kind for s in otel.spans("graph.request")] == [SpanKind.CLIENT] * 3
 
     key_429 = frozenset(
         {"http.request.method": "GET", "graph.route": f"{route}/{{id}}", "http.response.status_code": 429}.items()
@@ -219,20 +206,6 @@ def test_graph_span_aggregates_retries_throttling_and_resource_units(otel) -> No
         {"http.request.method": "GET", "graph.route": f"{route}/{{id}}", "http.response.status_code": 200}.items()
     )
     assert otel.points("graph.request.duration")[key_200] == 1  # one histogram sample
-
-
-def test_graph_span_fails_on_final_error_status_and_on_exception(otel) -> None:
-    route = "/" + unique("telemetrytest")
-    with telemetry.graph_span("GET", route):
-        telemetry.graph_request("GET", route, 403, throttled=False, resource_units=0, duration_s=0.01)
-    with pytest.raises(TimeoutError), telemetry.graph_span("POST", route):
-        telemetry.graph_request("POST", route, None, throttled=False, resource_units=0, duration_s=1.0)
-        raise TimeoutError(f"gave up on {WEBHOOK}")
-    forbidden, timed_out = otel.spans("graph.request")
-    assert forbidden.status.status_code is StatusCode.ERROR and forbidden.status.description == "HTTP 403"
-    assert timed_out.status.status_code is StatusCode.ERROR
-    assert "http.response.status_code" not in timed_out.attributes
-    assert "SIGSECRET123" not in timed_out.to_json()
 
 
 def test_graph_request_without_graph_span_records_a_span_per_exchange(otel) -> None:
