@@ -11,11 +11,10 @@ Everything heavy (msgraph, kiota, azure-identity) is imported inside functions.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
@@ -26,14 +25,23 @@ from licensing import telemetry
 from licensing.errors import (
     GraphAuthError,
     GraphError,
-    GraphNotFoundError,
     GraphOutcomeUnknownError,
-    GraphPermissionError,
     GraphResponseError,
-    GraphThrottledError,
     GraphUnavailableError,
     redact_text,
     redact_url,
+)
+from licensing.graph.responses import (
+    Exchange,
+    Response,
+    bulk_allocation,
+    exhausted,
+    graph_error,
+    header,
+    observer_middleware,
+    redirect_error,
+    resource_units,
+    throttle_pause,
 )
 from licensing.graph.retry import RETRYABLE_STATUSES, RetryPolicy
 from licensing.model import GraphStats
@@ -45,7 +53,6 @@ __all__ = [
     "GraphClient",
     "Response",
     "open_graph",
-    "permission_for",
     "query",
 ]
 
@@ -55,63 +62,10 @@ MAX_EMPTY_PAGES: Final = 100  # consecutive empty pages with a next link before 
 # Pages of one collection before it is called endless: 2,000,000 users in pages of 999 are ~2,000 pages.
 MAX_PAGES: Final = 20_000
 
-# The least-privileged application permission behind each route, from each page's permissions table:
-# https://learn.microsoft.com/graph/api/subscribedsku-list, .../companysubscription-list (Organization.Read.All:
-# LicenseAssignment.Read.All does not cover /directory/subscriptions), .../organization-list,
-# .../user-sendmail, .../group-list and .../group-list-members, .../user-list.
-_PERMISSIONS: Final = (
-    ("/subscribedSkus", "LicenseAssignment.Read.All or Organization.Read.All"),
-    ("/directory/subscriptions", "Organization.Read.All"),
-    ("/organization", "Organization.Read.All"),
-    ("/users/{id}/sendMail", "Mail.Send"),
-    ("/groups", "GroupMember.Read.All"),
-    ("/users", "User.Read.All"),
-)
-
-
-def permission_for(route: str) -> str | None:
-    for prefix, permission in _PERMISSIONS:
-        if route.startswith(prefix):
-            return permission
-    return None
-
 
 def query(params: Mapping[str, str | int]) -> str:
     """A query string Graph reads: ``$`` and ``,`` kept literal, spaces as %20 (never ``+``)."""
     return urlencode({k: str(v) for k, v in params.items()}, safe="$,/()'", quote_via=quote)
-
-
-@contextmanager
-def bulk_allocation() -> Iterator[None]:
-    """No cyclic GC while a page is parsed and turned into records (synchronous code, no await inside).
-
-    A members page is ~20,000 new dicts and lists: generation-0 collections fire dozens of
-    times per page and rescan the growing snapshot, about 40 % of the reader's CPU when
-    measured. Reference counting still frees everything; the collector runs again afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    content: bytes = b""
-    error_code: str | None = None
-    error_message: str | None = None
-
-    def json(self) -> Any:
-        try:
-            with bulk_allocation():
-                return orjson.loads(self.content) if self.content else {}
-        except orjson.JSONDecodeError as exc:
-            raise GraphResponseError(f"Graph returned a body that is not JSON ({exc})", status=self.status) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,110 +76,6 @@ class CollectionRequest:
     path: str
     route: str  # template without ids or query values, for telemetry and permission names
     headers: Mapping[str, str] = field(default_factory=dict)
-
-
-class _Exchange:
-    """A request option our middleware fills with the final response's status and headers."""
-
-    __slots__ = ("headers", "status")
-    KEY: Final = "licensing_graph_exchange"
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.headers: Mapping[str, str] = {}
-
-    @staticmethod
-    def get_key() -> str:
-        return _Exchange.KEY
-
-
-def _observer_middleware() -> Any:
-    """A kiota middleware that copies status and headers of the response into the request's ``_Exchange``."""
-    from kiota_http.middleware.middleware import REQUEST_OPTIONS_KEY, BaseMiddleware
-
-    class ExchangeObserver(BaseMiddleware):
-        async def send(self, request: Any, transport: Any) -> Any:
-            options = request.extensions.get(REQUEST_OPTIONS_KEY) or {}
-            exchange = options.get(_Exchange.KEY)
-            response = await super().send(request, transport)
-            if exchange is not None:
-                exchange.status = response.status_code
-                exchange.headers = response.headers
-            return response
-
-    return ExchangeObserver()
-
-
-def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is None:
-        lower = name.lower()
-        for key, candidate in headers.items():
-            if key.lower() == lower:
-                value = candidate
-                break
-    if value is None:
-        return None
-    if isinstance(value, list | tuple | set | frozenset):
-        value = next(iter(value), None)
-    return None if value is None else str(value)
-
-
-def _resource_units(headers: Mapping[str, Any] | None) -> float:
-    raw = _header(headers, "x-ms-resource-unit")
-    try:
-        return float(raw) if raw else 0.0
-    except ValueError:
-        return 0.0
-
-
-# https://learn.microsoft.com/graph/throttling-limits (regular responses): x-ms-throttle-limit-percentage is
-# "returned only when the application consumed more than 0.8 of its limit. The value ranges from 0.8 to 1.8".
-# Graph keeps counting what is sent while it throttles, so slowing down early beats answering 429s late.
-# Our policy (not Microsoft's): above 0.8 every sender waits (p - 0.8) x SLOW_DOWN_S before its next request.
-THROTTLE_WARN: Final = 0.8
-SLOW_DOWN_S: Final = 2.5
-
-
-def throttle_pause(headers: Mapping[str, Any] | None) -> float:
-    """Seconds every sender should wait given a response's x-ms-throttle-limit-percentage (0 when absent)."""
-    raw = _header(headers, "x-ms-throttle-limit-percentage")
-    try:
-        value = float(raw) if raw else 0.0
-    except ValueError:
-        return 0.0
-    if not THROTTLE_WARN < value < 10.0:  # nan and nonsense fall out here
-        return 0.0
-    return min(value - THROTTLE_WARN, 1.0) * SLOW_DOWN_S
-
-
-def _graph_error(status: int, route: str, what: str, code: str | None = None, message: str | None = None) -> GraphError:
-    """Map a final (non-retried or exhausted) answer to the error an admin can act on."""
-    detail = f": {code}" if code else ""
-    if message:
-        detail += f" ({redact_text(message)[:200]})"
-    if status == 401:
-        return GraphAuthError(f"Graph refused the token for {what} (401){detail}", status=status, code=code)
-    if status == 403:
-        permission = permission_for(route)
-        needs = f"; the app needs the Graph application permission {permission}" if permission else ""
-        return GraphPermissionError(f"Graph denied {what} (403){detail}{needs}", permission=permission, code=code)
-    if status == 404:
-        return GraphNotFoundError(f"{what} was not found (404){detail}", status=status, code=code)
-    if status == 429:
-        return GraphThrottledError(f"Graph kept throttling {what} (429){detail}", status=status, code=code)
-    if status >= 500:
-        return GraphUnavailableError(f"Graph failed on {what} ({status}){detail}", status=status, code=code)
-    return GraphResponseError(f"Graph rejected {what} ({status}){detail}", status=status, code=code)
-
-
-def _exhausted(err: GraphError, reason: str) -> GraphError:
-    """The same error, saying why retrying stopped."""
-    if isinstance(err, GraphPermissionError):
-        return GraphPermissionError(f"{err.message}; {reason}", permission=err.permission, code=err.code)
-    return type(err)(f"{err.message}; {reason}", status=err.status, code=err.code)
 
 
 class GraphClient:
@@ -292,7 +142,7 @@ class GraphClient:
             UrlReplaceHandler(),
             UserAgentHandler(),
             GraphTelemetryHandler(),
-            _observer_middleware(),
+            observer_middleware(),
         ]
         return GraphClientFactory.create_with_custom_middleware(middleware, client=http_client)
 
@@ -329,20 +179,6 @@ class GraphClient:
         if (parts.scheme.lower(), parts.netloc.lower()) != self._origin:
             raise GraphResponseError(f"Graph pointed to another host ({redact_url(url)}); not followed")
 
-    def _redirect_error(self, response: Response, what: str) -> GraphResponseError:
-        """A 3xx is never followed: to another origin it is refused, on ours it is not a documented Graph answer."""
-        location = _header(response.headers, "Location") or ""
-        try:
-            parts = urlsplit(location)
-            foreign = bool(parts.netloc) and (parts.scheme.lower(), parts.netloc.lower()) != self._origin
-        except ValueError:
-            foreign = True
-        where = f" to another host ({redact_url(location)})" if foreign else ""
-        return GraphResponseError(
-            f"Graph answered {what} with a redirect ({response.status}){where}; redirects are not followed",
-            status=response.status,
-        )
-
     def relative(self, url: str) -> str | None:
         """The version-relative form of an absolute URL on our host (what $batch wants), or None."""
         parts = urlsplit(url)
@@ -367,7 +203,7 @@ class GraphClient:
         if body is not None:
             info.headers.add("Content-Type", "application/json")
             info.content = body
-        exchange = _Exchange()
+        exchange = Exchange()
         info.add_request_options([exchange])  # type: ignore[list-item]
         try:
             content = await self._adapter.send_primitive_async(info, "bytes", self._error_map)
@@ -446,7 +282,7 @@ class GraphClient:
                     failure = f"HTTP {status}"
                 duration = time.perf_counter() - started
             self._requests += 1
-            ru = _resource_units(response.headers) if response is not None else 0.0
+            ru = resource_units(response.headers) if response is not None else 0.0
             self._ru += ru
             throttled = status == 429
             self._throttled += throttled
@@ -462,15 +298,15 @@ class GraphClient:
                     self._retried += 1
                     continue
                 if 300 <= response.status < 400:
-                    raise self._redirect_error(response, what)
+                    raise redirect_error(response, what, self._origin)
                 if not idempotent and response.status >= 500 and response.status != 503:  # 503: not handled
                     raise GraphOutcomeUnknownError(
                         f"{what} answered {response.status}; not retried (it may have been carried out)",
                         status=response.status,
                     )
                 if response.status not in RETRYABLE_STATUSES or not idempotent:
-                    raise _graph_error(response.status, route, what, response.error_code, response.error_message)
-                retry_after = _header(response.headers, "Retry-After")
+                    raise graph_error(response.status, route, what, response.error_code, response.error_message)
+                retry_after = header(response.headers, "Retry-After")
             elif not idempotent:  # a connection that never opened: nothing was sent, the caller may retry
                 raise GraphUnavailableError(f"{what} {failure}; not sent")
             delay = self.retry.delay(attempt, retry_after)
@@ -479,8 +315,8 @@ class GraphClient:
                 if delay >= self.retry.max_retry_after_s:
                     self.warnings.append(f"{what}: {reason}")
                 if response is not None:
-                    err = _graph_error(response.status, route, what, response.error_code, response.error_message)
-                    raise _exhausted(err, reason)
+                    err = graph_error(response.status, route, what, response.error_code, response.error_message)
+                    raise exhausted(err, reason)
                 raise GraphUnavailableError(f"{what} {failure}; {reason}")
             if throttled and retry_after is not None:
                 self.pause_all(delay)
@@ -690,7 +526,7 @@ class GraphClient:
                     status = int(answer.get("status") or 0)
                     headers = answer.get("headers") or {}
                     body = answer.get("body")
-                ru = _resource_units(headers)
+                ru = resource_units(headers)
                 self._ru += ru
                 if 200 <= status < 300:
                     self.pause_all(throttle_pause(headers))
@@ -702,9 +538,9 @@ class GraphClient:
                 if status == 429:
                     self._throttled += 1
                 if status not in RETRYABLE_STATUSES:
-                    results[i] = _graph_error(status, route, what, code, message)
+                    results[i] = graph_error(status, route, what, code, message)
                     continue
-                delay = self.retry.delay(attempts[i], _header(headers, "Retry-After"))
+                delay = self.retry.delay(attempts[i], header(headers, "Retry-After"))
                 if status == 429 and delay < self.retry.max_retry_after_s:
                     # Each sub-request is throttled on its own, but the budget is the app's: every sender
                     # pauses, not only this batch's retry (https://learn.microsoft.com/graph/json-batching).
@@ -713,7 +549,7 @@ class GraphClient:
                 if reason is not None:
                     if delay >= self.retry.max_retry_after_s:
                         self.warnings.append(f"{what}: {reason}")
-                    results[i] = _exhausted(_graph_error(status, route, what, code, message), reason)
+                    results[i] = exhausted(graph_error(status, route, what, code, message), reason)
                     continue
                 retry.append(i)
                 longest = max(longest, delay)

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from licensing.graph import GraphClient, RetryPolicy
-from licensing.graph.client import throttle_pause
 from licensing.graph.reader import _Reader
+from licensing.graph.responses import throttle_pause
 from licensing.settings import Settings
 
 BASE = "http://127.0.0.1:9/v1.0"
