@@ -27,26 +27,21 @@ operations. Alert state and leases use ETags (If-Match) and insert-only creates,
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import re
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, TypeVar
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
-from licensing.errors import ConfigurationError, StorageConflictError, StorageError
+from licensing.errors import StorageConflictError, StorageError
 from licensing.model import (
     UNKNOWN_TENANT,
     AlertState,
@@ -61,19 +56,13 @@ from licensing.model import (
 )
 from licensing.settings import StorageConnection
 from licensing.store import records
-from licensing.store.batching import Operation, plan_transactions
+from licensing.store.batching import Operation
 from licensing.store.codec import (
-    BYTES_PART,
-    get_bytes,
     get_json,
-    overflow_partition,
-    overflow_refs,
-    put_bytes,
     put_json,
-    restore_overflow,
-    spill,
 )
 from licensing.store.connection import RetryPolicy, map_error, service_client
+from licensing.store.coordination import Coordination
 from licensing.store.keys import (
     SEPARATOR,
     bounded,
@@ -83,73 +72,22 @@ from licensing.store.keys import (
     key_upper_bound,
     safe_key,
 )
+from licensing.store.tables import (
+    GROUP_ROWS,
+    KEY_INDEX,
+    REQUEST_INDEX,
+    RUN_INDEX,
+    RUN_ROWS,
+    SKU_ROWS,
+    TENANTS_PARTITION,
+    Entity,
+    TableNames,
+    etag_of,
+    row_keys,
+    system_clock,
+)
 
 __all__ = ["AuditStore", "TableNames", "open_store"]
-
-T = TypeVar("T")
-Entity = dict[str, Any]
-
-LEASE_PARTITION: Final = "lease"
-TENANTS_PARTITION: Final = "~tenants"  # "~t" never starts an escaped key ("~" is followed by hex or "z")
-RUN_ROWS: Final = "R"
-RUN_INDEX: Final = "I" + SEPARATOR
-REQUEST_INDEX: Final = "Q" + SEPARATOR  # by request id alone: the latest run recorded for it (lookups)
-KEY_INDEX: Final = "K" + SEPARATOR  # by idempotency key (trigger, scope, subject, request id): skip decisions
-TICKET_PARTITION: Final = "ticket"  # AuditLeases rows: the timer's schedule tickets (reserved request ids)
-SKU_ROWS: Final = "s" + SEPARATOR
-GROUP_ROWS: Final = "g" + SEPARATOR
-# Blobs live in the overflow table under their own partitions; overflow partitions are 48 hex digits, never "b~_".
-BLOB_PARTITION: Final = "b" + SEPARATOR
-BLOB_HEADER: Final = "h"
-BLOB_DATA: Final = "d"
-BLOB_PARTS_PER_ENTITY: Final = 12  # 12 x 64,000 bytes: well under the 1 MiB entity limit
-_PREFIX = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]{0,40})?$")
-_CREATED: set[tuple[str, str]] = set()  # (account URL, table): ensure_tables is cheap after the first call
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class TableNames:
-    """The table names, all with the same prefix."""
-
-    runs: str
-    findings: str
-    details: str
-    history: str
-    alerts: str
-    outbox: str
-    leases: str
-    overflow: str
-
-    @classmethod
-    def with_prefix(cls, prefix: str = "") -> TableNames:
-        if not _PREFIX.match(prefix):
-            raise ConfigurationError(f"table prefix {prefix!r} is invalid: letters and digits, starting with a letter")
-        return cls(
-            runs=f"{prefix}AuditRuns",
-            findings=f"{prefix}AuditFindings",
-            details=f"{prefix}AuditRunDetails",
-            history=f"{prefix}SkuHistory",
-            alerts=f"{prefix}AlertState",
-            outbox=f"{prefix}AlertOutbox",
-            leases=f"{prefix}AuditLeases",
-            overflow=f"{prefix}AuditOverflow",
-        )
-
-    def all(self) -> tuple[str, ...]:
-        return (
-            self.runs,
-            self.findings,
-            self.details,
-            self.history,
-            self.alerts,
-            self.outbox,
-            self.leases,
-            self.overflow,
-        )
 
 
 def open_store(
@@ -157,7 +95,7 @@ def open_store(
     *,
     prefix: str = "",
     retry: RetryPolicy | None = None,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = system_clock,
     **client_kwargs: Any,
 ) -> AuditStore:
     """An AuditStore for ``settings.storage``; ConfigurationError when storage is not configured.
@@ -168,202 +106,8 @@ def open_store(
     return AuditStore(service, host=host, prefix=prefix, retry=retry, clock=clock)
 
 
-def _is_table_missing(exc: HttpResponseError) -> bool:
-    return "TableNotFound" in str(getattr(exc, "error_code", "") or "") or "TableNotFound" in str(exc.message or "")
-
-
-def _keys(entity: Mapping[str, Any]) -> dict[str, str]:
-    return {"PartitionKey": str(entity["PartitionKey"]), "RowKey": str(entity["RowKey"])}
-
-
-def _etag(entity: Any) -> str | None:
-    metadata = getattr(entity, "metadata", None) or {}
-    etag = metadata.get("etag")
-    return str(etag) if etag else None
-
-
-class AuditStore:
-    """Runs, findings, SKU history, alert state, outbox and leases in Azure Table Storage."""
-
-    def __init__(
-        self,
-        service: TableServiceClient,
-        *,
-        host: str = "table storage",
-        prefix: str = "",
-        retry: RetryPolicy | None = None,
-        clock: Callable[[], datetime] = _utcnow,
-        conflict_attempts: int = 12,
-    ) -> None:
-        self.tables = TableNames.with_prefix(prefix)
-        self._service = service
-        self._host = host
-        self._retry = retry or RetryPolicy()
-        self._clock = clock
-        self._conflict_attempts = conflict_attempts
-        self._clients: dict[str, TableClient] = {}
-        self._run_rows: dict[tuple[str, str], str] = {}  # (tenant, run id) -> RowKey: a run's key never changes
-
-    # ------------------------------------------------------------ plumbing
-
-    def _table(self, name: str) -> TableClient:
-        client = self._clients.get(name)
-        if client is None:
-            client = self._clients[name] = self._service.get_table_client(name)
-        return client
-
-    def _forget_tables(self) -> None:
-        """A table was deleted behind our back (or the emulator restarted): let ensure_tables() create it again."""
-        _CREATED.difference_update({(self._service.url, name) for name in self.tables.all()})
-
-    def _call(self, what: str, fn: Callable[[], T], *, passthrough: tuple[type[BaseException], ...] = ()) -> T:
-        try:
-            return self._retry.run(what, self._host, fn, passthrough=passthrough)
-        except StorageError as exc:
-            if "no such table" in str(exc):
-                self._forget_tables()
-            raise
-
-    def _get(self, table: str, pk: str, rk: str) -> Any | None:
-        """The entity (with overflow restored and ``metadata['etag']``), or None."""
-        try:
-            entity = self._call(
-                f"read {table}",
-                lambda: self._table(table).get_entity(pk, rk),
-                passthrough=(ResourceNotFoundError,),
-            )
-        except ResourceNotFoundError as exc:
-            if _is_table_missing(exc):
-                self._forget_tables()
-                raise map_error(exc, f"read {table}", self._host) from None
-            return None
-        return self._restore(table, entity)
-
-    def _query(
-        self,
-        table: str,
-        query: str,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        limit: int | None = None,
-        select: list[str] | None = None,
-        restore: bool = True,
-    ) -> list[Any]:
-        def run() -> list[Any]:
-            pages = self._table(table).query_entities(
-                query,
-                parameters=dict(parameters or {}),
-                select=select,
-                results_per_page=min(limit, 1000) if limit else None,
-            )
-            return list(itertools.islice(pages, limit)) if limit else list(pages)
-
-        rows = self._call(f"query {table}", run)
-        return [self._restore(table, r) for r in rows] if restore else rows
-
-    def _restore(self, table: str, entity: Any) -> Any:
-        refs = overflow_refs(entity)
-        if not refs:
-            return entity
-        pk = overflow_partition(table, str(entity["PartitionKey"]), str(entity["RowKey"]))
-        parts = self._query(self.tables.overflow, "PartitionKey eq @pk", {"pk": pk}, restore=False)
-        restored = restore_overflow(entity, {str(p["RowKey"]): p for p in parts})
-        entity.clear()
-        entity.update(restored)  # keeps the TableEntity (and its etag metadata)
-        return entity
-
-    def _submit(self, table: str, operations: Iterable[Operation]) -> list[Mapping[str, Any]]:
-        """Run operations as valid transactions (one partition, <= 100 ops); transient failures retried."""
-        results: list[Mapping[str, Any]] = []
-        client = self._table(table)
-        for plan in plan_transactions(operations):
-            results.extend(
-                self._call(
-                    f"write {table}",
-                    lambda plan=plan: client.submit_transaction(plan),  # type: ignore[misc]
-                    passthrough=(TableTransactionError, ResourceModifiedError, ResourceExistsError),
-                )
-                if _conditional(plan)
-                else self._call(f"write {table}", lambda plan=plan: client.submit_transaction(plan))  # type: ignore[misc]
-            )
-        return results
-
-    def _prepare(self, table: str, entities: Iterable[Entity]) -> list[Entity]:
-        """Spill oversized entities; their overflow rows are written first, so no entity points at nothing."""
-        ready: list[Entity] = []
-        overflow: list[Operation] = []
-        for entity in entities:
-            main, rows = spill(entity, table)
-            ready.append(main)
-            overflow.extend(("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows)
-        if overflow:
-            self._submit(self.tables.overflow, overflow)
-        return ready
-
-    def _upsert(self, table: str, entities: Iterable[Entity]) -> int:
-        ready = self._prepare(table, entities)
-        self._submit(table, [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in ready])
-        return len(ready)
-
-    def _delete(self, table: str, entities: Sequence[Mapping[str, Any]]) -> int:
-        """Delete entities (and their overflow rows); already-gone ones are fine."""
-        if not entities:
-            return 0
-        try:
-            self._submit(
-                table,
-                [("delete", _keys(e), {}) for e in entities],
-            )
-        except StorageError:
-            # One missing entity fails its whole transaction: fall back to one by one, ignoring 404.
-            for entity in entities:
-                try:
-                    self._call(
-                        f"delete one entity of {table}",
-                        lambda e=entity: self._table(table).delete_entity(e["PartitionKey"], e["RowKey"]),  # type: ignore[misc]
-                    )
-                except StorageError:
-                    if self._get(table, str(entity["PartitionKey"]), str(entity["RowKey"])) is not None:
-                        raise
-        for entity in entities:
-            # Run rows are rewritten often; earlier versions may have left parts under other nonces.
-            if overflow_refs(entity) or (table == self.tables.runs and str(entity["RowKey"]).startswith(RUN_ROWS)):
-                self._delete_overflow(table, entity)
-        return len(entities)
-
-    def _delete_overflow(self, table: str, entity: Mapping[str, Any]) -> None:
-        pk = overflow_partition(table, str(entity["PartitionKey"]), str(entity["RowKey"]))
-        rows = self._query(self.tables.overflow, "PartitionKey eq @pk", {"pk": pk}, select=["RowKey"], restore=False)
-        if rows:
-            self._submit(
-                self.tables.overflow, [("delete", {"PartitionKey": pk, "RowKey": r["RowKey"]}, {}) for r in rows]
-            )
-
-    def _replace_partition(self, table: str, pk: str, entities: list[Entity]) -> None:
-        """Make partition ``pk`` hold exactly ``entities``: upsert them, delete rows left from an earlier attempt."""
-        wanted = {e["RowKey"] for e in entities}
-        # One cheap probe; only a replayed run pays for listing what is there.
-        probe = self._query(table, "PartitionKey eq @pk", {"pk": pk}, limit=1, select=["RowKey"], restore=False)
-        if probe:
-            existing = self._query(table, "PartitionKey eq @pk", {"pk": pk}, restore=False)
-            self._delete(table, [e for e in existing if e["RowKey"] not in wanted])
-        self._upsert(table, entities)
-
-    def ensure_tables(self) -> None:
-        """Create the tables that do not exist yet; idempotent, and free after the first call per process."""
-        account = self._service.url
-        for name in self.tables.all():
-            if (account, name) in _CREATED:
-                continue
-            self._call(f"create table {name}", lambda name=name: self._service.create_table_if_not_exists(name))  # type: ignore[misc]
-            _CREATED.add((account, name))
-
-    def drop_tables(self) -> None:
-        """Delete every table of this prefix (tests and benchmarks clean up with it)."""
-        account = self._service.url
-        for name in self.tables.all():
-            self._call(f"delete table {name}", lambda name=name: self._service.delete_table(name))  # type: ignore[misc]
-            _CREATED.discard((account, name))
+class AuditStore(Coordination):
+    """Runs, findings, SKU history, alert state, outbox and leases in Azure Table Storage: the one facade."""
 
     # ------------------------------------------------------------ runs
 
@@ -509,7 +253,7 @@ class AuditStore:
             current = self._run_entity(tenant_id, run_id)
             if current is None:
                 raise StorageError(f"no run {run_id!r} stored for tenant {tenant_id!r}")
-            etag = _etag(current)
+            etag = etag_of(current)
             new = change(current)
             (main,) = self._prepare(self.tables.runs, [new])
             try:
@@ -534,7 +278,7 @@ class AuditStore:
                 raise StorageError("update_run cannot change a run's id or tenant")
             return records.run_to_entity(
                 new,
-                _keys(entity),
+                row_keys(entity),
                 counts=get_json(entity, "counts", {}),
                 extra=get_json(entity, "extra", {}),
                 findings=int(entity.get("findings", 0)),
@@ -624,7 +368,7 @@ class AuditStore:
         """``{finding id: AlertState}`` with ETags, for the alert policy."""
         query = "PartitionKey eq @pk" + (" and status eq @open" if open_only else "")
         rows = self._query(self.tables.alerts, query, {"pk": safe_key(tenant_id), "open": "open"})
-        states = [records.alert_from_entity(e, _etag(e)) for e in rows]
+        states = [records.alert_from_entity(e, etag_of(e)) for e in rows]
         return {s.finding_id: s for s in states}
 
     def update_alert_states(
@@ -696,166 +440,6 @@ class AuditStore:
         self.outbox_put(updated)
         return updated
 
-    # ------------------------------------------------------------ blobs
-
-    def _blob_pk(self, name: str) -> str:
-        return BLOB_PARTITION + safe_key(name)
-
-    def put_blob(self, name: str, data: bytes) -> None:
-        """Store ``data`` (any size) under ``name``: the parts first, under a fresh nonce, then the header naming them.
-
-        A reader sees the previous complete value or the new one, never a mix, even when two writers
-        (a redelivered message) store the same name at once. Superseded parts stay until :meth:`delete_blob`.
-        """
-        pk = self._blob_pk(name)
-        nonce = uuid.uuid4().hex[:12]
-        step = BYTES_PART * BLOB_PARTS_PER_ENTITY
-        rows: list[Entity] = []
-        for index, start in enumerate(range(0, max(len(data), 1), step)):
-            row: Entity = {"PartitionKey": pk, "RowKey": f"{BLOB_DATA}{nonce}-{index:06d}"}
-            put_bytes(row, "v", data[start : start + step])
-            rows.append(row)
-        self._submit(self.tables.overflow, [("upsert", r, {"mode": UpdateMode.REPLACE}) for r in rows])
-        header: Entity = {
-            "PartitionKey": pk,
-            "RowKey": BLOB_HEADER,
-            "name": name,
-            "nonce": nonce,
-            "rows": len(rows),
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        self._submit(self.tables.overflow, [("upsert", header, {"mode": UpdateMode.REPLACE})])
-
-    def get_blob(self, name: str) -> bytes | None:
-        """The bytes last stored under ``name`` (checked against their length and hash), or None."""
-        pk = self._blob_pk(name)
-        header = self._get(self.tables.overflow, pk, BLOB_HEADER)
-        if header is None:
-            return None
-        prefix = f"{BLOB_DATA}{header['nonce']}-"
-        rows = self._query(
-            self.tables.overflow,
-            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            {"pk": pk, "lo": prefix, "hi": key_upper_bound(prefix)},
-            restore=False,
-        )
-        rows.sort(key=lambda r: str(r["RowKey"]))
-        if len(rows) != int(header["rows"]):
-            raise StorageError(f"stored blob {name!r} is incomplete: {len(rows)} of {header['rows']} parts")
-        data = b"".join(get_bytes(r, "v") or b"" for r in rows)
-        if len(data) != int(header["size"]) or hashlib.sha256(data).hexdigest() != header["sha256"]:
-            raise StorageError(f"stored blob {name!r} does not match its length or hash")
-        return data
-
-    def delete_blob(self, name: str) -> int:
-        """Delete the blob (header first, so no reader sees a half-deleted one); returns the rows deleted."""
-        pk = self._blob_pk(name)
-        rows = self._query(self.tables.overflow, "PartitionKey eq @pk", {"pk": pk}, select=["RowKey"], restore=False)
-        headers = [{"PartitionKey": pk, "RowKey": r["RowKey"]} for r in rows if r["RowKey"] == BLOB_HEADER]
-        parts = [{"PartitionKey": pk, "RowKey": r["RowKey"]} for r in rows if r["RowKey"] != BLOB_HEADER]
-        return self._delete(self.tables.overflow, headers) + self._delete(self.tables.overflow, parts)
-
-    # ------------------------------------------------------------ leases
-
-    def try_acquire_lease(
-        self, name: str, owner: str, ttl: timedelta, *, message: str | None = None, generation: int = 0
-    ) -> bool:
-        """Take the lease ``name`` for ``ttl``: insert it, renew our own, or take over an expired one.
-
-        ``owner`` is one invocation's token. A later delivery of the same queue ``message`` (higher
-        ``generation``, the dequeue count) takes over at once: the earlier one failed, or is still running
-        and is fenced off (:meth:`holds_lease` turns false for it). Insert-only creates and If-Match updates
-        make concurrent acquirers safe: exactly one wins.
-        """
-        table = self._table(self.tables.leases)
-        rk = safe_key(name)
-        for _ in range(3):
-            now = self._clock()
-            entity = {
-                "PartitionKey": LEASE_PARTITION,
-                "RowKey": rk,
-                "name": name,
-                "owner": owner,
-                "message": message or "",
-                "generation": generation,
-                "acquired_at": now.isoformat(),
-                "expires_at": (now + ttl).isoformat(),
-            }
-            current = self._get(self.tables.leases, LEASE_PARTITION, rk)
-            try:
-                if current is None:
-                    self._call(
-                        "acquire lease",
-                        lambda entity=entity: table.create_entity(entity),  # type: ignore[misc]
-                        passthrough=(ResourceExistsError,),
-                    )
-                    return True
-                expires = datetime.fromisoformat(str(current.get("expires_at")))
-                later_delivery = (
-                    bool(message)
-                    and current.get("message") == message
-                    and generation > int(current.get("generation") or 0)
-                )
-                if current.get("owner") != owner and expires > now and not later_delivery:
-                    return False
-                etag = _etag(current)
-                self._call(
-                    "acquire lease",
-                    lambda etag=etag, entity=entity: table.update_entity(  # type: ignore[misc]
-                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                    ),
-                    passthrough=(ResourceModifiedError, ResourceNotFoundError),
-                )
-                return True
-            except (ResourceExistsError, ResourceModifiedError):
-                return False  # someone else got there first
-            except ResourceNotFoundError:
-                continue  # released between our read and our write: try again
-        return False
-
-    def holds_lease(self, name: str, owner: str) -> bool:
-        """Whether ``owner`` still holds ``name`` (not taken over by a later delivery, not expired)."""
-        current = self._get(self.tables.leases, LEASE_PARTITION, safe_key(name))
-        if current is None or current.get("owner") != owner:
-            return False
-        return datetime.fromisoformat(str(current.get("expires_at"))) > self._clock()
-
-    def release_lease(self, name: str, owner: str) -> None:
-        """Give the lease back if we still hold it; someone else's lease is left alone."""
-        rk = safe_key(name)
-        current = self._get(self.tables.leases, LEASE_PARTITION, rk)
-        if current is None or current.get("owner") != owner:
-            return
-        etag = _etag(current)
-        try:
-            self._call(
-                "release lease",
-                lambda: self._table(self.tables.leases).delete_entity(
-                    LEASE_PARTITION, rk, etag=etag, match_condition=MatchConditions.IfNotModified
-                ),
-                passthrough=(ResourceModifiedError,),
-            )
-        except ResourceModifiedError:
-            return  # taken over after expiry: no longer ours
-
-    def issue_ticket(self, name: str, ttl: timedelta) -> None:
-        """Record that the timer issued request id ``name`` (``schedule-…``), for ``ttl``; expired ones go."""
-        now = self._clock()
-        rows = self._query(self.tables.leases, "PartitionKey eq @pk", {"pk": TICKET_PARTITION}, restore=False)
-        stale = [_keys(r) for r in rows if str(r.get("expires_at", "")) < now.isoformat()]
-        self._delete(self.tables.leases, stale)
-        self._upsert(
-            self.tables.leases,
-            [{"PartitionKey": TICKET_PARTITION, "RowKey": safe_key(name), "name": name,
-              "issued_at": now.isoformat(), "expires_at": (now + ttl).isoformat()}],
-        )  # fmt: skip
-
-    def has_ticket(self, name: str) -> bool:
-        """Whether the timer issued ``name`` and the ticket has not expired."""
-        row = self._get(self.tables.leases, TICKET_PARTITION, safe_key(name))
-        return row is not None and str(row.get("expires_at", "")) >= self._clock().isoformat()
-
     # ------------------------------------------------------------ retention
 
     def trim_runs(self, tenant_id: str, *, keep: int, older_than: datetime) -> int:
@@ -898,9 +482,9 @@ class AuditStore:
             for index_key in index_keys:
                 pointer = self._get(self.tables.runs, pk, bounded(index_key))
                 if pointer is not None and pointer.get("run_rk") == entity["RowKey"]:
-                    index_rows.append(_keys(pointer))
+                    index_rows.append(row_keys(pointer))
             # The run row goes last: an interrupted purge finds the run again next time.
-            self._delete(self.tables.runs, [*index_rows, _keys(entity)])
+            self._delete(self.tables.runs, [*index_rows, row_keys(entity)])
             self._run_rows.pop((tenant_id, run.id), None)
             counts["runs"] += 1
         lo = safe_key(tenant_id) + SEPARATOR
@@ -920,8 +504,3 @@ class AuditStore:
         alert_keys = [{"PartitionKey": safe_key(tenant_id), "RowKey": safe_key(s.finding_id)} for s in resolved]
         counts["alert_states"] = self._delete(self.tables.alerts, alert_keys)
         return counts
-
-
-def _conditional(plan: Sequence[Operation]) -> bool:
-    """Whether a transaction carries ETag conditions or inserts (their 412/409 is the caller's to handle)."""
-    return any(op[0] == "create" or op[2].get("etag") for op in plan)
