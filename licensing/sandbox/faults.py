@@ -79,7 +79,7 @@ class Faults:
     ru_window_s: float = 10.0
     seed: int = 0  # of the RNG behind ``rate`` rules
     # The caller's application permissions (None: every permission). Routes they do not cover answer 403;
-    # users are read with limited information without User.Read.All (graph_api.ROUTE_PERMISSIONS).
+    # users are read with limited information without User.Read.All (wire.ROUTE_PERMISSIONS).
     permissions: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
