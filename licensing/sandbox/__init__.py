@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from licensing.sandbox.faults import FaultRule, Faults, parse_faults
+from licensing.sandbox.generate import generate_tenant
 from licensing.sandbox.server import SandboxServer, ground_truth_json, serve
-from licensing.sandbox.tenant import ExpectedFinding, SandboxTenant, TenantSpec, generate_tenant
+from licensing.sandbox.tenant import ExpectedFinding, SandboxTenant, TenantSpec
 
 __all__ = [
     "ExpectedFinding",

@@ -24,8 +24,9 @@ import orjson
 
 from licensing.errors import ConfigurationError, LicensingError
 from licensing.sandbox.faults import Faults, parse_faults
+from licensing.sandbox.generate import generate_tenant
 from licensing.sandbox.graph_api import GraphApp, Request, Response
-from licensing.sandbox.tenant import SandboxTenant, TenantSpec, generate_tenant
+from licensing.sandbox.tenant import SandboxTenant, TenantSpec
 
 __all__ = ["SandboxServer", "main", "serve"]
 

@@ -136,3 +136,17 @@ def test_the_drawing_in_docs_design_matches_the_imports() -> None:
 def test_the_cycle_detector_sees_a_typed_cycle() -> None:
     """The checker itself: a TYPE_CHECKING import back is a cycle."""
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_no_module_is_over_600_lines_and_each_names_its_concern() -> None:
+    """Issue 17, item 6: one concern per module, told in its first docstring line."""
+    too_long, undocumented = [], []
+    for name, path in sorted(_modules().items()):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 600:
+            too_long.append(f"{name} ({text.count(chr(10))} lines)")
+        doc = ast.get_docstring(ast.parse(text))
+        if not doc or not doc.splitlines()[0].strip():
+            undocumented.append(name)
+    assert not too_long, f"modules over 600 lines: {too_long}"
+    assert not undocumented, f"modules without a first docstring line: {undocumented}"

@@ -9,15 +9,19 @@ from datetime import UTC, datetime
 import pytest
 
 from licensing.model import (
+    AuditRequest,
     GroupRef,
     LicenseAssignment,
     LicensedGroup,
+    Scope,
     Sku,
     TenantSnapshot,
+    Trigger,
     User,
     finding_id,
 )
 from licensing.rules import Evaluation, RuleContext, evaluate, subject_of
+from licensing.sandbox import SandboxTenant, TenantSpec, generate_tenant
 from licensing.settings import Settings
 
 NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
@@ -179,75 +183,41 @@ def test_a_large_tenant_evaluates_in_one_pass() -> None:
 # ---------------------------------------------------------------- the sandbox's independent ground truth
 
 
-def _snapshot_from_sandbox(t: object) -> TenantSnapshot:
-    from licensing.sandbox import tenant as sb
+def read_in_process(tenant: SandboxTenant) -> TenantSnapshot:
+    """The real reader over the sandbox's request pipeline, in process (no socket): what a run reads."""
+    import asyncio
 
-    tenant = t  # SandboxTenant
-    skus = tuple(
-        Sku(
-            sku_id=s.sku_id,
-            sku_part_number=s.part_number,
-            applies_to=s.applies_to,
-            capability_status=s.capability_status,
-            enabled=s.enabled,
-            suspended=s.suspended,
-            warning=s.warning,
-            locked_out=s.locked_out,
-            consumed=s.consumed,
+    import httpx
+
+    from licensing.graph import GraphClient, read_snapshot
+    from licensing.sandbox.graph_api import GraphApp, Request
+
+    settings = Settings(graph_base_url="http://127.0.0.1:9/v1.0")  # loopback: never connected to
+    app = GraphApp(tenant)
+    app.base_url = settings.graph_base_url  # next links point where the client reads
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        answer = app.handle(Request(request.method, request.url.raw_path.decode(), headers, request.content))
+        return httpx.Response(
+            answer.status, content=answer.body, headers=[*answer.headers, ("content-type", answer.content_type)]
         )
-        for s in tenant.skus  # type: ignore[attr-defined]
-    )
-    groups, users = [], {}
-    for g in tenant.groups:  # type: ignore[attr-defined]
-        if not g.licensed:
-            continue
-        groups.append(
-            LicensedGroup(
-                id=g.id,
-                display_name=g.display_name,
-                sku_ids=tuple(tenant.skus[k].sku_id for k in g.sku_indices),  # type: ignore[attr-defined]
-                processing_state=g.processing_state,
-                user_ids=tuple(tenant.user_id(u) for u in g.users),  # type: ignore[attr-defined]
-                member_groups=tuple(
-                    GroupRef(tenant.groups[m].id, tenant.groups[m].display_name) for m in g.member_groups
-                ),  # type: ignore[attr-defined]
-                other_members=g.devices,
-            )
-        )
-        for u in g.users:
-            uid = tenant.user_id(u)  # type: ignore[attr-defined]
-            if uid in users:
-                continue
-            flags = tenant.flags[u]  # type: ignore[attr-defined]
-            display, _, _, upn = tenant.user_names(u)  # type: ignore[attr-defined]
-            users[uid] = User(
-                id=uid,
-                display_name=display,
-                user_principal_name=upn,
-                user_type="Guest" if flags & sb.GUEST else "Member",
-                external_user_state="PendingAcceptance"
-                if flags & sb.EXT_PENDING
-                else ("Accepted" if flags & sb.EXT_ACCEPTED else None),
-                creation_type="Invitation" if flags & sb.INVITED else None,
-                account_enabled=bool(flags & sb.ENABLED),
-                assignments=tuple(
-                    LicenseAssignment(
-                        sku_id=tenant.skus[st.sku].sku_id,  # type: ignore[attr-defined]
-                        assigned_by_group=None if st.group == sb.NO_GROUP else tenant.groups[st.group].id,  # type: ignore[attr-defined]
-                        state=st.state,
-                        error=st.error or "None",
-                    )
-                    for st in tenant.user_states(u)  # type: ignore[attr-defined]
-                ),
-            )
-    return TenantSnapshot(tenant_id=tenant.tenant_id, skus=skus, groups=tuple(groups), users=users)  # type: ignore[attr-defined]
+
+    async def read() -> TenantSnapshot:
+        transport = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        client = GraphClient(settings, credential="none", http_client=transport)
+        try:
+            return await read_snapshot(client, AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
 
 
 @pytest.mark.parametrize("seed", [1, 2, 7])
 def test_rules_agree_with_the_sandbox_ground_truth(seed: int) -> None:
-    sandbox = pytest.importorskip("licensing.sandbox.tenant")
-    tenant = sandbox.generate_tenant(sandbox.TenantSpec(seed=seed, users=400, groups=30))
-    ev = evaluate(_snapshot_from_sandbox(tenant), RuleContext.from_settings(Settings(), now=NOW))
+    tenant = generate_tenant(TenantSpec(seed=seed, users=400, groups=30))
+    ev = evaluate(read_in_process(tenant), RuleContext.from_settings(Settings(), now=NOW))
     got = {(f.id, f.kind, f.severity.value) for f in ev.findings}
     want = {(e.id, e.kind, e.severity.value) for e in tenant.ground_truth}
     assert got - want == set(), "findings the ground truth does not expect"

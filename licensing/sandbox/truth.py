@@ -1,0 +1,110 @@
+"""The ground truth of a simulated tenant: docs/findings.md applied to the generated data (default settings,
+tenant scope), independently of ``licensing.rules``; the integration tests compare the two."""
+
+from __future__ import annotations
+
+from licensing.model import FindingKind, Severity
+from licensing.sandbox.tenant import (
+    ENABLED,
+    EXT_ACCEPTED,
+    EXT_PENDING,
+    EXT_UPN,
+    GUEST,
+    INVITED,
+    NO_GROUP,
+    PROCESSING_COMPLETE,
+    ExpectedFinding,
+    SandboxTenant,
+    SkuState,
+)
+from licensing.settings import DEFAULT_EXPECTED_GROUP_SKUS
+
+__all__ = ["ground_truth", "is_b2b"]
+
+
+def is_b2b(tenant: SandboxTenant, u: int) -> bool:
+    return bool(tenant.flags[u] & (GUEST | EXT_PENDING | EXT_ACCEPTED | INVITED | EXT_UPN))
+
+
+def _lifecycle_only(s: SkuState) -> bool:
+    """docs/findings.md: a SKU without active units (all in grace, suspended or locked out, or not Enabled)."""
+    return s.capability_status != "Enabled" or (s.enabled <= 0 and s.warning + s.suspended + s.locked_out > 0)
+
+
+def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
+    """docs/findings.md, default settings, tenant scope, no SKU history (so no seat_forecast)."""
+    out: list[ExpectedFinding] = []
+    crit, warn, info = Severity.CRITICAL, Severity.WARNING, Severity.INFO
+    licensed = [g for g in t.groups if g.licensed]
+    waiting: dict[int, set[int]] = {}
+
+    def short(k: int) -> bool:
+        sku = t.skus[k]
+        return sku.available <= 0 or _lifecycle_only(sku)
+
+    for g in licensed:
+        gid = g.id
+        if g.processing_state != PROCESSING_COMPLETE:
+            out.append(ExpectedFinding(FindingKind.PROCESSING_INCOMPLETE, info, group_id=gid))
+        if g.member_count == 0:
+            out.append(ExpectedFinding(FindingKind.EMPTY_LICENSED_GROUP, info, group_id=gid))
+        out.extend(
+            ExpectedFinding(FindingKind.NESTED_GROUP, warn, group_id=gid, member_group_id=t.groups[mg].id)
+            for mg in g.member_groups
+        )
+        for u in g.users:
+            uid = t.user_id(u)
+            if is_b2b(t, u):
+                out.append(ExpectedFinding(FindingKind.B2B_MEMBER, warn, group_id=gid, user_id=uid))
+            mine = [st for st in t.user_states(u) if st.group == g.index]
+            counted = {st.sku for st in mine if st.error == "CountViolation"}
+            causes = {k for k in counted if short(k)}
+            active_here = False
+            for st in mine:
+                if st.error:
+                    sku = t.skus[st.sku]
+                    sev = crit if st.error == "CountViolation" else warn
+                    out.append(ExpectedFinding(FindingKind.LICENSE_ERROR, sev, sku.sku_id, gid, uid, error=st.error))
+                    # All or nothing: waiting for a SKU with seats because another SKU of the group has none.
+                    blocked = bool(causes) and causes != counted and st.sku not in causes
+                    if st.error == "CountViolation" and not blocked:
+                        waiting.setdefault(st.sku, set()).add(u)
+                else:
+                    active_here = True
+            if active_here and not t.flags[u] & ENABLED:
+                out.append(ExpectedFinding(FindingKind.DISABLED_USER_LICENSED, info, group_id=gid, user_id=uid))
+    # Former members still holding a group's seat because the removal failed (license_error, any membership).
+    for u, left in sorted(t.removed.items()):
+        for g_index, k, err in left:
+            gid, sku_id = t.groups[g_index].id, t.skus[k].sku_id
+            out.append(ExpectedFinding(FindingKind.LICENSE_ERROR, warn, sku_id, gid, t.user_id(u), error=err))
+    for u in range(t.user_count):
+        states = t.user_states(u)
+        direct = {s.sku for s in states if s.group == NO_GROUP}
+        if not direct:
+            continue
+        via_group = {s.sku for s in states if s.group != NO_GROUP and s.state == "Active"}
+        out.extend(
+            ExpectedFinding(FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, info, t.skus[k].sku_id, user_id=t.user_id(u))
+            for k in sorted(direct & via_group)
+        )
+    expected = {e.lower() for e in DEFAULT_EXPECTED_GROUP_SKUS}
+    assigned = {k for g in licensed for k in g.sku_indices}
+    for s in t.skus:
+        if s.applies_to != "User":
+            continue
+        w = len(waiting.get(s.index, ()))
+        lifecycle = _lifecycle_only(s)
+        shortage = not lifecycle and (s.consumed > s.enabled + s.warning or (w > 0 and w > max(s.available, 0)))
+        if shortage:
+            out.append(ExpectedFinding(FindingKind.SEAT_SHORTAGE, crit, s.sku_id))
+        elif not lifecycle and s.enabled > 0 and s.available < max(5, 5 / 100 * s.enabled):
+            out.append(ExpectedFinding(FindingKind.SEAT_LOW, warn, s.sku_id))
+        if s.suspended > 0 or s.locked_out > 0 or s.capability_status in ("Suspended", "LockedOut", "Deleted"):
+            out.append(ExpectedFinding(FindingKind.UNITS_EXPIRING, crit, s.sku_id))
+        elif s.warning > 0 or s.capability_status == "Warning":
+            out.append(ExpectedFinding(FindingKind.UNITS_EXPIRING, warn, s.sku_id))
+        in_expected = s.part_number.lower() in expected or s.sku_id.lower() in expected
+        if in_expected and s.enabled > 0 and s.index not in assigned:
+            out.append(ExpectedFinding(FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, warn, s.sku_id))
+    return tuple(sorted(out, key=lambda f: (f.kind, f.id)))
