@@ -13,6 +13,7 @@
      │    └── GraphResponseError      a response we cannot use (bad JSON, odd page, 400)
      ├── StorageError                 Azure Table / Queue Storage
      │    ├── StorageConflictError    412/409 that retries could not resolve
+     │    ├── StorageTableMissingError a table is gone (deleted, or the emulator restarted)
      │    └── StorageUnavailableError the account cannot be reached or refuses us
      ├── DeliveryError                an alert could not be delivered (it goes to the outbox)
      │    ├── RetryLaterError         (licensing.alerts.delivery) not delivered; said when to come back
@@ -46,6 +47,7 @@ __all__ = [
     "LicensingError",
     "StorageConflictError",
     "StorageError",
+    "StorageTableMissingError",
     "StorageUnavailableError",
     "SupersededError",
     "redact_text",
@@ -130,6 +132,10 @@ class StorageError(LicensingError):
 
 class StorageConflictError(StorageError):
     """Optimistic concurrency (ETag) kept failing."""
+
+
+class StorageTableMissingError(StorageError):
+    """The service answered TableNotFound: the table was deleted, or the emulator restarted without it."""
 
 
 class StorageUnavailableError(StorageError):

@@ -19,8 +19,10 @@ __all__ = [
     "B2B_UPN_MARKER",
     "UNKNOWN_TENANT",
     "AlertState",
+    "AlertStatus",
     "AuditReport",
     "AuditRequest",
+    "Channel",
     "Finding",
     "FindingKind",
     "GraphStats",
@@ -30,6 +32,8 @@ __all__ = [
     "LicensedGroup",
     "MessageOutcome",
     "OutboxItem",
+    "OutcomeStatus",
+    "Part",
     "RuleOutcome",
     "RunInfo",
     "RunStatus",
@@ -96,6 +100,38 @@ class MessageOutcome(StrEnum):
     DONE = "done"
     FINISHED = "finished"
     CLAIMED = "claimed"
+
+
+class OutcomeStatus(StrEnum):
+    """What one rule did in a run."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # it found something
+    NOT_EVALUATED = "not_evaluated"  # data it needs could not be read: never a pass
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Channel(StrEnum):
+    """Where alerts go: the Teams Workflows webhook, or Graph sendMail."""
+
+    TEAMS = "teams"
+    MAIL = "mail"
+
+
+class Part(StrEnum):
+    """A part of the tenant the reader could not read (``Unreadable.what``)."""
+
+    SKUS = "skus"
+    SUBSCRIPTIONS = "subscriptions"
+    GROUPS = "groups"
+    GROUP = "group"
+    MEMBERS = "members"
+    USERS = "users"
+    USER = "user"
 
 
 class RunStatus(StrEnum):
@@ -267,7 +303,7 @@ class LicensedGroup:
 class Unreadable:
     """Something the reader could not read; the run becomes ``partial`` and the report says what."""
 
-    what: str  # "skus" | "groups" | "group" | "members" | "users" | "subscriptions" | ...
+    what: Part
     subject_id: str | None
     reason: str
     permission: str | None = None  # the Graph permission that was missing, for 403s
@@ -363,7 +399,7 @@ class RuleOutcome:
     """What one rule did in a run: ``passed``, ``failed`` (it found something) or ``not_evaluated``."""
 
     rule_id: str
-    status: str
+    status: OutcomeStatus
     findings: int = 0
     reason: str | None = None
 
@@ -448,7 +484,7 @@ class AlertState:
     last_seen: datetime
     last_notified: datetime | None = None
     notified_severity: Severity | None = None  # the severity last sent (escalation = higher now)
-    status: str = "open"  # "open" | "resolved"
+    status: AlertStatus = AlertStatus.OPEN
     resolved_at: datetime | None = None
     last_run_id: str | None = None
     etag: str | None = None  # optimistic concurrency, set by the store
@@ -458,7 +494,7 @@ class AlertState:
 class OutboxItem:
     """A notification not yet delivered (table ``AlertOutbox``): replayed by the next run."""
 
-    channel: str  # "teams" | "mail"
+    channel: Channel
     id: str  # stable: run id + channel (+ part), so replays never duplicate
     run_id: str
     payload: bytes  # the exact body to send (JSON for Teams, the sendMail JSON for mail)

@@ -38,7 +38,7 @@ from licensing.alerts.mail import build_message
 from licensing.alerts.policy import AlertPlan, EvaluatedScope, plan_alerts
 from licensing.alerts.teams import teams_payload
 from licensing.errors import DeliveryError, DeliveryOutcomeUnknownError, LicensingError, StorageError, redact_text
-from licensing.model import AlertState, AuditReport, OutboxItem
+from licensing.model import AlertState, AuditReport, Channel, OutboxItem
 from licensing.settings import Settings
 
 __all__ = ["MAX_ATTEMPTS", "AlertStore", "DeliveryResult", "MemoryOutbox", "Notifier", "is_dead"]
@@ -253,18 +253,18 @@ class Notifier:
         # Each message shows its own outbox id, so a replayed "may have been delivered" send is recognisable.
         if s.teams_enabled:
             ref = _item_id(run_id, "teams", "digest")
-            items.append(OutboxItem("teams", ref, run_id, teams_payload(replace(digest, reference=ref)), now))
+            items.append(OutboxItem(Channel.TEAMS, ref, run_id, teams_payload(replace(digest, reference=ref)), now))
         if s.mail_enabled:
             if s.alert_mail_to:
                 ref = _item_id(run_id, "mail", "all")
                 message = build_message(replace(digest, reference=ref), s.alert_mail_to)
-                items.append(OutboxItem("mail", ref, run_id, orjson.dumps(message), now))
+                items.append(OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now))
             if s.alert_mail_to_critical:
                 critical = build_digest(report, plan, s, critical_only=True)
                 if critical is not None:
                     ref = _item_id(run_id, "mail", "critical")
                     message = build_message(replace(critical, reference=ref), s.alert_mail_to_critical)
-                    items.append(OutboxItem("mail", ref, run_id, orjson.dumps(message), now))
+                    items.append(OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now))
         return items
 
     # ------------------------------------------------------------------ delivering

@@ -15,19 +15,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from licensing.kinds import GROUP_SUBJECT_KINDS, SKU_SUBJECT_KINDS
-from licensing.model import AlertState, AuditReport, Finding, FindingKind, RunStatus, Scope, Severity, finding_id
+from licensing.model import (
+    AlertState,
+    AlertStatus,
+    AuditReport,
+    Finding,
+    FindingKind,
+    OutcomeStatus,
+    RunStatus,
+    Scope,
+    Severity,
+    finding_id,
+)
 from licensing.settings import Settings
 
 __all__ = ["AlertPlan", "EvaluatedScope", "is_excluded", "plan_alerts"]
 
-OPEN: Final = "open"
-RESOLVED: Final = "resolved"
+OPEN: Final = AlertStatus.OPEN
+RESOLVED: Final = AlertStatus.RESOLVED
 
 # Kinds whose finding id is computable from what a report lists (one SKU, or one group: the catalogue's
 # SKU_SUBJECT_KINDS and GROUP_SUBJECT_KINDS): a scoped or partial run can resolve these for the SKUs/groups it
 # did read. Multi-part subjects (group + user, ...) cannot be enumerated from the report, so only a complete
 # tenant run resolves them.
-_EVALUATED: Final = frozenset({"passed", "failed"})
+_EVALUATED: Final = frozenset({OutcomeStatus.PASSED, OutcomeStatus.FAILED})
 
 
 def _utc(value: datetime) -> datetime:

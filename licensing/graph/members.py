@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from licensing.graph.parse import is_limited, parse_user, text
-from licensing.model import GroupRef, LicenseAssignment, LicensedGroup, Unreadable, User
+from licensing.model import GroupRef, LicenseAssignment, LicensedGroup, Part, Unreadable, User
 
 __all__ = ["Members", "prune_users", "resolve_members"]
 
@@ -157,7 +157,7 @@ def resolve_members(
                     missing[uid] = None
         out.append(group)
     unreadable = [
-        Unreadable("user", uid, "a member the users scan did not return (created or changed during the read?)")
+        Unreadable(Part.USER, uid, "a member the users scan did not return (created or changed during the read?)")
         for uid in missing
     ]
     return out, unreadable

@@ -49,6 +49,7 @@ from licensing.model import (
     AuditRequest,
     GraphStats,
     LicensedGroup,
+    Part,
     Scope,
     Sku,
     TenantSnapshot,
@@ -101,7 +102,7 @@ def _users_request() -> CollectionRequest:
     return CollectionRequest(USERS_KEY, "/users?" + query({"$select": USER_FIELDS, "$top": PAGE}), "/users")
 
 
-def _unreadable(what: str, subject: str | None, exc: GraphError) -> Unreadable:
+def _unreadable(what: Part, subject: str | None, exc: GraphError) -> Unreadable:
     permission = exc.permission if isinstance(exc, GraphPermissionError) else None
     reason = exc.message
     if isinstance(exc, GraphNotFoundError) and what == "members":
@@ -167,7 +168,7 @@ class _Reader:
                     "/subscribedSkus?" + query({"$select": SKU_FIELDS}), route="/subscribedSkus", what="subscribedSkus"
                 )
             except GraphError as exc:
-                self.unreadable.append(_unreadable("skus", None, exc))
+                self.unreadable.append(_unreadable(Part.SKUS, None, exc))
                 return None
             self.sku_tenant = next((t for t in map(tenant_of_sku, items) if t), None)
             skus = [parse_sku(item) for item in items if text(item.get("skuId"))]
@@ -180,7 +181,7 @@ class _Reader:
                 log.info("subscription lifecycle dates not readable: %s", exc)
                 subs = []
             except GraphError as exc:
-                self.unreadable.append(_unreadable("subscriptions", None, exc))
+                self.unreadable.append(_unreadable(Part.SUBSCRIPTIONS, None, exc))
                 subs = []
             dates = lifecycles(subs)
             self._progress("skus", 1, 1)
@@ -216,7 +217,7 @@ class _Reader:
                 "the SKU list is incomplete and not trusted"
             )
         log.warning("subscribed SKUs not trusted: %s", reason)
-        self.unreadable.append(Unreadable("skus", None, reason))
+        self.unreadable.append(Unreadable(Part.SKUS, None, reason))
         return None
 
     async def licensed_groups(self) -> list[LicensedGroup]:
@@ -281,7 +282,7 @@ class _Reader:
             if scan:
                 outcome = results[USERS_KEY]
                 if isinstance(outcome, GraphError):
-                    self.unreadable.append(_unreadable("users", None, outcome))
+                    self.unreadable.append(_unreadable(Part.USERS, None, outcome))
                 elif acc.limited:
                     self.unreadable.append(_limited(acc.limited))
                 else:
@@ -290,7 +291,7 @@ class _Reader:
             for group in groups:
                 outcome = results[group.id]
                 if isinstance(outcome, GraphError):
-                    self.unreadable.append(_unreadable("members", group.id, outcome))
+                    self.unreadable.append(_unreadable(Part.MEMBERS, group.id, outcome))
                     out.append(replace(group, members_read=False))
                 else:
                     out.append(acc.group(group))
@@ -325,7 +326,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def _limited(count: int) -> Unreadable:
     return Unreadable(
-        what="users",
+        what=Part.USERS,
         subject_id=None,
         reason=(
             f"Graph returned {count} users with limited information (accountEnabled and licenseAssignmentStates "
@@ -498,7 +499,7 @@ def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) ->
     for group in overview.groups:
         found = read.get(group.id)
         if found is None:
-            unreadable.append(Unreadable("members", group.id, "the members of this group were not read"))
+            unreadable.append(Unreadable(Part.MEMBERS, group.id, "the members of this group were not read"))
             found = replace(group, members_read=False)
         groups.append(found)
     groups, missing = resolve_members(groups, users, scanned=scanned)

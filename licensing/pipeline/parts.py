@@ -22,6 +22,7 @@ from licensing.model import (
     GroupRef,
     LicenseAssignment,
     LicensedGroup,
+    Part,
     Scope,
     Sku,
     TenantSnapshot,
@@ -190,7 +191,7 @@ def decode_overview(data: bytes) -> TenantSnapshot:
             read_at=_time(d["read_at"]),
             skus=tuple(_sku(s) for s in d["skus"]),
             groups=tuple(_group(g) for g in d["groups"]),
-            unreadable=tuple(Unreadable(**u) for u in d["unreadable"]),
+            unreadable=tuple(Unreadable(**{**u, "what": Part(u["what"])}) for u in d["unreadable"]),
             stats=GraphStats(**d["stats"]),
         ),
     )
@@ -221,7 +222,7 @@ def decode_part(data: bytes) -> TenantSnapshot:
             scope_id=d.get("scope_id"),
             groups=tuple(_group(g) for g in d["groups"]),
             users=MappingProxyType(users),
-            unreadable=tuple(Unreadable(**u) for u in d["unreadable"]),
+            unreadable=tuple(Unreadable(**{**u, "what": Part(u["what"])}) for u in d["unreadable"]),
             stats=GraphStats(**d["stats"]),
         )
 

@@ -20,6 +20,7 @@ from licensing.model import (
     AuditReport,
     Finding,
     GroupSummary,
+    OutcomeStatus,
     RuleOutcome,
     RunInfo,
     RunStatus,
@@ -273,7 +274,7 @@ def _read_finding(r: _Reader) -> Finding:
 def _read_outcome(r: _Reader) -> RuleOutcome:
     return RuleOutcome(
         rule_id=r.text("rule_id"),
-        status=r.enum("status", ["passed", "failed", "not_evaluated"]),
+        status=OutcomeStatus(r.enum("status", [s.value for s in OutcomeStatus])),
         findings=r.integer("findings", 0),
         reason=r.opt_text("reason"),
     )

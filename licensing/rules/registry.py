@@ -12,6 +12,7 @@ from licensing.model import (
     Finding,
     FindingKind,
     GroupSummary,
+    OutcomeStatus,
     RuleOutcome,
     Severity,
     SkuSummary,
@@ -64,7 +65,9 @@ def sort_findings(findings: list[Finding]) -> tuple[Finding, ...]:
 def _outcome(rule: Rule, result: RuleResult) -> tuple[RuleOutcome, str | None]:
     count = len(result.findings)
     if result.blocked:
-        return RuleOutcome(rule.id, "not_evaluated", 0, result.blocked), f"{rule.id} not evaluated: {result.blocked}"
+        return RuleOutcome(
+            rule.id, OutcomeStatus.NOT_EVALUATED, 0, result.blocked
+        ), f"{rule.id} not evaluated: {result.blocked}"
     error: str | None = None
     reasons: list[str] = []
     if result.skipped:
@@ -79,11 +82,11 @@ def _outcome(rule: Rule, result: RuleResult) -> tuple[RuleOutcome, str | None]:
         reasons.append(result.note)
     reason = "; ".join(reasons) or None
     if count:
-        status = "failed"
+        status = OutcomeStatus.FAILED
     elif result.skipped or result.not_applicable:
-        status = "not_evaluated"
+        status = OutcomeStatus.NOT_EVALUATED
     else:
-        status = "passed"
+        status = OutcomeStatus.PASSED
     return RuleOutcome(rule.id, status, count, reason), error
 
 

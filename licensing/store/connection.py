@@ -30,6 +30,7 @@ from licensing.errors import (
     LicensingError,
     StorageConflictError,
     StorageError,
+    StorageTableMissingError,
     StorageUnavailableError,
     redact_text,
 )
@@ -90,11 +91,17 @@ def table_host(url: str | None) -> str:
     return parts.netloc.rpartition("@")[2] or "table storage"
 
 
-def _error_code(exc: HttpResponseError) -> str:
+def error_code(exc: HttpResponseError) -> str | None:
+    """The service's error code (``x-ms-error-code``), e.g. ``TableNotFound``: what decisions are made on."""
     code = getattr(exc, "error_code", None)
     if code is None and exc.response is not None:
         code = getattr(exc.response, "headers", {}).get("x-ms-error-code")
-    return f" {getattr(code, 'value', code)}" if code else ""
+    return str(getattr(code, "value", code)) if code else None
+
+
+def _error_code(exc: HttpResponseError) -> str:
+    code = error_code(exc)
+    return f" {code}" if code else ""
 
 
 def map_error(exc: BaseException, what: str, host: str) -> LicensingError:
@@ -118,8 +125,10 @@ def map_error(exc: BaseException, what: str, host: str) -> LicensingError:
             return StorageConflictError(f"table storage conflict ({what}): HTTP {status}{code}")
         if isinstance(exc, ResourceExistsError):
             return StorageConflictError(f"table storage conflict ({what}): HTTP {status}{code}")
-        if isinstance(exc, ResourceNotFoundError) and "TableNotFound" in code:
-            return StorageError(f"table storage at {host} has no such table ({what}): call ensure_tables() first")
+        if isinstance(exc, ResourceNotFoundError) and error_code(exc) == "TableNotFound":
+            return StorageTableMissingError(
+                f"table storage at {host} has no such table ({what}): call ensure_tables() first"
+            )
         if status in TRANSIENT_STATUS:
             return StorageUnavailableError(f"table storage at {host} kept failing ({what}): HTTP {status}{code}")
         return StorageError(f"table storage request failed ({what}): HTTP {status}{code}")

@@ -18,6 +18,8 @@ from azure.data.tables import EdmType, EntityProperty
 from licensing.errors import StorageError
 from licensing.model import (
     AlertState,
+    AlertStatus,
+    Channel,
     Finding,
     GroupSummary,
     OutboxItem,
@@ -292,7 +294,7 @@ def alert_from_entity(entity: Mapping[str, Any], etag: str | None) -> AlertState
         last_seen=_required_dt(entity, "last_seen"),
         last_notified=_dt(entity, "last_notified"),
         notified_severity=_enum(Severity, notified, "severity") if notified else None,
-        status=str(entity.get("status", "open")),
+        status=_enum(AlertStatus, entity.get("status", "open"), "status"),
         resolved_at=_dt(entity, "resolved_at"),
         last_run_id=get_text(entity, "last_run_id"),
         etag=etag,
@@ -318,7 +320,7 @@ def outbox_to_entity(item: OutboxItem, keys: Mapping[str, str]) -> dict[str, Any
 
 def outbox_from_entity(entity: Mapping[str, Any]) -> OutboxItem:
     return OutboxItem(
-        channel=get_text(entity, "channel") or "",
+        channel=_enum(Channel, get_text(entity, "channel"), "channel"),
         id=get_text(entity, "item_id") or "",
         run_id=get_text(entity, "run_id") or "",
         payload=get_bytes(entity, "payload") or b"",

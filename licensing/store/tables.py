@@ -21,7 +21,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from licensing.errors import ConfigurationError, StorageError
+from licensing.errors import ConfigurationError, StorageError, StorageTableMissingError
 from licensing.store.batching import Operation, plan_transactions
 from licensing.store.codec import (
     overflow_partition,
@@ -29,7 +29,7 @@ from licensing.store.codec import (
     restore_overflow,
     spill,
 )
-from licensing.store.connection import RetryPolicy, map_error
+from licensing.store.connection import RetryPolicy, error_code, map_error
 from licensing.store.keys import (
     SEPARATOR,
 )
@@ -103,7 +103,8 @@ class TableNames:
 
 
 def _is_table_missing(exc: HttpResponseError) -> bool:
-    return "TableNotFound" in str(getattr(exc, "error_code", "") or "") or "TableNotFound" in str(exc.message or "")
+    """Decided on the service's error code, never on message text."""
+    return error_code(exc) == "TableNotFound"
 
 
 def row_keys(entity: Mapping[str, Any]) -> dict[str, str]:
@@ -153,9 +154,8 @@ class TableStore:
     def _call(self, what: str, fn: Callable[[], T], *, passthrough: tuple[type[BaseException], ...] = ()) -> T:
         try:
             return self._retry.run(what, self._host, fn, passthrough=passthrough)
-        except StorageError as exc:
-            if "no such table" in str(exc):
-                self._forget_tables()
+        except StorageTableMissingError:
+            self._forget_tables()
             raise
 
     def _get(self, table: str, pk: str, rk: str) -> Any | None:

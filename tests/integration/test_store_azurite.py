@@ -15,6 +15,7 @@ from licensing.errors import ConfigurationError, StorageError, StorageUnavailabl
 from licensing.model import (
     AlertState,
     AuditReport,
+    Channel,
     Finding,
     GroupSummary,
     OutboxItem,
@@ -315,9 +316,10 @@ def test_odd_keys_and_names_round_trip(store: AuditStore) -> None:
     store.update_alert_states(tenant, lambda _s: [state])
     assert set(store.alert_states(tenant)) == {finding.id}
 
-    item = OutboxItem("channel " + ODD, "item " + ODD, run.id, b"{}", T0)
+    # Channels are an enum (teams, mail): the odd characters go through the item id, a key too.
+    item = OutboxItem(Channel.MAIL, "item " + ODD, run.id, b"{}", T0)
     store.outbox_put(item)
-    assert store.outbox_list("channel " + ODD) == [item]
+    assert item in store.outbox_list(Channel.MAIL)
     assert store.try_acquire_lease("lease " + ODD, "owner " + ODD, timedelta(minutes=1))
     assert not store.try_acquire_lease("lease " + ODD, "someone", timedelta(minutes=1))
 

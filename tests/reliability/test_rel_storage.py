@@ -18,6 +18,7 @@ from licensing.errors import LicensingError, StorageError
 from licensing.model import (
     AlertState,
     AuditReport,
+    Channel,
     Finding,
     OutboxItem,
     RunInfo,
@@ -309,7 +310,10 @@ def test_keys_with_every_forbidden_character_round_trip(store: Any) -> None:
     store.update_alert_states(tenant, lambda _c: [_state(NASTY, run_id)])
     assert list(store.alert_states(tenant)) == [NASTY]
 
-    item = OutboxItem(channel=f"teams{FORBIDDEN}", id=f"{run_id}.teams", run_id=run_id, payload=b"{}", created_at=NOW)
+    # The channel is an enum (teams, mail); the forbidden characters travel in the item id, also a key.
+    item = OutboxItem(
+        channel=Channel.TEAMS, id=f"{run_id}.teams{FORBIDDEN}", run_id=run_id, payload=b"{}", created_at=NOW
+    )
     store.outbox_put(item)
     assert [i.id for i in store.outbox_list()] == [item.id]
     store.outbox_delete(item)
