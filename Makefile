@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench iac clean
+.PHONY: demo test unit lint typecheck pytest bench iac clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ pytest: $(PY_STAMP) $(NODE_STAMP)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The inner loop: unit and conformance tests, no Azurite, no browser, no Bicep toolchain (about 15 s).
+unit: $(PY_STAMP)
+	@$(PY) -m pytest tests/unit tests/conformance -q -m "not azurite and not slow and not chromium" \
+		--ignore=tests/unit/test_infra.py $(PYTEST_ARGS)
 
 iac: $(PY_STAMP)
 	@echo "==> Bicep parse + checkov (infra/)"

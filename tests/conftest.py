@@ -95,3 +95,15 @@ def otel(_otel_session: OTelCapture) -> OTelCapture:
         pytest.fail("another OpenTelemetry tracer provider was installed before the test session's in-memory one")
     _otel_session.exporter.clear()
     return _otel_session
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers match what a test needs: every test that uses Azurite carries ``azurite``, so that
+    ``pytest -m "not azurite"`` (``make unit``) really runs without the emulator."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "azurite" in getattr(item, "fixturenames", ()) and item.get_closest_marker("azurite") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests that use Azurite without the azurite marker: " + ", ".join(unmarked[:20]))

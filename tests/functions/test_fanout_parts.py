@@ -69,6 +69,7 @@ def test_only_the_update_completing_the_set_claims_the_final_step() -> None:
     assert _mark_done(two, plan="q" * 12, index=0, token="m0", now=now) == two, "another plan's chunk changes nothing"
 
 
+@pytest.mark.azurite
 def test_blobs_of_several_entities_round_trip_and_are_checked(storage_connection: str, unique_name: str) -> None:
     store = open_store(StorageConnection(connection_string=Secret(storage_connection), source="AzureWebJobsStorage"),
                        prefix=unique_name)  # fmt: skip

@@ -132,6 +132,7 @@ def test_importing_the_app_does_not_import_heavy_code() -> None:
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.azurite
 def test_timer_enqueues_one_request_per_occurrence(
     clean_env: pytest.MonkeyPatch, storage_connection: str, unique_name: str
 ) -> None:
@@ -147,6 +148,7 @@ def test_timer_enqueues_one_request_per_occurrence(
     assert bodies[0]["request_id"].startswith("schedule-")
 
 
+@pytest.mark.azurite
 def test_queue_handler_rejects_a_malformed_message_without_retry(
     clean_env: pytest.MonkeyPatch, storage_connection: str, unique_name: str
 ) -> None:

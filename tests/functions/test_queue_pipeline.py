@@ -33,6 +33,8 @@ from licensing.sandbox import FaultRule, Faults, SandboxServer, SandboxTenant, T
 from licensing.settings import get_settings
 from licensing.store import AuditStore, open_store
 
+pytestmark = pytest.mark.azurite  # every test here runs the app against Azurite
+
 _ENV = (
     "LICENSING_STORAGE",
     "AzureWebJobsStorage",

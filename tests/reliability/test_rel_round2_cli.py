@@ -102,6 +102,7 @@ def test_enqueue_with_a_malformed_connection_string_is_one_line_without_the_valu
     assert "LICENSING_STORAGE" in line and "not base64!" not in line and "abcd" not in line
 
 
+@pytest.mark.azurite
 def test_the_connection_string_can_come_from_a_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], storage_connection: str
 ) -> None:
@@ -120,6 +121,7 @@ def test_a_missing_store_file_is_one_line(tmp_path: Path, capsys: pytest.Capture
     assert "--store" in one_line_error(capsys)
 
 
+@pytest.mark.azurite
 def test_enqueue_prints_one_line_off_a_terminal(
     storage_connection: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
