@@ -14,14 +14,10 @@ Both sends are POSTs that are not idempotent, so failures fall in three kinds:
 from __future__ import annotations
 
 import logging
-import math
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +33,7 @@ from licensing.errors import (
     redact_text,
 )
 from licensing.settings import is_loopback_url
+from licensing.transient import RETRYABLE_STATUSES, Backoff, parse_retry_after
 
 __all__ = [
     "MailTransport",
@@ -51,7 +48,6 @@ __all__ = [
 ]
 
 Sleep = Callable[[float], Awaitable[Any]]
-RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 # 503 says the server "is currently unable to handle the request" (RFC 9110, 15.6.4): it was not carried
 # out, so it is retried like a 429. Other 5xx answers to a POST leave the outcome unknown.
 NOT_HANDLED: Final = 503
@@ -74,26 +70,6 @@ class RetryLaterError(DeliveryError):
         self.retry_after = retry_after
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds (also fractional) or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Bounded retries within one run; what is left goes to the outbox for the next run."""
@@ -105,8 +81,7 @@ class RetryPolicy:
     jitter: float = 0.2
 
     def backoff(self, attempt: int) -> float:
-        delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        return delay * (1 + random.uniform(0, self.jitter))
+        return Backoff(self.base_delay_s, self.max_delay_s, jitter=self.jitter).delay(attempt)
 
 
 async def with_retries(send: Callable[[], Awaitable[None]], policy: RetryPolicy, sleep: Sleep) -> int:

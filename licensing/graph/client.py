@@ -43,9 +43,10 @@ from licensing.graph.responses import (
     resource_units,
     throttle_pause,
 )
-from licensing.graph.retry import RETRYABLE_STATUSES, RetryPolicy
+from licensing.graph.retry import RetryPolicy
 from licensing.model import GraphStats
 from licensing.settings import Settings
+from licensing.transient import RETRYABLE_STATUSES
 
 __all__ = [
     "BATCH_LIMIT",

@@ -1,47 +1,17 @@
-"""The retry policy for Graph requests: which failures to retry, how long to wait, when to give up."""
+"""The retry budget of Graph requests: how many attempts, how long to wait in all, when to give up (the statuses,
+``Retry-After`` and backoff come from :mod:`licensing.transient`)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Final
+
+from licensing.transient import RETRYABLE_STATUSES, Backoff, parse_retry_after
 
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
-
-# Graph's transient answers. 429 is throttling; 500/502/503/504 are gateway and service hiccups.
-# https://learn.microsoft.com/graph/throttling and https://learn.microsoft.com/graph/errors
-RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: integer, fractional, or HTTP-date. None when absent/unusable.
-
-    RFC 9110 allows delay-seconds or an HTTP-date; Graph sends integers, but proxies and
-    the SDKs' own trackers show fractional values too (which kiota's RetryHandler fails on).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 @dataclass(slots=True)
@@ -65,9 +35,8 @@ class RetryPolicy:
         parsed = parse_retry_after(retry_after, now=self.now())
         if parsed is not None:
             return parsed
-        # "Full jitter": uniform over [0, exponential ceiling] spreads concurrent retries apart.
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** (attempt - 1)))
-        return self.rng.uniform(0.0, ceiling)
+        # Full jitter: anywhere up to the exponential ceiling spreads concurrent retries apart.
+        return Backoff(self.backoff_base_s, self.backoff_cap_s, jitter=1.0).delay(attempt, self.rng)
 
     def give_up_reason(self, attempt: int, delay: float, waited: float) -> str | None:
         """Why the next retry must not happen, or None to go ahead. ``attempt`` = attempts made so far."""

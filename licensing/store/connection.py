@@ -7,11 +7,10 @@ exception that names the account host but never a key or a connection string.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
@@ -35,13 +34,11 @@ from licensing.errors import (
     redact_text,
 )
 from licensing.settings import StorageConnection
+from licensing.transient import RETRYABLE_STATUSES, Backoff
 
-__all__ = ["TRANSIENT_STATUS", "RetryPolicy", "map_error", "service_client", "table_host"]
+__all__ = ["RetryPolicy", "map_error", "service_client", "table_host"]
 
 T = TypeVar("T")
-
-# Statuses worth another try: throttling (503 ServerBusy, 429), timeouts and gateway errors.
-TRANSIENT_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +51,8 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return ceiling * (0.5 + random.random() / 2)
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): at least half the ceiling."""
+        return Backoff(self.base_delay, self.max_delay, jitter=0.5).delay(attempt)
 
     def run(
         self,
@@ -78,7 +74,7 @@ class RetryPolicy:
                 if attempt >= self.attempts:
                     raise map_error(exc, what, host) from None
             except HttpResponseError as exc:
-                if exc.status_code not in TRANSIENT_STATUS or attempt >= self.attempts:
+                if exc.status_code not in RETRYABLE_STATUSES or attempt >= self.attempts:
                     raise map_error(exc, what, host) from None
             self.sleep(self.delay(attempt))
 
@@ -129,7 +125,7 @@ def map_error(exc: BaseException, what: str, host: str) -> LicensingError:
             return StorageTableMissingError(
                 f"table storage at {host} has no such table ({what}): call ensure_tables() first"
             )
-        if status in TRANSIENT_STATUS:
+        if status in RETRYABLE_STATUSES:
             return StorageUnavailableError(f"table storage at {host} kept failing ({what}): HTTP {status}{code}")
         return StorageError(f"table storage request failed ({what}): HTTP {status}{code}")
     return StorageError(f"table storage request failed ({what}): {type(exc).__name__}")
@@ -150,17 +146,8 @@ def service_client(conn: StorageConnection | None, **client_kwargs: Any) -> tupl
         return client, table_host(client.url)
     if not conn.table_uri:
         raise ConfigurationError(f"{conn.source or 'storage'}: no table service URI and no connection string")
-    credential = _token_credential(conn)
+    from licensing.credentials import storage_credential  # the one factory (queues use it too)
+
+    credential = storage_credential(conn)
     client = TableServiceClient(endpoint=conn.table_uri, credential=credential, **kwargs)
     return client, table_host(conn.table_uri)
-
-
-def _token_credential(conn: StorageConnection) -> Any:
-    """Managed identity when the setting says so, else DefaultAzureCredential (with the identity's client id)."""
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    if (conn.credential or "").lower() == "managedidentity":
-        return ManagedIdentityCredential(client_id=conn.client_id) if conn.client_id else ManagedIdentityCredential()
-    if conn.client_id:
-        return DefaultAzureCredential(managed_identity_client_id=conn.client_id)
-    return DefaultAzureCredential()
