@@ -6,7 +6,9 @@ import html
 import re
 from typing import Final
 
-__all__ = ["html_text", "md_text", "one_line"]
+from licensing.text import one_line
+
+__all__ = ["html_text", "md_text"]
 
 # Characters that Adaptive Card markdown (a CommonMark subset: emphasis, links, lists, tables in some
 # hosts) gives meaning to, plus the braces of the card's {{DATE()}}/{{TIME()}} functions, which the card
@@ -15,22 +17,10 @@ __all__ = ["html_text", "md_text", "one_line"]
 _MD_SPECIAL: Final = re.compile(r"([\\`*_\[\](){}#>+\-!|~<&])")
 # "1. item" would start an ordered list ("1) item" is covered by the ")" above).
 _ORDERED_MARKER: Final = re.compile(r"^(\d+)\.")
-_WS: Final = re.compile(r"\s+")
-# Bidi overrides and other invisible format characters can disguise a name; C0/C1 controls break rendering.
-_INVISIBLE: Final = re.compile("[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 # Renderers (markdown-it's linkify, Outlook) turn bare URLs into links: a word joiner defeats that and
 # does not show.
 _AUTOLINK: Final = re.compile(r"(?i)(://|www\.)")
 _JOINER: Final = "\u2060"
-
-
-def one_line(value: object, limit: int = 300) -> str:
-    """A plain single line: controls and invisible format characters removed, whitespace collapsed, capped."""
-    text = _INVISIBLE.sub(" ", "" if value is None else str(value))
-    text = _WS.sub(" ", text).strip()
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
 
 
 def _defang(text: str) -> str:

@@ -11,9 +11,7 @@ classes) so that Outlook's Word engine and web mail render it alike; usage bars 
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Final
@@ -22,8 +20,10 @@ import orjson
 
 from licensing import links
 from licensing.alerts.digest import Block, Digest, Entry, Limits, SeatRow, Section, plural
-from licensing.alerts.escape import html_text, one_line
+from licensing.alerts.escape import html_text
 from licensing.model import Finding, Severity
+from licensing.report.csv_report import findings_csv as report_findings_csv
+from licensing.text import one_line
 
 __all__ = ["MAIL_MAX_BYTES", "build_html", "build_message", "findings_csv"]
 
@@ -40,40 +40,12 @@ _LADDER: Final = (
 )
 _COLOR: Final = {Severity.CRITICAL: "#c4314b", Severity.WARNING: "#b7791f", Severity.INFO: "#616161"}
 _FONT: Final = "font-family:'Segoe UI',Helvetica,Arial,sans-serif;"
-_CSV_COLUMNS: Final = (
-    "id",
-    "kind",
-    "severity",
-    "message",
-    "product_name",
-    "sku_part_number",
-    "sku_id",
-    "group_name",
-    "group_id",
-    "user_name",
-    "user_id",
-    "member_group_name",
-    "member_group_id",
-    "error",
-)
-
-
-def _csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells starting with these as formulas (CSV injection): make them text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
 
 
 def findings_csv(findings: Iterable[Finding]) -> bytes:
-    """The findings as UTF-8 CSV (with BOM, so that Excel reads the names right)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(_CSV_COLUMNS)
-    for f in findings:
-        writer.writerow([_csv_cell(getattr(f, c)) for c in _CSV_COLUMNS])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+    """The attachment: the report's findings.csv (one definition, licensing.report.csv_report), UTF-8 with a BOM
+    so that Excel reads the names right."""
+    return ("\ufeff" + report_findings_csv(findings)).encode("utf-8")
 
 
 def _a(text: str, url: str | None, limit: int = 120) -> str:

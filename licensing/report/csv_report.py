@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-from licensing.model import AuditReport, Finding, GroupSummary, Severity, SkuSummary
+from licensing.model import AuditReport, Finding, GroupSummary, SkuSummary
+from licensing.text import mark_bidi
 
 __all__ = [
     "FINDING_COLUMNS",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
-_BIDI: Final = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 
 SKU_COLUMNS: Final = (
     "sku_id",
@@ -85,7 +85,7 @@ def safe_cell(value: Cell) -> str | int | float:
     if value is None:
         return ""
     if isinstance(value, str):
-        value = _BIDI.sub(lambda m: f"<U+{ord(m.group(0)):04X}>", value)
+        value = mark_bidi(value)
         if value.startswith(_FORMULA_START):
             return "'" + value
     return value
@@ -148,28 +148,8 @@ def groups_csv(groups: Iterable[GroupSummary]) -> str:
 
 
 def findings_csv(findings: Iterable[Finding]) -> str:
-    return _text(
-        (
-            (
-                f.id,
-                f.kind,
-                Severity(f.severity).value,
-                f.message,
-                f.sku_id,
-                f.sku_part_number,
-                f.product_name,
-                f.group_id,
-                f.group_name,
-                f.user_id,
-                f.user_name,
-                f.member_group_id,
-                f.member_group_name,
-                f.error,
-            )
-            for f in findings
-        ),
-        FINDING_COLUMNS,
-    )
+    """findings.csv: the one definition, used by the CSV report and the mail attachment (FINDING_COLUMNS order)."""
+    return _text(([getattr(f, column) for column in FINDING_COLUMNS] for f in findings), FINDING_COLUMNS)
 
 
 def write_csv(report: AuditReport, directory: Path) -> list[Path]:

@@ -25,6 +25,7 @@ from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
 from licensing.rules.seats import MIN_FORECAST_POINTS, Projection, project_seats
+from licensing.text import clean_text
 
 if TYPE_CHECKING:
     import jinja2
@@ -46,19 +47,10 @@ MAX_ROWS_PER_KIND: Final = 2_000
 
 
 _SEVERITIES: Final = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
-# C0/C1 controls (not tab/newline) and the bidi embedding/override/isolate controls: invalid in
-# HTML or able to reorder the text around a name. <bdi> keeps RTL names in their own box.
-_UNSAFE_CHARS: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+# Invisible and reordering characters: licensing.text (one set for every output). <bdi> keeps RTL names in
+# their own box.
 _SCRIPT_ESCAPES: Final = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _SCRIPT_UNSAFE: Final = re.compile("[<>&\u2028\u2029]")
-
-
-def clean_text(value: object, limit: int | None = None) -> str:
-    """A tenant string made displayable: control and bidi-override characters replaced, optionally trimmed."""
-    text = _UNSAFE_CHARS.sub("\ufffd", "" if value is None else str(value))
-    if limit is not None and len(text) > limit:
-        return text[: max(1, limit - 1)] + "…"
-    return text
 
 
 def script_json(value: object) -> Markup:

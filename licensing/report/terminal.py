@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Final
 
 from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
 from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
-from licensing.report.html import clean_text, project_seats
+from licensing.rules.seats import project_seats
+from licensing.text import clean_text
 
 if TYPE_CHECKING:
     from rich.console import Console
