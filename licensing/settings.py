@@ -16,11 +16,11 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
+from licensing.clock import utcnow
 from licensing.errors import ConfigurationError, redact_url
 from licensing.model import Severity
 
@@ -277,7 +277,7 @@ def _parse_schedule(raw: str) -> str:
         raise ValueError
     expression = " ".join(parts)
     try:
-        Schedule.parse(expression).next_after(datetime.now(UTC))
+        Schedule.parse(expression).next_after(utcnow())
     except ConfigurationError:
         raise ValueError from None
     return expression

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from licensing.clock import utcnow
+
 __all__ = ["RETRYABLE_STATUSES", "Backoff", "parse_retry_after"]
 
 # Answers that say "not now": 408 request timeout, 429 throttling, 500/502/503/504 service and gateway hiccups.
@@ -45,7 +47,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - (now or utcnow())).total_seconds()
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)

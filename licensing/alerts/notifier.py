@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 import httpx
@@ -37,6 +37,7 @@ from licensing.alerts.digest import build_digest
 from licensing.alerts.mail import build_message
 from licensing.alerts.policy import AlertPlan, EvaluatedScope, plan_alerts
 from licensing.alerts.teams import teams_payload
+from licensing.clock import utcnow
 from licensing.errors import DeliveryError, DeliveryOutcomeUnknownError, LicensingError, StorageError, redact_text
 from licensing.model import AlertState, AuditReport, Channel, OutboxItem
 from licensing.settings import Settings
@@ -169,7 +170,7 @@ class Notifier:
             fixed = now
             self._now: Callable[[], datetime] = lambda: fixed
         else:
-            self._now = now or (lambda: datetime.now(UTC))
+            self._now = now or utcnow
         self.on_delivered = on_delivered
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s

@@ -28,12 +28,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
 
 from licensing import telemetry
+from licensing.clock import utcnow
 from licensing.errors import (
     BadRequestError,
     GraphError,
@@ -394,7 +394,7 @@ async def read_snapshot(
         tenant_name=reader.tenant_name,
         scope=request.scope,
         scope_id=scope_id,
-        read_at=datetime.now(UTC),
+        read_at=utcnow(),
         skus=tuple(skus or ()),
         groups=tuple(groups),
         users=MappingProxyType(users),
@@ -420,7 +420,7 @@ async def read_overview(graph: GraphClient, progress: ProgressFn | None = None) 
         tenant_id=reader.tenant_id,
         tenant_name=reader.tenant_name,
         scope=Scope.TENANT,
-        read_at=datetime.now(UTC),
+        read_at=utcnow(),
         skus=tuple(skus or ()),
         groups=tuple(groups_task.result()),
         unreadable=tuple(reader.unreadable),
@@ -460,7 +460,7 @@ def _part(
         tenant_id=graph.settings.azure_tenant_id or UNKNOWN_TENANT,
         scope=Scope.TENANT,
         scope_id=USERS_KEY if users_read else None,  # marks the part that holds a complete users scan
-        read_at=datetime.now(UTC),
+        read_at=utcnow(),
         groups=tuple(groups),
         users=MappingProxyType(dict(users)),
         unreadable=tuple(unreadable),

@@ -7,8 +7,9 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from licensing.clock import utcnow
 from licensing.transient import RETRYABLE_STATUSES, Backoff, parse_retry_after
 
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
@@ -28,7 +29,7 @@ class RetryPolicy:
     backoff_cap_s: float = 30.0
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     rng: random.Random = field(default_factory=random.Random)
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = field(default=utcnow)
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based): Retry-After when given, else jittered backoff."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from licensing.clock import utcnow
 from licensing.settings import Settings, is_loopback_url
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["OnDelivered", "Runtime", "default_credential", "new_run_id", "open_runtime", "utcnow"]
 
 OnDelivered = Callable[[str, str, bytes], None]  # (channel, outbox item id, body) after each delivery
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_run_id(started_at: datetime) -> str:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from licensing.clock import utcnow
 from licensing.errors import LicensingError
 from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
@@ -539,7 +540,7 @@ def render_html(
         started=_fmt_dt(run.started_at),
         finished=_fmt_dt(run.finished_at),
         duration=_fmt_duration(run.started_at, run.finished_at),
-        generated=_fmt_dt(generated_at or datetime.now(UTC)),
+        generated=_fmt_dt(generated_at or utcnow()),
         severities=[s.value for s in _SEVERITIES],
         severity_counts={s.value: severity_counts.get(s.value, 0) for s in _SEVERITIES},
         total=len(report.findings),

@@ -10,7 +10,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from azure.core.exceptions import (
@@ -21,6 +21,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
+from licensing.clock import utcnow
 from licensing.errors import ConfigurationError, StorageError, StorageTableMissingError
 from licensing.store.batching import Operation, plan_transactions
 from licensing.store.codec import (
@@ -58,7 +59,7 @@ _CREATED: set[tuple[str, str]] = set()  # (account URL, table): ensure_tables is
 
 
 def system_clock() -> datetime:
-    return datetime.now(UTC)
+    return utcnow()
 
 
 @dataclass(frozen=True, slots=True)
