@@ -60,7 +60,9 @@ def test_every_problem_is_reported_in_one_error() -> None:
     ],
 )
 def test_range_boundaries_are_accepted(name: str, value: str) -> None:
-    load_settings({name: value})
+    """The boundary is accepted *and* is the value the app then uses (not the default)."""
+    parsed = getattr(load_settings({name: value}), name.lower())
+    assert parsed == float(value)
 
 
 @pytest.mark.parametrize(
