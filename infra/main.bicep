@@ -1,7 +1,7 @@
 // Group License Audit: every Azure resource the function app needs, deployable with `azd up`.
 // Layout and naming follow Azure-Samples/functions-quickstart-python-http-azd (AVM modules,
 // abbreviations.json + uniqueString token, azd-env-name / azd-service-name tags).
-// Setting names and defaults are the contract of docs/design.md / licensing/settings.py.
+// Setting names and defaults are the contract of docs/design.md / licensing/settings/__init__.py.
 targetScope = 'subscription'
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
 var keyVaultName = '${abbrs.keyVaultVaults}${resourceToken}'
 var teamsWebhookSecretName = 'alert-teams-webhook-url'
 
-// Queue and table names the code uses (licensing/settings.py defaults, licensing/store).
+// Queue and table names the code uses (licensing/settings/__init__.py defaults, licensing/store).
 // The Functions host moves a message to <queue>-poison after maxDequeueCount (host.json).
 var auditQueue = 'license-audit-requests'
 var auditChunkQueue = 'license-audit-chunks'

@@ -1,5 +1,5 @@
 // The function app: Flex Consumption, Python 3.11 on Linux, user-assigned identity for everything,
-// and every app setting the code reads (the names are the contract of licensing/settings.py;
+// and every app setting the code reads (the names are the contract of licensing/settings/__init__.py;
 // tests/unit/test_infra.py checks that both sides agree).
 
 @description('Name of the function app.')
@@ -71,10 +71,10 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 // Every value is a string (app settings are). An empty value means "use the code's default":
-// licensing/settings.py treats blank settings as unset.
+// licensing/settings/__init__.py treats blank settings as unset.
 var appSettings = {
   // Host storage (leases, timer schedule monitor, queue trigger) through the managed identity.
-  // accountName is what licensing/settings.py and the host read first; the explicit service URIs
+  // accountName is what licensing/settings/__init__.py and the host read first; the explicit service URIs
   // (which win when present) keep national clouds right, where the suffix is not core.windows.net.
   AzureWebJobsStorage__accountName: storage.name
   AzureWebJobsStorage__blobServiceUri: 'https://${storage.name}.blob.${environment().suffixes.storage}'

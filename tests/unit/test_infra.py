@@ -110,7 +110,7 @@ def test_parameters_file_matches_main(trees: dict[str, dict[str, Any]]) -> None:
     assert required <= set(supplied), f"azd would prompt for: {required - set(supplied)}"
 
 
-# --- app settings vs. licensing/settings.py -------------------------------------------------
+# --- app settings vs. licensing/settings/__init__.py -------------------------------------------------
 
 
 class _RecordingEnv(Mapping[str, str]):
@@ -207,7 +207,7 @@ def test_every_setting_the_code_reads_is_deployed_or_optional(trees: dict[str, d
     app_settings = _app_settings(trees)
     read = _names_the_code_reads(app_settings)
     missing = read - set(app_settings) - OPTIONAL_SETTINGS
-    assert not missing, f"read by licensing/settings.py but not set by infra/app/function.bicep: {sorted(missing)}"
+    assert not missing, f"read by licensing/settings/ but not set by infra/app/function.bicep: {sorted(missing)}"
     stale = OPTIONAL_SETTINGS - read
     assert not stale, f"OPTIONAL_SETTINGS lists names the code no longer reads: {sorted(stale)}"
 

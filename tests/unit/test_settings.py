@@ -158,3 +158,29 @@ def test_lists_and_severity() -> None:
 )
 def test_loopback_detection(url: str, loopback: bool) -> None:
     assert is_loopback_url(url) is loopback
+
+
+def test_the_readme_table_lists_every_declared_setting_with_its_default() -> None:
+    """Issue 17, item 8: each setting is declared once (licensing/settings/__init__.py) and the README agrees."""
+    import re
+    from pathlib import Path
+
+    from licensing.settings import declared
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows: dict[str, str] = {}
+    for line in readme.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z_]+)`", cells[0])
+        defaults = [d.strip().strip("`") for d in cells[1].split(" / ")] if cells[1] else []
+        for i, name in enumerate(names):
+            rows[name] = defaults[i] if i < len(defaults) else ""
+    names = {spec.env for _, spec, _ in declared()}
+    assert names - set(rows) == set(), "declared settings the README does not list"
+    assert set(rows) - names - {"AzureWebJobsStorage"} == set(), "README settings nobody declares"
+    for _, spec, default in declared():
+        shown = rows[spec.env]
+        if isinstance(default, int | float | str) and shown and not shown.startswith(("that", "O365")):
+            assert shown == (f"{default:g}" if isinstance(default, float) else str(default)), spec.env
