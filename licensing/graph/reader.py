@@ -349,13 +349,36 @@ async def read_snapshot(
 ) -> TenantSnapshot:
     """Everything the audit needs for ``request``'s scope; unreadable parts are listed, never silently lost.
 
-    Raises GraphError only when nothing useful can be read (the list of licensed groups, or a
-    credential problem); BadRequestError for a SKU scope naming a SKU the tenant does not have.
+    The one way a tenant is read, whatever the front door (the CLI, a queue request, a fan-out): the
+    overview (organization, SKUs, the groups in scope), then the members of those groups beside the
+    users scan, merged by :func:`merge_snapshot`. Raises GraphError only when nothing useful can be read
+    (the list of licensed groups, or a credential problem); BadRequestError for a group or SKU the tenant
+    does not have.
     """
+    with telemetry.span("graph.read", {"audit.scope": request.scope.value}):
+        overview = await read_overview(graph, progress, request=request)
+        async with task_group() as reads:
+            members = reads.create_task(read_members(graph, overview.groups, progress=progress))
+            users = reads.create_task(read_users(graph, progress=progress))
+    # One client read every part: its figures are the snapshot's (the parts' would count twice).
+    return replace(merge_snapshot(overview, [members.result(), users.result()]), stats=graph.stats)
+
+
+# ---------------------------------------------------------------- staged reads (the queue pipeline, fan-out)
+
+
+async def read_overview(
+    graph: GraphClient, progress: ProgressFn | None = None, *, request: AuditRequest | None = None
+) -> TenantSnapshot:
+    """Organization, SKUs and the licensed groups in ``request``'s scope (tenant by default) *without their
+    members* (``user_ids`` empty): what decides whether a tenant audit fans out, and what its chunks share.
+
+    Raises GraphError when the groups are unreadable; BadRequestError for a group or SKU the tenant lacks.
+    """
+    request = request or AuditRequest(scope=Scope.TENANT)
     reader = _Reader(graph, progress)
     scope_id: str | None = None
-    users: dict[str, User] = {}
-    with telemetry.span("graph.read", {"audit.scope": request.scope.value}):
+    with telemetry.span("graph.read_overview"):
         async with task_group() as tasks:
             tasks.create_task(reader.organization())
             skus_task = tasks.create_task(reader.skus())
@@ -366,29 +389,23 @@ async def read_snapshot(
                 groups = await reader.one_group(request.group_id)
             else:
                 groups = await reader.licensed_groups()
-            skus: list[Sku] | None = None
-            if request.scope is Scope.SKU:
-                if not request.sku:
-                    raise BadRequestError("a SKU-scoped audit needs sku")
-                skus = reader.consistent(await skus_task, groups)
-                sku = _match_sku(skus, request.sku)
-                if sku is not None:
-                    scope_id = sku.sku_id
-                    skus = [sku]
-                elif skus is not None and not is_guid(request.sku):
-                    raise BadRequestError(f"the tenant has no subscribed SKU {request.sku!r}")
-                else:  # SKUs unreadable (or a GUID not subscribed): still show the groups that assign it
-                    scope_id = request.sku.lower()
-                    skus = [] if skus is not None else None
-                groups = [g for g in groups if scope_id in g.sku_ids]
-            # The members and the users scan do not depend on the SKUs: the SKU chain runs beside them.
-            groups = await reader.read(groups, users, scan=True)
-        if request.scope is not Scope.SKU:
-            skus = reader.consistent(skus_task.result(), groups)
-        if request.scope is Scope.GROUP and skus is not None:
-            assigned = {s for g in groups for s in g.sku_ids}
-            skus = [s for s in skus if s.sku_id in assigned]
-
+    skus = reader.consistent(skus_task.result(), groups)
+    if request.scope is Scope.SKU:
+        if not request.sku:
+            raise BadRequestError("a SKU-scoped audit needs sku")
+        sku = _match_sku(skus, request.sku)
+        if sku is not None:
+            scope_id = sku.sku_id
+            skus = [sku]
+        elif skus is not None and not is_guid(request.sku):
+            raise BadRequestError(f"the tenant has no subscribed SKU {request.sku!r}")
+        else:  # SKUs unreadable (or a GUID not subscribed): still show the groups that assign it
+            scope_id = request.sku.lower()
+            skus = [] if skus is not None else None
+        groups = [g for g in groups if scope_id in g.sku_ids]
+    if request.scope is Scope.GROUP and skus is not None:
+        assigned = {s for g in groups for s in g.sku_ids}
+        skus = [s for s in skus if s.sku_id in assigned]
     return TenantSnapshot(
         tenant_id=reader.tenant_id,
         tenant_name=reader.tenant_name,
@@ -397,32 +414,6 @@ async def read_snapshot(
         read_at=utcnow(),
         skus=tuple(skus or ()),
         groups=tuple(groups),
-        users=MappingProxyType(users),
-        unreadable=tuple(reader.unreadable),
-        stats=graph.stats,
-    )
-
-
-# ---------------------------------------------------------------- staged reads (the queue pipeline, fan-out)
-
-
-async def read_overview(graph: GraphClient, progress: ProgressFn | None = None) -> TenantSnapshot:
-    """Organization, SKUs and the licensed groups *without their members* (``user_ids`` empty): what decides
-    whether a tenant audit fans out, and what its chunks share. Raises GraphError when the groups are unreadable."""
-    reader = _Reader(graph, progress)
-    with telemetry.span("graph.read_overview"):
-        async with task_group() as tasks:
-            tasks.create_task(reader.organization())
-            skus_task = tasks.create_task(reader.skus())
-            groups_task = tasks.create_task(reader.licensed_groups())
-    skus = reader.consistent(skus_task.result(), groups_task.result())
-    return TenantSnapshot(
-        tenant_id=reader.tenant_id,
-        tenant_name=reader.tenant_name,
-        scope=Scope.TENANT,
-        read_at=utcnow(),
-        skus=tuple(skus or ()),
-        groups=tuple(groups_task.result()),
         unreadable=tuple(reader.unreadable),
         stats=graph.stats,
     )
