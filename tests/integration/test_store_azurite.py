@@ -21,13 +21,12 @@ from licensing.model import (
     OutboxItem,
     RunInfo,
     RunStatus,
-    Scope,
     Severity,
     SkuSummary,
-    Trigger,
 )
 from licensing.settings import Secret, StorageConnection
 from licensing.store import AuditStore, RetryPolicy, open_store
+from tests.factories import finding, run_info, sku_summary
 
 pytestmark = pytest.mark.azurite
 
@@ -51,33 +50,22 @@ def store(storage_connection: str, unique_name: str) -> Iterator[AuditStore]:
 
 
 def _run(run_id: str, started: datetime, tenant: str = TENANT, request_id: str | None = None) -> RunInfo:
-    return RunInfo(
-        id=run_id,
-        tenant_id=tenant,
-        trigger=Trigger.QUEUE,
-        scope=Scope.TENANT,
-        started_at=started,
-        request_id=request_id,
-    )
+    return run_info(id=run_id, tenant_id=tenant, started_at=started, request_id=request_id)
 
 
 def _finding(i: int, **kw: object) -> Finding:
-    values: dict[str, object] = {
-        "id": f"{i:032x}",
-        "kind": "seat_low" if i % 2 else "b2b_member",
-        "severity": Severity.WARNING if i % 2 else Severity.CRITICAL,
-        "message": f"finding {i}",
-        "group_id": f"group-{i}",
-        "group_name": f"Group {i}",
-    }
-    values.update(kw)
-    return Finding(**values)  # type: ignore[arg-type]
+    return finding(
+        **{"id": f"{i:032x}", "kind": "seat_low" if i % 2 else "b2b_member",
+           "severity": Severity.WARNING if i % 2 else Severity.CRITICAL, "message": f"finding {i}",
+           "group_id": f"group-{i}", "group_name": f"Group {i}", **kw}
+    )  # fmt: skip
 
 
 def _sku(sku_id: str, consumed: int, waiting: int = 0) -> SkuSummary:
-    return SkuSummary(
-        sku_id, "ENTERPRISEPACK", "Office 365 E3", 100, consumed, 100 - consumed, 0, 0, 0, consumed, waiting, ("g1",)
-    )
+    return sku_summary(
+        sku_id=sku_id, consumed=consumed, available=100 - consumed, group_assigned_users=consumed,
+        waiting_users=waiting, assigned_by_groups=("g1",),
+    )  # fmt: skip
 
 
 def _finished(run: RunInfo, findings: tuple[Finding, ...] = (), skus: tuple[SkuSummary, ...] = ()) -> AuditReport:

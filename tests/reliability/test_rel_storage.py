@@ -23,14 +23,13 @@ from licensing.model import (
     OutboxItem,
     RunInfo,
     RunStatus,
-    Scope,
     Severity,
-    Trigger,
 )
 from licensing.pipeline.handlers import MAX_DEQUEUE_COUNT, MessageResult, handle_audit_message
 from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import SandboxServer, SandboxTenant
 from licensing.settings import Secret, Settings, StorageConnection
+from tests.factories import finding, run_info
 from tests.reliability.conftest import (
     SleepLog,
     StorageLink,
@@ -260,23 +259,16 @@ NASTY = f"a/b\\c#d?e\tf\ng\x00h\x7f ~z~_ {FORBIDDEN} é 🦄 ' \" % &"
 
 
 def _finding(i: int, **kw: Any) -> Finding:
-    base: dict[str, Any] = {
-        "id": f"{NASTY}-{i}",
-        "kind": "b2b_member",
-        "severity": Severity.WARNING,
-        "message": f"finding {i}",
-        "group_id": NASTY,
-        "user_id": f"u{i}",
-        "user_name": NASTY,
-    }
-    base.update(kw)
-    return Finding(**base)
+    return finding(
+        **{"id": f"{NASTY}-{i}", "message": f"finding {i}", "group_id": NASTY, "user_id": f"u{i}", "user_name": NASTY,
+           **kw}
+    )  # fmt: skip
 
 
 def _run(run_id: str, tenant: str, request_id: str | None = None) -> RunInfo:
-    return RunInfo(
-        id=run_id, tenant_id=tenant, trigger=Trigger.QUEUE, scope=Scope.TENANT, started_at=NOW, finished_at=NOW,
-        status=RunStatus.SUCCEEDED, request_id=request_id, tenant_name=NASTY,
+    return run_info(
+        id=run_id, tenant_id=tenant, started_at=NOW, finished_at=NOW, status=RunStatus.SUCCEEDED,
+        request_id=request_id, tenant_name=NASTY,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from licensing.report.html import (
     write_html,
 )
 from licensing.settings import CLOUDS
+from tests.factories import sku_summary
 
 HOSTILE = (
     "<img src=x onerror=alert(1)>",
@@ -53,22 +54,7 @@ USER_ID = "0a1b2c3d-0000-4000-8000-0000000000aa"
 
 
 def _sku(**kw: object) -> SkuSummary:
-    base: dict[str, object] = {
-        "sku_id": SKU_ID,
-        "sku_part_number": "ENTERPRISEPACK",
-        "product_name": "Office 365 E3",
-        "enabled": 100,
-        "consumed": 98,
-        "available": 2,
-        "warning": 0,
-        "suspended": 0,
-        "locked_out": 0,
-        "group_assigned_users": 90,
-        "waiting_users": 3,
-        "assigned_by_groups": (GROUP_ID,),
-    }
-    base.update(kw)
-    return SkuSummary(**base)  # type: ignore[arg-type]
+    return sku_summary(**{"sku_id": SKU_ID, "assigned_by_groups": (GROUP_ID,), **kw})
 
 
 def _run(**kw: object) -> RunInfo:
