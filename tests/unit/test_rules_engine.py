@@ -190,21 +190,12 @@ def read_in_process(tenant: SandboxTenant) -> TenantSnapshot:
     import httpx
 
     from licensing.graph import GraphClient, read_snapshot
-    from licensing.sandbox.graph_api import GraphApp, Request
+    from licensing.sandbox.inprocess import in_process_transport
 
     settings = Settings(graph_base_url="http://127.0.0.1:9/v1.0")  # loopback: never connected to
-    app = GraphApp(tenant)
-    app.base_url = settings.graph_base_url  # next links point where the client reads
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        answer = app.handle(Request(request.method, request.url.raw_path.decode(), headers, request.content))
-        return httpx.Response(
-            answer.status, content=answer.body, headers=[*answer.headers, ("content-type", answer.content_type)]
-        )
 
     async def read() -> TenantSnapshot:
-        transport = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        transport = httpx.AsyncClient(transport=in_process_transport(tenant, settings.graph_base_url))
         client = GraphClient(settings, credential="none", http_client=transport)
         try:
             return await read_snapshot(client, AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI))
