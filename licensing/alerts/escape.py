@@ -8,7 +8,7 @@ from typing import Final
 
 from licensing.text import one_line
 
-__all__ = ["html_text", "md_text"]
+__all__ = ["html_text", "md_text", "plain_text"]
 
 # Characters that Adaptive Card markdown (a CommonMark subset: emphasis, links, lists, tables in some
 # hosts) gives meaning to, plus the braces of the card's {{DATE()}}/{{TIME()}} functions, which the card
@@ -34,6 +34,12 @@ def md_text(value: object, limit: int = 300) -> str:
     return _defang(_ORDERED_MARKER.sub(r"\1\\.", text))
 
 
+def plain_text(value: object, limit: int = 300) -> str:
+    """One line of tenant text for an autoescaping template: controls removed, trimmed, bare URLs defanged
+    (the template escapes it)."""
+    return _defang(one_line(value, limit))
+
+
 def html_text(value: object, limit: int = 300) -> str:
     """Text for an HTML element or attribute value (quotes escaped too), with bare URLs defanged."""
-    return html.escape(_defang(one_line(value, limit)), quote=True)
+    return html.escape(plain_text(value, limit), quote=True)

@@ -11,19 +11,23 @@ classes) so that Outlook's Word engine and web mail render it alike; usage bars 
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Final
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from licensing import links
-from licensing.alerts.digest import Block, Digest, Entry, Limits, SeatRow, Section, plural
-from licensing.alerts.escape import html_text
+from licensing.alerts.digest import Block, Digest, Limits, SeatRow, Section, plural
+from licensing.alerts.escape import plain_text
 from licensing.model import Finding, Severity
 from licensing.report.csv_report import findings_csv as report_findings_csv
 from licensing.text import one_line
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["MAIL_MAX_BYTES", "build_html", "build_message", "findings_csv"]
 
@@ -48,166 +52,77 @@ def findings_csv(findings: Iterable[Finding]) -> bytes:
     return ("\ufeff" + report_findings_csv(findings)).encode("utf-8")
 
 
-def _a(text: str, url: str | None, limit: int = 120) -> str:
-    if not url:
-        return html_text(text, limit)
-    # Only URLs built by licensing.links (ids percent-encoded) or the configured report URL get here.
-    href = html.escape(url, quote=True)
-    return f'<a href="{href}" style="color:#0f6cbd;text-decoration:underline;">{html_text(text, limit)}</a>'
-
-
 def _more(shown: int, total: int, noun: str = "") -> str:
     rest = total - shown
     return f" and {rest} more{(' ' + noun) if noun else ''}" if rest > 0 else ""
 
 
-def _entry(e: Entry, labels: bool = True) -> str:
-    out = _a(e.text, e.url)
-    if e.detail:
-        out += f" ({html_text(e.detail, 200)})"
-    if labels and e.label != "open":
-        out += f' <span style="color:{_COLOR[Severity.CRITICAL]};font-size:11px;">{e.label.upper()}</span>'
-    return out
+@lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=True,  # every {{ }} is escaped, whatever the template's file name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+    )
+    env.filters["t"] = plain_text
+    return env.get_template("mail.html.j2")
 
 
-def _block(block: Block, section: Section, limits: Limits, labels: bool) -> str:
-    head = f"<b>{_a(block.name, block.url)}</b>: {plural(len(block.entries), section.noun)}"
-    shown = block.entries[: limits.entries]
-    if not shown:
-        return f'<p style="margin:6px 0;">{head}</p>'
-    names = ", ".join(_entry(e, labels) for e in shown) + html_text(_more(len(shown), len(block.entries)))
-    return f'<p style="margin:6px 0;">{head} — {names}</p>'
-
-
-def _section(section: Section, limits: Limits, labels: bool) -> str:
-    color = _COLOR[section.severity]
-    parts = [
-        f'<tr><td style="padding:14px 20px 4px 20px;border-top:1px solid #e0e0e0;">'
-        f'<h2 style="margin:0 0 4px 0;font-size:16px;color:{color};">{html_text(section.title)} ({section.count})</h2>'
-    ]
-    if section.remediation:
-        parts.append(
-            f'<p style="margin:0 0 8px 0;font-size:12px;color:#616161;">{html_text(section.remediation, 600)}</p>'
-        )
-    blocks = section.blocks[: limits.blocks]
-    parts.extend(_block(b, section, limits, labels) for b in blocks)
-    if len(section.blocks) > len(blocks):
-        parts.append(f'<p style="margin:6px 0;color:#616161;">…{_more(len(blocks), len(section.blocks), "groups")}</p>')
-    lines = section.lines[: limits.lines]
-    if lines:
-        parts.append('<ul style="margin:4px 0;padding-left:20px;">')
-        parts.extend(f'<li style="margin:2px 0;">{_entry(e, labels)}</li>' for e in lines)
-        parts.append("</ul>")
-    if len(section.lines) > len(lines):
-        parts.append(f'<p style="margin:6px 0;color:#616161;">…{_more(len(lines), len(section.lines))}</p>')
-    parts.append("</td></tr>")
-    return "".join(parts)
-
-
-def _bar(row: SeatRow) -> str:
+def _seat_row(row: SeatRow) -> dict[str, Any]:
     if row.enabled > 0:
         pct = max(0, min(100, round(100 * row.consumed / row.enabled)))
     else:
         pct = 100 if row.consumed > 0 else 0
-    color = _COLOR[row.severity] if row.severity is not Severity.INFO else "#0f6cbd"
-    cells = []
-    if pct > 0:
-        cells.append(
-            f'<td width="{pct}%" style="background:{color};height:10px;font-size:0;line-height:0;">&#160;</td>'
-        )
-    if pct < 100:
-        cells.append(
-            f'<td width="{100 - pct}%" style="background:#e0e0e0;height:10px;font-size:0;line-height:0;">&#160;</td>'
-        )
-    return (
-        '<table role="presentation" width="120" cellpadding="0" cellspacing="0" border="0" '
-        f'style="width:120px;border-collapse:collapse;"><tr>{"".join(cells)}</tr></table>'
-        f'<span style="font-size:11px;color:#616161;">{pct}%</span>'
-    )
+    return {
+        "product": row.product,
+        "part_number": row.part_number,
+        "enabled": row.enabled,
+        "consumed": row.consumed,
+        "available": row.available,
+        "waiting": row.waiting,
+        "pct": pct,
+        "color": _COLOR[row.severity],
+        "bar": _COLOR[row.severity] if row.severity is not Severity.INFO else "#0f6cbd",
+        "free_color": _COLOR[Severity.CRITICAL] if row.available < 0 else "#242424",
+        "wait_color": _COLOR[Severity.CRITICAL] if row.waiting else "#242424",
+    }
 
 
-def _seats(digest: Digest, limits: Limits) -> str:
-    rows = digest.seats[: limits.seat_rows]
-    if not rows:
-        return ""
-    th = 'style="text-align:{};padding:6px 8px;border-bottom:2px solid #c8c8c8;font-size:12px;"'
-    td = 'style="text-align:{};padding:6px 8px;border-bottom:1px solid #e0e0e0;"'
-    head = "".join(
-        f"<th {th.format('left' if i in (0, 5) else 'right')}>{h}</th>"
-        for i, h in enumerate(("Product", "Enabled", "Consumed", "Free", "Waiting", "Usage"))
-    )
-    body = []
-    for r in rows:
-        free_color = _COLOR[Severity.CRITICAL] if r.available < 0 else "#242424"
-        wait_color = _COLOR[Severity.CRITICAL] if r.waiting else "#242424"
-        body.append(
-            "<tr>"
-            f'<td {td.format("left")}><span style="color:{_COLOR[r.severity]};">&#9632;</span> '
-            f'{html_text(r.product, 100)}<br /><span style="font-size:11px;color:#616161;">'
-            f"{html_text(r.part_number, 64)}</span></td>"
-            f"<td {td.format('right')}>{r.enabled}</td>"
-            f"<td {td.format('right')}>{r.consumed}</td>"
-            f'<td {td.format("right")}><span style="color:{free_color};">{r.available}</span></td>'
-            f'<td {td.format("right")}><span style="color:{wait_color};">{r.waiting}</span></td>'
-            f"<td {td.format('left')}>{_bar(r)}</td>"
-            "</tr>"
-        )
-    more = ""
-    if len(digest.seats) > len(rows):
-        more = f'<p style="margin:6px 0;color:#616161;">…{_more(len(rows), len(digest.seats), "products")}</p>'
-    return (
-        '<tr><td style="padding:14px 20px 4px 20px;border-top:1px solid #e0e0e0;">'
-        '<h2 style="margin:0 0 8px 0;font-size:16px;">Products short of seats</h2>'
-        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-        f'style="border-collapse:collapse;font-size:13px;"><tr>{head}</tr>{"".join(body)}</table>{more}</td></tr>'
-    )
+def _block(block: Block, section: Section, limits: Limits) -> dict[str, Any]:
+    shown = block.entries[: limits.entries]
+    return {
+        "name": block.name,
+        "url": block.url,
+        "count_text": plural(len(block.entries), section.noun),
+        "entries": shown,
+        "more": _more(len(shown), len(block.entries)),
+    }
 
 
-def _counts(digest: Digest) -> str:
-    cells = []
-    for label, value, color in (
-        ("Critical", digest.counts.get(Severity.CRITICAL, 0), _COLOR[Severity.CRITICAL]),
-        ("Warning", digest.counts.get(Severity.WARNING, 0), _COLOR[Severity.WARNING]),
-        ("Info", digest.counts.get(Severity.INFO, 0), _COLOR[Severity.INFO]),
-        ("New", digest.new, "#242424"),
-        ("Escalated", digest.escalated, "#242424"),
-        ("Still open", digest.reminders, "#242424"),
-        ("Resolved", digest.resolved_total, "#107c10"),
-    ):
-        cells.append(
-            f'<td align="center" style="padding:8px 4px;border:1px solid #e0e0e0;">'
-            f'<div style="font-size:20px;font-weight:bold;color:{color};">{value}</div>'
-            f'<div style="font-size:11px;color:#616161;">{label}</div></td>'
-        )
-    return (
-        '<tr><td style="padding:0 20px 12px 20px;">'
-        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-        f'style="border-collapse:collapse;"><tr>{"".join(cells)}</tr></table></td></tr>'
-    )
+def _section(section: Section, limits: Limits) -> dict[str, Any]:
+    blocks = section.blocks[: limits.blocks]
+    lines = section.lines[: limits.lines]
+    return {
+        "title": section.title,
+        "count": section.count,
+        "color": _COLOR[section.severity],
+        "remediation": section.remediation,
+        "blocks": [_block(b, section, limits) for b in blocks],
+        "blocks_more": _more(len(blocks), len(section.blocks), "groups"),
+        "lines": lines,
+        "lines_more": _more(len(lines), len(section.lines)),
+    }
 
 
 def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[str] = ()) -> str:
-    """The HTML body (well-formed, XHTML-compatible) for ``digest`` with lists trimmed to ``limits``."""
+    """The HTML body (well-formed, XHTML-compatible) for ``digest`` with lists trimmed to ``limits``, rendered
+    from ``templates/mail.html.j2`` with autoescaping (as the HTML report is)."""
     limits = limits or _LADDER[0]
-    top = _COLOR[Severity.CRITICAL] if digest.counts.get(Severity.CRITICAL) else _COLOR[Severity.WARNING]
-    rows = [
-        f'<tr><td style="padding:16px 20px 8px 20px;border-top:4px solid {top};">'
-        f'<h1 style="margin:0 0 4px 0;font-size:20px;">{html_text(digest.headline(), 400)}</h1>'
-        f'<p style="margin:0;font-size:12px;color:#616161;">'
-        f"{html_text(digest.run_line(), 300)}"
-        "</p></td></tr>",
-        _counts(digest),
-    ]
-    if digest.partial:
-        rows.append(
-            f'<tr><td style="padding:0 20px 8px 20px;color:{_COLOR[Severity.WARNING]};">This run was partial: some '
-            "parts of the tenant could not be read, so some findings may be missing (the report lists what).</td></tr>"
-        )
-    rows.append(_seats(digest, limits))
+    seats = digest.seats[: limits.seat_rows]
     sections = digest.sections[: limits.sections]
-    # Mark what is new or worse only when the message also carries reminders: otherwise everything is new.
-    labels = digest.reminders > 0 or digest.escalated > 0
-    rows.extend(_section(s, limits, labels) for s in sections)
     all_notes = list(notes)
     if len(digest.sections) > len(sections):
         left = digest.sections[len(sections) :]
@@ -215,34 +130,38 @@ def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[
             f"Not shown to keep this message small: {plural(len(left), 'more section')} "
             f"({', '.join(s.title for s in left)})."
         )
-    if digest.resolved:
-        text = ", ".join(plural(r.count, r.noun) for r in digest.resolved)
-        rows.append(
-            '<tr><td style="padding:14px 20px;border-top:1px solid #e0e0e0;">'
-            f'<b style="color:#107c10;">Resolved since the last alert:</b> {html_text(text, 800)}</td></tr>'
-        )
     if digest.excluded:
         all_notes.append(f"{plural(digest.excluded, 'finding')} on SKUs in ALERT_EXCLUDE_SKUS were not alerted.")
-    footer = [_a("Licenses in the Microsoft 365 admin center", links.licenses_url(digest.cloud))]
+    footer = [("Licenses in the Microsoft 365 admin center", links.licenses_url(digest.cloud))]
     if digest.report_url:
-        footer.insert(0, _a("Open the full report", digest.report_url))
-    rows.append(
-        '<tr><td style="padding:12px 20px 16px 20px;border-top:1px solid #e0e0e0;font-size:12px;color:#616161;">'
-        + "".join(f'<p style="margin:0 0 6px 0;">{html_text(n, 800)}</p>' for n in all_notes)
-        + f'<p style="margin:0;">{" · ".join(footer)}</p></td></tr>'
+        footer.insert(0, ("Open the full report", digest.report_url))
+    counts = (
+        ("Critical", digest.counts.get(Severity.CRITICAL, 0), _COLOR[Severity.CRITICAL]),
+        ("Warning", digest.counts.get(Severity.WARNING, 0), _COLOR[Severity.WARNING]),
+        ("Info", digest.counts.get(Severity.INFO, 0), _COLOR[Severity.INFO]),
+        ("New", digest.new, "#242424"),
+        ("Escalated", digest.escalated, "#242424"),
+        ("Still open", digest.reminders, "#242424"),
+        ("Resolved", digest.resolved_total, "#107c10"),
     )
-    title = html_text(digest.headline(), 200)
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8" />'
-        '<meta name="viewport" content="width=device-width, initial-scale=1" />'
-        f"<title>{title}</title></head>"
-        f'<body style="margin:0;padding:0;background:#f3f2f1;{_FONT}">'
-        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-        'style="background:#f3f2f1;"><tr><td align="center" style="padding:16px 8px;">'
-        '<table role="presentation" width="720" cellpadding="0" cellspacing="0" border="0" '
-        f'style="width:720px;max-width:100%;background:#ffffff;{_FONT}font-size:14px;color:#242424;'
-        'text-align:left;border-collapse:collapse;">' + "".join(rows) + "</table></td></tr></table></body></html>"
+    page = _template().render(
+        headline=digest.headline(),
+        run_line=digest.run_line(),
+        top=_COLOR[Severity.CRITICAL] if digest.counts.get(Severity.CRITICAL) else _COLOR[Severity.WARNING],
+        font=_FONT,
+        colors={"critical": _COLOR[Severity.CRITICAL], "warning": _COLOR[Severity.WARNING]},
+        counts=counts,
+        partial=digest.partial,
+        seats=[_seat_row(r) for r in seats],
+        seats_more=_more(len(seats), len(digest.seats), "products"),
+        sections=[_section(s, limits) for s in sections],
+        # Mark what is new or worse only when the message also carries reminders: otherwise everything is new.
+        labels=digest.reminders > 0 or digest.escalated > 0,
+        resolved=", ".join(plural(r.count, r.noun) for r in digest.resolved),
+        notes=all_notes,
+        footer=footer,
     )
+    return page.replace("\n", "")
 
 
 def _recipients(addresses: Iterable[str]) -> list[dict[str, Any]]:

@@ -263,3 +263,11 @@ def test_the_runtime_set_alone_runs_the_cli_and_imports_the_function_app(tmp_pat
     assert cli.returncode == 0 and "Usage" in cli.stdout, cli.stderr[-2000:]
     app = run(python, "-c", "import function_app; print(len(function_app.app.get_functions()))", cwd=source)
     assert app.returncode == 0 and app.stdout.strip() == "3", app.stderr[-2000:]
+    # The installed package carries its templates (the mail's and the report's) and data files.
+    files = run(
+        python, "-c",
+        "import licensing, pathlib; p = pathlib.Path(licensing.__file__).parent; "
+        "print(all((p / f).is_file() for f in ('alerts/templates/mail.html.j2', 'report/templates/report.html.j2',"
+        " 'data/sku_names.csv', 'data/report.schema.json')))",
+    )  # fmt: skip
+    assert files.stdout.strip() == "True", files.stderr[-2000:]
