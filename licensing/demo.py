@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from licensing.errors import AuditError
-from licensing.model import AuditRequest, Scope, SkuDay, Trigger
+from licensing.model import SkuDay
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -153,9 +153,8 @@ def _demo_settings(graph_url: str, storage: str, webhook: str, tenant_domain: st
 def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 24, seed: int = 2026) -> None:
     """Run two simulated nights and write report.json/html, CSVs and the delivered alerts to ``output``."""
     from licensing.emulator import Azurite
-    from licensing.pipeline.handlers import handle_audit_message
-    from licensing.pipeline.queues import put_message, queue_client
-    from licensing.pipeline.requests import encode_request
+    from licensing.pipeline.handlers import handle_audit_message, handle_timer
+    from licensing.pipeline.queues import queue_client
     from licensing.pipeline.runtime import open_runtime
     from licensing.report.csv_report import write_csv
     from licensing.report.html import write_html
@@ -191,11 +190,9 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
                     _seed_history(store, outcome.report.run.tenant_id, list(outcome.report.skus), nights[0])
                     fixed = _fix_one_problem(graph, outcome.report)
                     console.print(f"• Between the nights an admin fixed something: {fixed}", markup=False)
-                request = AuditRequest(
-                    scope=Scope.TENANT, trigger=Trigger.SCHEDULE, request_id=f"schedule-{when:%Y%m%dT%H%M%SZ}"
-                )
                 with _step(console, f"Night {night} ({when:%Y-%m-%d %H:%M} UTC): enqueuing the scheduled audit"):
-                    put_message(settings.storage, settings.audit_queue, encode_request(request))
+                    # What the timer does: reserve the occurrence's request id (its ticket), then enqueue it.
+                    handle_timer(settings, now=when, store_factory=lambda _s: store)
                     client = queue_client(settings.storage, settings.audit_queue)
                     messages = list(client.receive_messages(max_messages=1, visibility_timeout=300))
                 if not messages:

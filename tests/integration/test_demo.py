@@ -1,0 +1,28 @@
+"""``licensing-audit demo`` end to end: two simulated nights through the timer, the queue handler and alerts.
+
+The demo drives the real pipeline, so it is the first thing a pipeline change can break (the timer's
+tickets made hand-enqueued scheduled requests a rejection): this test runs it on the smallest tenant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from licensing.cli import EXIT_OK, main
+from licensing.sandbox.tenant import MIN_GROUPS, MIN_USERS
+
+pytestmark = pytest.mark.azurite  # the demo starts an Azurite of its own
+
+
+def test_the_demo_runs_two_nights_and_writes_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--users", str(MIN_USERS), "--groups", str(MIN_GROUPS)]) == EXIT_OK
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["run"]["status"] == "succeeded" and report["run"]["trigger"] == "schedule"
+    assert report["findings"], "the demo tenant has findings"
+    alerts = sorted(p.name for p in (out / "alerts").iterdir())
+    assert any("night1" in a and "teams" in a for a in alerts) and any("night2" in a for a in alerts), alerts
+    assert {p.name for p in out.iterdir()} >= {"report.html", "report.json", "skus.csv", "groups.csv", "findings.csv"}
+    assert "rejected" not in capsys.readouterr().out
