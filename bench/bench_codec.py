@@ -9,7 +9,6 @@ this measurement before one converter replaces the four hand-written mappings.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import time
@@ -17,15 +16,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import orjson
 
-from licensing.graph import GraphClient, read_snapshot
-from licensing.model import AuditRequest, Scope, TenantSnapshot, Trigger
+from licensing.model import TenantSnapshot
 from licensing.pipeline import parts
 from licensing.sandbox import TenantSpec, generate_tenant
-from licensing.sandbox.inprocess import in_process_transport
-from licensing.settings import Settings
+from licensing.sandbox.inprocess import read_in_process
 
 USERS = int(os.environ.get("BENCH_CODEC_USERS", "140000"))  # about 100,000 memberships
 ROUNDS = 5
@@ -33,17 +29,7 @@ ROUNDS = 5
 
 def _snapshot() -> TenantSnapshot:
     tenant = generate_tenant(TenantSpec(seed=11, users=USERS, groups=max(12, USERS // 100)))
-    settings = Settings(graph_base_url="http://127.0.0.1:9/v1.0")
-
-    async def read() -> TenantSnapshot:
-        transport = httpx.AsyncClient(transport=in_process_transport(tenant, settings.graph_base_url))
-        client = GraphClient(settings, credential="none", http_client=transport)
-        try:
-            return await read_snapshot(client, AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI))
-        finally:
-            await client.aclose()
-
-    snap = asyncio.run(read())
+    snap = read_in_process(tenant)
     return replace(snap, users=dict(snap.users))  # plain dict: what every codec can take
 
 

@@ -24,6 +24,7 @@ from licensing.alerts.digest import Block, Digest, Limits, SeatRow, Section, plu
 from licensing.alerts.escape import plain_text
 from licensing.model import Finding, Severity
 from licensing.report.csv_report import findings_csv as report_findings_csv
+from licensing.templating import environment
 from licensing.text import one_line
 
 if TYPE_CHECKING:
@@ -59,16 +60,7 @@ def _more(shown: int, total: int, noun: str = "") -> str:
 
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
-        autoescape=True,  # every {{ }} is escaped, whatever the template's file name
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=False,
-    )
-    env.filters["t"] = plain_text
-    return env.get_template("mail.html.j2")
+    return environment(Path(__file__).with_name("templates"), {"t": plain_text}).get_template("mail.html.j2")
 
 
 def _seat_row(row: SeatRow) -> dict[str, Any]:

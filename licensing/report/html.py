@@ -26,6 +26,7 @@ from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
 from licensing.rules.seats import MIN_FORECAST_POINTS, Projection, project_seats
+from licensing.templating import environment
 from licensing.text import clean_text
 
 if TYPE_CHECKING:
@@ -467,18 +468,9 @@ def _sections(
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
-        autoescape=True,  # every {{ }} is escaped, whatever the template's file name
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+    return environment(
+        Path(__file__).with_name("templates"), {"clean": clean_text, "num": lambda v: f"{v:,}"}, trim=True
     )
-    env.filters["clean"] = clean_text
-    env.filters["num"] = lambda v: f"{v:,}"
-    return env
 
 
 def render_html(

@@ -9,19 +9,17 @@ from datetime import UTC, datetime
 import pytest
 
 from licensing.model import (
-    AuditRequest,
     GroupRef,
     LicenseAssignment,
     LicensedGroup,
-    Scope,
     Sku,
     TenantSnapshot,
-    Trigger,
     User,
     finding_id,
 )
 from licensing.rules import Evaluation, RuleContext, evaluate, subject_of
-from licensing.sandbox import SandboxTenant, TenantSpec, generate_tenant
+from licensing.sandbox import TenantSpec, generate_tenant
+from licensing.sandbox.inprocess import read_in_process
 from licensing.settings import Settings
 
 NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
@@ -181,28 +179,6 @@ def test_a_large_tenant_evaluates_in_one_pass() -> None:
 
 
 # ---------------------------------------------------------------- the sandbox's independent ground truth
-
-
-def read_in_process(tenant: SandboxTenant) -> TenantSnapshot:
-    """The real reader over the sandbox's request pipeline, in process (no socket): what a run reads."""
-    import asyncio
-
-    import httpx
-
-    from licensing.graph import GraphClient, read_snapshot
-    from licensing.sandbox.inprocess import in_process_transport
-
-    settings = Settings(graph_base_url="http://127.0.0.1:9/v1.0")  # loopback: never connected to
-
-    async def read() -> TenantSnapshot:
-        transport = httpx.AsyncClient(transport=in_process_transport(tenant, settings.graph_base_url))
-        client = GraphClient(settings, credential="none", http_client=transport)
-        try:
-            return await read_snapshot(client, AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(read())
 
 
 @pytest.mark.parametrize("seed", [1, 2, 7])
