@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from licensing.model import Finding, RunInfo, RunStatus, Scope, Severity, SkuSummary, Trigger
+from licensing.model import Finding, GroupSummary, RunInfo, RunStatus, Scope, Severity, SkuSummary, Trigger
 
 T0 = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 SKU_ID = "6fd2c87f-b296-42f0-b197-1e91e994b900"  # Office 365 E3 (ENTERPRISEPACK)
@@ -57,3 +57,20 @@ def sku_summary(**overrides: Any) -> SkuSummary:
     }
     fields.update(overrides)
     return SkuSummary(**fields)
+
+
+def group_summary(**overrides: Any) -> GroupSummary:
+    """A licensed group of ten user members assigning Office 365 E3, fully processed, nothing wrong."""
+    fields: dict[str, Any] = {
+        "id": "22222222-0000-0000-0000-000000000001",
+        "display_name": "Licensing group",
+        "sku_ids": (SKU_ID,),
+        "processing_state": "ProcessingComplete",
+        "members": 10,
+        "users": 10,
+        "b2b_users": 0,
+        "nested_groups": 0,
+        "license_errors": 0,
+    }
+    fields.update(overrides)
+    return GroupSummary(**fields)

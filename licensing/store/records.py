@@ -3,34 +3,20 @@ alert-state and outbox tables (leases, tickets and blobs are plain rows that sto
 
 Ids are kept as properties next to the (escaped) keys, so reading never depends on decoding a
 key. Datetimes are ISO-8601 strings: exact to the microsecond and independent of the service's
-Edm.DateTime precision. Enum values are stored by their contract strings.
+Edm.DateTime precision. Enum values are stored by their contract strings. The fields come from the
+records themselves through licensing/convert.py: a new field needs no change here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
-from datetime import date, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from azure.data.tables import EdmType, EntityProperty
 
+from licensing.convert import ConversionError, field_kinds, from_plain, to_plain
 from licensing.errors import StorageError
-from licensing.model import (
-    AlertState,
-    AlertStatus,
-    Channel,
-    Finding,
-    GroupSummary,
-    OutboxItem,
-    RunInfo,
-    RunStatus,
-    Scope,
-    Severity,
-    SkuDay,
-    SkuSummary,
-    Trigger,
-)
+from licensing.model import AlertState, Finding, GroupSummary, OutboxItem, RunInfo, SkuDay, SkuSummary
 from licensing.store.codec import get_bytes, get_json, get_text, put_bytes, put_json, put_text
 
 __all__ = [
@@ -51,6 +37,11 @@ __all__ = [
 ]
 
 _INT32 = 2**31
+T = TypeVar("T")
+
+# Where a record's ``id`` is stored under another name (the tables' contract in docs/design.md).
+_RUN_COLUMNS: Final = {"id": "run_id"}
+_ID_COLUMN: Final = {"finding": {"id": "finding_id"}, "item": {"id": "item_id"}}
 
 
 def _int(value: int) -> Any:
@@ -58,46 +49,57 @@ def _int(value: int) -> Any:
     return value if -_INT32 <= value < _INT32 else EntityProperty(value, EdmType.INT64)
 
 
-def _read_int(entity: Mapping[str, Any], name: str, default: int = 0) -> int:
-    value = entity.get(name)
+def _put(entity: dict[str, Any], column: str, value: Any) -> None:
     if value is None:
-        return default
-    if isinstance(value, EntityProperty):
-        value = value.value
-    return int(value)
+        return
+    if isinstance(value, str):
+        put_text(entity, column, value)
+    elif isinstance(value, bytes):
+        put_bytes(entity, column, value)
+    elif isinstance(value, bool | float):
+        entity[column] = value
+    elif isinstance(value, int):
+        entity[column] = _int(value)
+    else:
+        put_json(entity, column, value)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+def _to_entity(
+    record: Any, keys: Mapping[str, str], *, columns: Mapping[str, str] = {}, skip: tuple[str, ...] = (), **extra: Any
+) -> dict[str, Any]:
+    """The record's fields as entity properties (``columns`` renames some), after ``keys`` and ``extra``."""
+    entity: dict[str, Any] = {**keys}
+    for name, value in extra.items():
+        _put(entity, name, value)
+    for name, value in to_plain(record, keep_bytes=True).items():
+        if name not in skip:
+            _put(entity, columns.get(name, name), value)
+    return entity
 
 
-def _dt(entity: Mapping[str, Any], name: str) -> datetime | None:
-    text = entity.get(name)
-    if text is None:
-        return None
+def _from_entity(kind: type[T], entity: Mapping[str, Any], *, columns: Mapping[str, str] = {}, **given: Any) -> T:
+    """The record ``_to_entity`` wrote; a property this version cannot read is one StorageError line."""
+    plain: dict[str, Any] = {}
+    for name, how in field_kinds(kind).items():
+        if name in given:
+            continue
+        column = columns.get(name, name)
+        if how == "text":
+            value: Any = get_text(entity, column)
+        elif how == "json":
+            value = get_json(entity, column)
+        elif how == "bytes":
+            value = get_bytes(entity, column)
+        else:
+            value = entity.get(column)
+            value = value.value if isinstance(value, EntityProperty) else value
+        if value is not None:
+            plain[name] = value
+    plain.update(given)
     try:
-        return datetime.fromisoformat(str(text))
-    except ValueError as exc:
-        raise StorageError(f"stored {name} is not an ISO-8601 datetime: {str(text)[:40]!r}") from exc
-
-
-def _required_dt(entity: Mapping[str, Any], name: str) -> datetime:
-    value = _dt(entity, name)
-    if value is None:
-        raise StorageError(f"stored entity has no {name}")
-    return value
-
-
-def _put_optional(entity: dict[str, Any], **values: str | None) -> None:
-    for name, value in values.items():
-        put_text(entity, name, value)
-
-
-def _enum(kind: Any, value: Any, what: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError as exc:
-        raise StorageError(f"stored {what} {str(value)[:40]!r} is not one this version knows") from exc
+        return from_plain(kind, plain, root=kind.__name__)
+    except ConversionError as exc:
+        raise StorageError(f"stored {exc} (written by another version?)") from None
 
 
 # ---------------------------------------------------------------- AuditRuns
@@ -111,28 +113,7 @@ def run_to_entity(
     extra: Mapping[str, Any] | None = None,
     findings: int | None = None,
 ) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        **keys,
-        "type": "run",
-        "trigger": run.trigger.value,
-        "scope": run.scope.value,
-        "status": run.status.value,
-        "graph_requests": _int(run.graph_requests),
-        "graph_throttled": _int(run.graph_throttled),
-        "resource_units": float(run.resource_units),
-    }
-    _put_optional(
-        entity,
-        run_id=run.id,
-        tenant_id=run.tenant_id,
-        tenant_name=run.tenant_name,
-        started_at=_iso(run.started_at),
-        finished_at=_iso(run.finished_at),
-        request_id=run.request_id,
-        requested_by=run.requested_by,
-        scope_id=run.scope_id,
-    )
-    put_json(entity, "errors", list(run.errors))
+    entity = _to_entity(run, keys, columns=_RUN_COLUMNS, type="run")
     put_json(entity, "counts", dict(counts or {}))
     put_json(entity, "extra", dict(extra or {}))
     if findings is not None:
@@ -141,65 +122,18 @@ def run_to_entity(
 
 
 def run_from_entity(entity: Mapping[str, Any]) -> RunInfo:
-    return RunInfo(
-        id=get_text(entity, "run_id") or "",
-        tenant_id=get_text(entity, "tenant_id") or "",
-        tenant_name=get_text(entity, "tenant_name") or "",
-        trigger=_enum(Trigger, entity.get("trigger"), "trigger"),
-        scope=_enum(Scope, entity.get("scope"), "scope"),
-        status=_enum(RunStatus, entity.get("status"), "status"),
-        started_at=_required_dt({"started_at": get_text(entity, "started_at")}, "started_at"),
-        finished_at=_dt({"finished_at": get_text(entity, "finished_at")}, "finished_at"),
-        graph_requests=_read_int(entity, "graph_requests"),
-        graph_throttled=_read_int(entity, "graph_throttled"),
-        resource_units=float(entity.get("resource_units") or 0.0),
-        errors=tuple(str(e) for e in get_json(entity, "errors", [])),
-        request_id=get_text(entity, "request_id"),
-        requested_by=get_text(entity, "requested_by"),
-        scope_id=get_text(entity, "scope_id"),
-    )
+    return _from_entity(RunInfo, entity, columns=_RUN_COLUMNS)
 
 
 # ---------------------------------------------------------------- AuditFindings
 
 
 def finding_to_entity(finding: Finding, keys: Mapping[str, str], seq: int) -> dict[str, Any]:
-    entity: dict[str, Any] = {**keys, "seq": _int(seq), "kind": finding.kind, "severity": finding.severity.value}
-    _put_optional(
-        entity,
-        finding_id=finding.id,
-        message=finding.message,
-        sku_id=finding.sku_id,
-        sku_part_number=finding.sku_part_number,
-        group_id=finding.group_id,
-        user_id=finding.user_id,
-        member_group_id=finding.member_group_id,
-        error=finding.error,
-        group_name=finding.group_name,
-        user_name=finding.user_name,
-        member_group_name=finding.member_group_name,
-        product_name=finding.product_name,
-    )
-    return entity
+    return _to_entity(finding, keys, columns=_ID_COLUMN["finding"], seq=seq)
 
 
 def finding_from_entity(entity: Mapping[str, Any]) -> Finding:
-    return Finding(
-        id=get_text(entity, "finding_id") or "",
-        kind=str(entity.get("kind", "")),
-        severity=_enum(Severity, entity.get("severity"), "severity"),
-        message=get_text(entity, "message") or "",
-        sku_id=get_text(entity, "sku_id"),
-        sku_part_number=get_text(entity, "sku_part_number"),
-        group_id=get_text(entity, "group_id"),
-        user_id=get_text(entity, "user_id"),
-        member_group_id=get_text(entity, "member_group_id"),
-        error=get_text(entity, "error"),
-        group_name=get_text(entity, "group_name"),
-        user_name=get_text(entity, "user_name"),
-        member_group_name=get_text(entity, "member_group_name"),
-        product_name=get_text(entity, "product_name"),
-    )
+    return _from_entity(Finding, entity, columns=_ID_COLUMN["finding"])
 
 
 # ---------------------------------------------------------------- AuditRunDetails (report.skus / report.groups)
@@ -207,125 +141,59 @@ def finding_from_entity(entity: Mapping[str, Any]) -> Finding:
 
 def sku_to_entity(sku: SkuSummary, keys: Mapping[str, str], seq: int) -> dict[str, Any]:
     entity: dict[str, Any] = {**keys, "type": "sku", "seq": _int(seq)}
-    put_json(entity, "data", asdict(sku))
+    put_json(entity, "data", to_plain(sku))
     return entity
 
 
 def sku_from_entity(entity: Mapping[str, Any]) -> SkuSummary:
-    data = dict(get_json(entity, "data", {}))
-    data["assigned_by_groups"] = tuple(data.get("assigned_by_groups") or ())
-    try:
-        return SkuSummary(**data)
-    except TypeError as exc:
-        raise StorageError(f"stored SKU summary does not match this version: {exc}") from exc
+    return _detail(SkuSummary, entity)
 
 
 def group_to_entity(group: GroupSummary, keys: Mapping[str, str], seq: int) -> dict[str, Any]:
     entity: dict[str, Any] = {**keys, "type": "group", "seq": _int(seq)}
-    put_json(entity, "data", asdict(group))
+    put_json(entity, "data", to_plain(group))
     return entity
 
 
 def group_from_entity(entity: Mapping[str, Any]) -> GroupSummary:
-    data = dict(get_json(entity, "data", {}))
-    data["sku_ids"] = tuple(data.get("sku_ids") or ())
+    return _detail(GroupSummary, entity)
+
+
+def _detail(kind: type[T], entity: Mapping[str, Any]) -> T:
     try:
-        return GroupSummary(**data)
-    except TypeError as exc:
-        raise StorageError(f"stored group summary does not match this version: {exc}") from exc
+        return from_plain(kind, get_json(entity, "data", {}), root=f"{kind.__name__} data")
+    except ConversionError as exc:
+        raise StorageError(f"stored {exc} (written by another version?)") from None
 
 
 # ---------------------------------------------------------------- SkuHistory
 
 
 def sku_day_to_entity(row: SkuDay, keys: Mapping[str, str]) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        **keys,
-        "day": row.day.isoformat(),
-        "enabled": _int(row.enabled),
-        "consumed": _int(row.consumed),
-        "warning": _int(row.warning),
-        "suspended": _int(row.suspended),
-        "locked_out": _int(row.locked_out),
-        "waiting": _int(row.waiting),
-    }
-    put_text(entity, "sku_id", row.sku_id)
-    return entity
+    return _to_entity(row, keys)
 
 
 def sku_day_from_entity(entity: Mapping[str, Any]) -> SkuDay:
-    return SkuDay(
-        sku_id=get_text(entity, "sku_id") or "",
-        day=date.fromisoformat(str(entity["day"])),
-        enabled=_read_int(entity, "enabled"),
-        consumed=_read_int(entity, "consumed"),
-        warning=_read_int(entity, "warning"),
-        suspended=_read_int(entity, "suspended"),
-        locked_out=_read_int(entity, "locked_out"),
-        waiting=_read_int(entity, "waiting"),
-    )
+    return _from_entity(SkuDay, entity)
 
 
 # ---------------------------------------------------------------- AlertState
 
 
 def alert_to_entity(state: AlertState, keys: Mapping[str, str]) -> dict[str, Any]:
-    entity: dict[str, Any] = {**keys, "kind": state.kind, "severity": state.severity.value, "status": state.status}
-    _put_optional(
-        entity,
-        finding_id=state.finding_id,
-        first_seen=_iso(state.first_seen),
-        last_seen=_iso(state.last_seen),
-        last_notified=_iso(state.last_notified),
-        notified_severity=state.notified_severity.value if state.notified_severity else None,
-        resolved_at=_iso(state.resolved_at),
-        last_run_id=state.last_run_id,
-    )
-    return entity
+    return _to_entity(state, keys, skip=("etag",))
 
 
 def alert_from_entity(entity: Mapping[str, Any], etag: str | None) -> AlertState:
-    notified = entity.get("notified_severity")
-    return AlertState(
-        finding_id=get_text(entity, "finding_id") or "",
-        kind=str(entity.get("kind", "")),
-        severity=_enum(Severity, entity.get("severity"), "severity"),
-        first_seen=_required_dt(entity, "first_seen"),
-        last_seen=_required_dt(entity, "last_seen"),
-        last_notified=_dt(entity, "last_notified"),
-        notified_severity=_enum(Severity, notified, "severity") if notified else None,
-        status=_enum(AlertStatus, entity.get("status", "open"), "status"),
-        resolved_at=_dt(entity, "resolved_at"),
-        last_run_id=get_text(entity, "last_run_id"),
-        etag=etag,
-    )
+    return _from_entity(AlertState, entity, etag=etag)
 
 
 # ---------------------------------------------------------------- AlertOutbox
 
 
 def outbox_to_entity(item: OutboxItem, keys: Mapping[str, str]) -> dict[str, Any]:
-    entity: dict[str, Any] = {**keys, "attempts": _int(item.attempts), "maybe_delivered": item.maybe_delivered}
-    _put_optional(
-        entity,
-        channel=item.channel,
-        item_id=item.id,
-        run_id=item.run_id,
-        created_at=_iso(item.created_at),
-        last_error=item.last_error,
-    )
-    put_bytes(entity, "payload", item.payload)
-    return entity
+    return _to_entity(item, keys, columns=_ID_COLUMN["item"])
 
 
 def outbox_from_entity(entity: Mapping[str, Any]) -> OutboxItem:
-    return OutboxItem(
-        channel=_enum(Channel, get_text(entity, "channel"), "channel"),
-        id=get_text(entity, "item_id") or "",
-        run_id=get_text(entity, "run_id") or "",
-        payload=get_bytes(entity, "payload") or b"",
-        created_at=_required_dt({"created_at": get_text(entity, "created_at")}, "created_at"),
-        attempts=_read_int(entity, "attempts"),
-        last_error=get_text(entity, "last_error"),
-        maybe_delivered=entity.get("maybe_delivered") is True,
-    )
+    return _from_entity(OutboxItem, entity, columns=_ID_COLUMN["item"])

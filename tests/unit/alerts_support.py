@@ -34,6 +34,7 @@ from licensing.model import (
     finding_id,
 )
 from licensing.settings import Settings, load_settings
+from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = ROOT / "tests" / "js" / "validate_card.js"
@@ -133,24 +134,16 @@ def processing(group: int, severity: Severity = Severity.INFO) -> Finding:
 
 
 def sku_summary(sku_id: str = E3, part: str = "ENTERPRISEPACK", enabled: int = 100, consumed: int = 100) -> SkuSummary:
-    return SkuSummary(
-        sku_id=sku_id,
-        sku_part_number=part,
+    return factories.sku_summary(
+        sku_id=sku_id, sku_part_number=part,
         product_name="Office 365 E3" if part == "ENTERPRISEPACK" else "Office 365 E5",
-        enabled=enabled,
-        consumed=consumed,
-        available=enabled - consumed,
-        warning=0,
-        suspended=0,
-        locked_out=0,
-        group_assigned_users=consumed,
-        waiting_users=12 if consumed >= enabled else 0,
-        assigned_by_groups=(gid(1),),
-    )
+        enabled=enabled, consumed=consumed, available=enabled - consumed, group_assigned_users=consumed,
+        waiting_users=12 if consumed >= enabled else 0, assigned_by_groups=(gid(1),),
+    )  # fmt: skip
 
 
 def group_summary(n: int) -> GroupSummary:
-    return GroupSummary(gid(n), f"Licensing group {n}", (E3,), "ProcessingComplete", 10, 10, 0, 0, 0)
+    return factories.group_summary(id=gid(n), display_name=f"Licensing group {n}", sku_ids=(E3,))
 
 
 def report(

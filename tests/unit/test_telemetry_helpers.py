@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from opentelemetry import trace
@@ -12,6 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from licensing import telemetry
 from licensing.model import AuditReport, Finding, FindingKind, RunInfo, RunStatus, Scope, Severity, SkuSummary, Trigger
+from tests.factories import finding, run_info, sku_summary
 
 GUID = "0b5c3e2a-1111-2222-3333-444455556666"
 GUID2 = "c7df2760-2c81-4ef7-b578-5b5392b571df"
@@ -101,15 +101,12 @@ def _run(**overrides: object) -> RunInfo:
     fields: dict[str, object] = {
         "id": unique("run-"),
         "tenant_id": GUID,
-        "trigger": Trigger.QUEUE,
         "scope": Scope.GROUP,
-        "started_at": datetime(2026, 11, 24, 2, 30, tzinfo=UTC),
         "scope_id": GUID2,
         "request_id": "msg-42",
         "requested_by": UPN,
     }
-    fields.update(overrides)
-    return RunInfo(**fields)  # type: ignore[arg-type]
+    return run_info(**{**fields, **overrides})
 
 
 def test_run_span_sets_run_attributes_and_never_requested_by(otel) -> None:
@@ -246,24 +243,14 @@ def test_delivery_counter_and_outbox_gauge(otel) -> None:
 
 
 def _finding(kind: FindingKind, severity: Severity) -> Finding:
-    return Finding(id=uuid.uuid4().hex, kind=kind.value, severity=severity, message="m", user_name="Alice Smith")
+    return finding(kind=kind.value, severity=severity, message="m", user_name="Alice Smith")
 
 
 def _sku(part: str, enabled: int, consumed: int, waiting: int) -> SkuSummary:
-    return SkuSummary(
-        sku_id=str(uuid.uuid4()),
-        sku_part_number=part,
-        product_name="Office 365 E3",
-        enabled=enabled,
-        consumed=consumed,
-        available=enabled - consumed,
-        warning=0,
-        suspended=0,
-        locked_out=0,
-        group_assigned_users=consumed,
-        waiting_users=waiting,
-        assigned_by_groups=(GUID,),
-    )
+    return sku_summary(
+        sku_id=str(uuid.uuid4()), sku_part_number=part, enabled=enabled, consumed=consumed,
+        available=enabled - consumed, group_assigned_users=consumed, waiting_users=waiting, assigned_by_groups=(GUID,),
+    )  # fmt: skip
 
 
 def test_run_finished_gauges_per_sku_findings_per_kind_and_run_counts(otel) -> None:
