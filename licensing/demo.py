@@ -14,13 +14,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from licensing.clock import utcnow
 from licensing.errors import AuditError
 from licensing.model import SkuDay
 
@@ -179,7 +180,7 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
             settings = _demo_settings(graph.base_url, azurite.connection_string, teams.url, "contoso.example")
             store = open_store(settings.storage)
             store.ensure_tables()
-            nights = [datetime.now(UTC).replace(hour=2, minute=30, second=0, microsecond=0) - timedelta(days=1)]
+            nights = [utcnow().replace(hour=2, minute=30, second=0, microsecond=0) - timedelta(days=1)]
             nights.append(nights[0] + timedelta(days=1))
             clock = _Clock(nights[0])
             written_alerts: list[Path] = []

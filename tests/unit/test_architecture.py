@@ -150,3 +150,16 @@ def test_no_module_is_over_600_lines_and_each_names_its_concern() -> None:
             undocumented.append(name)
     assert not too_long, f"modules over 600 lines: {too_long}"
     assert not undocumented, f"modules without a first docstring line: {undocumented}"
+
+
+def test_one_clock_outside_the_simulated_tenant() -> None:
+    # licensing/clock.py is the one UTC now the app reads (tests inject another); the sandbox plays
+    # Microsoft's servers and keeps its own time, as they do.
+    direct = sorted(
+        str(path.relative_to(ROOT))
+        for path in [*(ROOT / "licensing").rglob("*.py"), ROOT / "function_app.py"]
+        if "sandbox" not in path.parts
+        and path.name != "clock.py"
+        and re.search(r"datetime\.(now|utcnow)\(", path.read_text(encoding="utf-8"))
+    )
+    assert direct == []
