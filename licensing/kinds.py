@@ -237,6 +237,65 @@ _SPECS: Final = (
             "assignments."
         ),
     ),
+    KindSpec(
+        FindingKind.DYNAMIC_GROUP_PAUSED,
+        subject=("group_id",),
+        title="Dynamic licensing group is paused",
+        digest_title="Dynamic licensing groups with processing paused",
+        noun="paused group",
+        severities=(Severity.WARNING,),
+        section=12,
+        per_group=False,
+        remediation=(
+            "Resume processing if the pause was not meant to last (Entra admin center > Groups > the group > "
+            'Properties, or Graph PATCH /groups/{id} with membershipRuleProcessingState "On"); check the '
+            "rule first, since resuming adds and removes members (and their licenses) at once."
+        ),
+    ),
+    KindSpec(
+        FindingKind.DYNAMIC_RULE_ADMITS_GUESTS,
+        subject=("group_id",),
+        title="Dynamic licensing group's rule admits guests",
+        digest_title="Dynamic licensing groups whose rule admits guests",
+        noun="dynamic group",
+        severities=(Severity.WARNING,),
+        section=13,
+        per_group=False,
+        remediation=(
+            'Add (user.userType -eq "Member") to the rule with -and (Entra admin center > Groups > the group > '
+            "Dynamic membership rules), validating it on a test group first: a rule change removes the members "
+            "who no longer match, with their licenses."
+        ),
+    ),
+    KindSpec(
+        FindingKind.LICENSED_GROUP_SHRANK,
+        subject=("group_id",),
+        title="Licensing group lost many members",
+        digest_title="Licensing groups that lost many members since the last run",
+        noun="group",
+        severities=(Severity.WARNING,),
+        section=14,
+        per_group=False,
+        remediation=(
+            "Check that the membership (or the dynamic rule) changed on purpose (Entra admin center > Groups > "
+            "the group > Audit logs): the members who left lost its licenses, which can mean loss of service "
+            "or data. Restore the rule or the members if it was a mistake."
+        ),
+    ),
+    KindSpec(
+        FindingKind.P1_COVERAGE_SHORT,
+        subject=(),
+        title="Not enough Entra ID P1 for group-based licensing",
+        digest_title="Not enough Entra ID P1 for group-based licensing",
+        noun="tenant",
+        severities=(Severity.WARNING,),
+        section=15,
+        per_group=False,
+        remediation=(
+            "Buy Microsoft Entra ID P1 (or a suite that includes it: Microsoft 365 E3/E5, EMS E3/E5) for every "
+            "user who gets licenses from a group (Microsoft 365 admin center > Billing > Purchase services)."
+        ),
+    ),
 )
 
 CATALOGUE: Final[Mapping[str, KindSpec]] = MappingProxyType({s.kind.value: s for s in _SPECS})

@@ -157,6 +157,10 @@ class FindingKind(StrEnum):
     REDUNDANT_DIRECT_ASSIGNMENT = "redundant_direct_assignment"
     EMPTY_LICENSED_GROUP = "empty_licensed_group"
     EXPECTED_SKU_NOT_GROUP_ASSIGNED = "expected_sku_not_group_assigned"
+    DYNAMIC_GROUP_PAUSED = "dynamic_group_paused"
+    DYNAMIC_RULE_ADMITS_GUESTS = "dynamic_rule_admits_guests"
+    LICENSED_GROUP_SHRANK = "licensed_group_shrank"
+    P1_COVERAGE_SHORT = "p1_coverage_short"
 
 
 B2B_UPN_MARKER: Final = "#EXT#"
@@ -212,6 +216,9 @@ class Sku:
     locked_out: int = 0
     consumed: int = 0
     next_lifecycle: datetime | None = None  # earliest nextLifecycleDateTime of its subscriptions, when readable
+    # servicePlans[].servicePlanId (https://learn.microsoft.com/graph/api/resources/serviceplaninfo); None when the
+    # answer did not carry them: the shipped product table then says which plans a SKU has (licensing.skus).
+    service_plans: tuple[str, ...] | None = None
 
     @property
     def available(self) -> int:
@@ -293,10 +300,21 @@ class LicensedGroup:
     # Members whose type the page did not say (no @odata.type, as in Microsoft's own examples of
     # /groups/{id}/members): told apart once the users scan is in (graph.members.resolve_members).
     unknown_members: tuple[str, ...] = ()
+    # The group resource (https://learn.microsoft.com/graph/api/resources/group): securityEnabled, groupTypes
+    # ("DynamicMembership": dynamic membership), membershipRule and membershipRuleProcessingState ("On" or
+    # "Paused"; Microsoft's own Create group examples write "on"). None: the answer did not say.
+    security_enabled: bool | None = None
+    group_types: tuple[str, ...] = ()
+    membership_rule: str | None = None
+    rule_processing: str | None = None  # canonical "On" | "Paused" (or the unknown value as Graph sent it)
 
     @property
     def member_count(self) -> int:
         return len(self.user_ids) + len(self.member_groups) + self.other_members
+
+    @property
+    def dynamic(self) -> bool:
+        return any(t.casefold() == "dynamicmembership" for t in self.group_types)
 
 
 @dataclass(frozen=True, slots=True)

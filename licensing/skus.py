@@ -3,6 +3,10 @@
 The table is ``licensing/data/sku_names.csv`` (``String_Id,GUID,Product_Display_Name``, one row
 per SKU), refreshed from the official download by ``scripts/refresh_sku_names.py``. It is read
 lazily, once per process, and never needed for correctness: an unknown SKU shows its part number.
+
+Beside it, ``licensing/data/entra_premium_skus.csv`` (``String_Id,GUID,Service_Plan_Name``) lists every
+SKU of the same table whose service plans include Microsoft Entra ID P1 or P2: the ``p1_coverage_short``
+rule's fallback when a subscribedSku comes without its ``servicePlans``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,27 @@ from functools import lru_cache
 from importlib import resources
 from typing import Final
 
-__all__ = ["DATA_COLUMNS", "SkuName", "load_table", "parse_official_csv", "parse_table", "product_name", "to_table_csv"]
+__all__ = [
+    "DATA_COLUMNS",
+    "ENTRA_PREMIUM_PLANS",
+    "PREMIUM_COLUMNS",
+    "SkuName",
+    "includes_entra_premium",
+    "load_table",
+    "parse_official_csv",
+    "parse_official_premium",
+    "parse_table",
+    "product_name",
+    "to_premium_csv",
+    "to_table_csv",
+]
 
 DATA_COLUMNS: Final = ("String_Id", "GUID", "Product_Display_Name")
+PREMIUM_COLUMNS: Final = ("String_Id", "GUID", "Service_Plan_Name")
+# The service plans that are Microsoft Entra ID P1 and P2 in Microsoft's table ("AAD_PREMIUM",
+# "AAD_PREMIUM_P2"): group-based licensing needs one of them for every user who benefits from it
+# (https://learn.microsoft.com/entra/fundamentals/concept-group-based-licensing, "Licensing requirements").
+ENTRA_PREMIUM_PLANS: Final = frozenset({"41781fb2-bc02-4b7c-bd55-b576c07bb09d", "eec0eb4f-6444-4f95-aba0-50c24d67f998"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +86,74 @@ def parse_official_csv(text: str) -> list[SkuName]:
         if key not in seen:
             seen[key] = SkuName(string_id, guid, name)
     return sorted(seen.values(), key=lambda s: (s.string_id.casefold(), s.guid))
+
+
+def parse_official_premium(text: str) -> list[SkuName]:
+    """The SKUs of Microsoft's CSV that include an Entra ID P1 or P2 service plan; ``name`` holds the plan name."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header = next(reader, None)
+    if header is None:
+        raise ValueError("the product names CSV is empty")
+    index = {_header_key(h): i for i, h in enumerate(header)}
+    try:
+        i_id, i_guid, i_plan, i_plan_id = (
+            index["string_id"],
+            index["guid"],
+            index["service_plan_name"],
+            index["service_plan_id"],
+        )
+    except KeyError as exc:
+        raise ValueError(f"the product names CSV has no {exc.args[0]!r} column (header: {header!r})") from None
+    seen: dict[str, SkuName] = {}
+    for row in reader:
+        if len(row) <= max(i_id, i_guid, i_plan, i_plan_id):
+            continue
+        if row[i_plan_id].strip().lower() not in ENTRA_PREMIUM_PLANS:
+            continue
+        string_id, guid, plan = row[i_id].strip(), row[i_guid].strip().lower(), row[i_plan].strip()
+        if string_id and guid:
+            key = guid
+            # P2 wins over P1 for a SKU that lists both (it includes P1).
+            if key not in seen or plan.endswith("P2"):
+                seen[key] = SkuName(string_id, guid, plan)
+    return sorted(seen.values(), key=lambda s: (s.string_id.casefold(), s.guid))
+
+
+def to_premium_csv(rows: Iterable[SkuName]) -> str:
+    """The text of ``entra_premium_skus.csv``: header ``String_Id,GUID,Service_Plan_Name``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PREMIUM_COLUMNS)
+    for row in rows:
+        writer.writerow((row.string_id, row.guid, row.name))
+    return out.getvalue()
+
+
+@lru_cache(maxsize=1)
+def _premium() -> frozenset[str]:
+    text = resources.files("licensing").joinpath("data/entra_premium_skus.csv").read_text(encoding="utf-8")
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if reader.fieldnames is None or tuple(reader.fieldnames) != PREMIUM_COLUMNS:
+        raise ValueError(f"entra_premium_skus.csv must have the header {','.join(PREMIUM_COLUMNS)}")
+    keys: set[str] = set()
+    for r in reader:
+        keys.add((r["GUID"] or "").strip().lower())
+        keys.add((r["String_Id"] or "").strip().casefold())
+    keys.discard("")
+    return frozenset(keys)
+
+
+def includes_entra_premium(
+    sku_id: str, service_plan_ids: Iterable[str] | None = None, part_number: str | None = None
+) -> bool:
+    """Whether a SKU grants Entra ID P1 (or P2): from the service plans Graph returned for it when it did,
+    else from Microsoft's table shipped as data (by skuId, then by skuPartNumber)."""
+    if service_plan_ids is not None:
+        plans = {p.lower() for p in service_plan_ids}
+        if plans:
+            return bool(plans & ENTRA_PREMIUM_PLANS)
+    table = _premium()
+    return sku_id.lower() in table or bool(part_number and part_number.casefold() in table)
 
 
 def to_table_csv(rows: Iterable[SkuName]) -> str:

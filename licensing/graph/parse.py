@@ -52,6 +52,8 @@ _ERRORS: Final = {
 }
 # https://learn.microsoft.com/graph/api/resources/licenseprocessingstate
 _PROCESSING: Final = {v.casefold(): v for v in ("QueuedForProcessing", "ProcessingInProgress", "ProcessingComplete")}
+# membershipRuleProcessingState: "On or Paused" (group resource); Microsoft's Create group examples send "on".
+_RULE_PROCESSING: Final = {v.casefold(): v for v in ("On", "Paused")}
 # https://learn.microsoft.com/graph/api/resources/subscribedsku (capabilityStatus, appliesTo)
 _CAPABILITY: Final = {v.casefold(): v for v in ("Enabled", "Warning", "Suspended", "Deleted", "LockedOut")}
 _APPLIES_TO: Final = {v.casefold(): v for v in ("User", "Company")}
@@ -132,7 +134,16 @@ def parse_sku(item: Mapping[str, Any]) -> Sku:
         warning=_int(units.get("warning")),
         locked_out=_int(units.get("lockedOut")),
         consumed=_int(item.get("consumedUnits")),
+        service_plans=_plan_ids(item.get("servicePlans")),
     )
+
+
+def _plan_ids(value: Any) -> tuple[str, ...] | None:
+    """servicePlans[].servicePlanId, lowercase; None when the property is absent (not selected, not served)."""
+    if not isinstance(value, list):
+        return None
+    ids = (text(p.get("servicePlanId")) for p in value if isinstance(p, dict))
+    return tuple(sorted({i.lower() for i in ids if i}))
 
 
 def parse_group(item: Mapping[str, Any]) -> LicensedGroup:
@@ -140,11 +151,17 @@ def parse_group(item: Mapping[str, Any]) -> LicensedGroup:
     # Either is accepted; an unknown value (e.g. "ProcessingFailed") is kept and counts as not complete.
     state = item.get("licenseProcessingState")
     raw = state.get("state") if isinstance(state, dict) else state
+    types = item.get("groupTypes")
+    security = item.get("securityEnabled")
     return LicensedGroup(
         id=str(item["id"]).lower(),
         display_name=text(item.get("displayName")) or "",
         sku_ids=_sku_ids(item.get("assignedLicenses")),
         processing_state=_canon(raw, _PROCESSING),
+        security_enabled=security if isinstance(security, bool) else None,
+        group_types=tuple(t for t in types if isinstance(t, str)) if isinstance(types, list) else (),
+        membership_rule=text(item.get("membershipRule")),
+        rule_processing=_canon(item.get("membershipRuleProcessingState"), _RULE_PROCESSING),
     )
 
 

@@ -83,9 +83,19 @@ USER_FIELDS: Final = (
 # Members: who is in the group; the users' properties come from the users scan. userPrincipalName and
 # securityEnabled tell a user from a group when a page omits @odata.type (see members.member_kind).
 MEMBER_FIELDS: Final = "id,displayName,userPrincipalName,securityEnabled"
-GROUP_FIELDS: Final = "id,displayName,assignedLicenses,licenseProcessingState"
+# securityEnabled, groupTypes, membershipRule and membershipRuleProcessingState are "Returned by default" on the group
+# resource (https://learn.microsoft.com/graph/api/resources/group); assignedLicenses and licenseProcessingState
+# only on $select. All are $select-able on List groups and Get group.
+GROUP_FIELDS: Final = (
+    "id,displayName,assignedLicenses,licenseProcessingState,securityEnabled,groupTypes,membershipRule,"
+    "membershipRuleProcessingState"
+)
 # id is "{tenantId}_{skuId}": the tenant when /organization is not readable (see parse.tenant_of_sku).
-SKU_FIELDS: Final = "id,skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,accountId,accountName"
+# servicePlans: "Information about the service plans that are available with the SKU" (subscribedSku), as in
+# Microsoft's List subscribedSkus example: the P1 coverage rule and the plan command read which SKUs grant Entra ID P1.
+SKU_FIELDS: Final = (
+    "id,skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,servicePlans,accountId,accountName"
+)
 PAGE: Final = 999  # the $top maximum for users, groups and members
 USERS_KEY: Final = "\x00users"  # the users scan's key among collection reads (never a group id)
 

@@ -69,6 +69,10 @@ class RuleContext:
     )
     history: Mapping[str, Sequence[SkuDay]] | None = None  # None: no store, the forecast is not evaluated
     processing_since: Mapping[str, datetime] = field(default_factory=lambda: _EMPTY_SINCE)
+    group_drop_pct: float = 20.0
+    # Member counts of the licensed groups in the last tenant run the store holds (group id -> members); None: no
+    # store, licensed_group_shrank is not evaluated; empty: no earlier run, nothing to compare with.
+    previous_members: Mapping[str, int] | None = None
 
     @classmethod
     def from_settings(
@@ -78,6 +82,7 @@ class RuleContext:
         now: datetime,
         history: Mapping[str, Sequence[SkuDay]] | None = None,
         processing_since: Mapping[str, datetime] | None = None,
+        previous_members: Mapping[str, int] | None = None,
     ) -> RuleContext:
         return cls(
             now=now,
@@ -88,6 +93,8 @@ class RuleContext:
             expected_group_skus=tuple(settings.expected_group_skus),
             history=history,
             processing_since=processing_since if processing_since is not None else _EMPTY_SINCE,
+            group_drop_pct=settings.group_drop_pct,
+            previous_members=previous_members,
         )
 
     def is_expected(self, sku: Sku) -> bool:

@@ -18,7 +18,7 @@ from licensing.model import (
     SkuSummary,
     TenantSnapshot,
 )
-from licensing.rules import groups, seats
+from licensing.rules import dynamic, groups, seats
 from licensing.rules.base import Facts, Rule, RuleContext, RuleResult, build_facts, plural, subject_of
 
 __all__ = ["RULES", "Evaluation", "evaluate", "sort_findings"]
@@ -39,6 +39,10 @@ _EVALUATORS: Final[Mapping[str, Callable[[Facts, RuleContext], RuleResult]]] = M
         FindingKind.REDUNDANT_DIRECT_ASSIGNMENT: groups.evaluate_redundant_direct_assignment,
         FindingKind.EMPTY_LICENSED_GROUP: groups.evaluate_empty_licensed_group,
         FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED: seats.evaluate_expected_sku,
+        FindingKind.DYNAMIC_GROUP_PAUSED: dynamic.evaluate_dynamic_group_paused,
+        FindingKind.DYNAMIC_RULE_ADMITS_GUESTS: dynamic.evaluate_dynamic_rule_admits_guests,
+        FindingKind.LICENSED_GROUP_SHRANK: dynamic.evaluate_licensed_group_shrank,
+        FindingKind.P1_COVERAGE_SHORT: dynamic.evaluate_p1_coverage_short,
     }
 )
 RULES: Final[Mapping[str, Rule]] = MappingProxyType(

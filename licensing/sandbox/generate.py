@@ -11,6 +11,7 @@ import itertools
 import math
 import random
 from array import array
+from typing import Any
 
 from licensing.sandbox.catalog import (
     ERROR_KINDS,
@@ -39,7 +40,9 @@ from licensing.sandbox.tenant import (
     G_SHORT,
     GUEST,
     INVITED,
+    NO_LOCATION,
     ODD_NAME,
+    PLAN_GROUPS,
     PROCESSING_COMPLETE,
     U_B2B,
     U_DIRECT_E5P_MEMBER,
@@ -50,6 +53,7 @@ from licensing.sandbox.tenant import (
     U_GUEST_UNLICENSED,
     U_MULTI,
     U_NESTED_ONLY,
+    U_NO_LOCATION,
     U_ODD,
     U_PROCESSING,
     U_REDUNDANT_BI,
@@ -207,8 +211,15 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
         if d < spec.direct_rate:
             direct[u] = (bi,) if d < spec.direct_rate * 0.6 else (m365e3,) if d < spec.direct_rate * 0.85 else (o365e5,)
 
+    for u in U_NO_LOCATION:
+        locations[u] = NO_LOCATION
     # Users in several licensed groups appear in order of first membership; keep member lists sorted.
     processing = {G_PROC: "QueuedForProcessing"}
+    # Two licensed dynamic groups: the new hires' rule admits anyone (guests included) and Power BI's is paused.
+    dynamic = {
+        G_PROC: ('(user.department -eq "New Hires")', "On"),
+        G_BI: ('(user.userType -eq "Member") -and (user.jobTitle -eq "Analyst")', "Paused"),
+    }
     gids = _Ids(spec.seed, "group")
     groups = []
     for g in range(m):
@@ -227,8 +238,12 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
                 member_groups=tuple(member_groups[g]),
                 devices=2 if g == G_KIOSK else 0,
                 description=desc,
+                group_types=("DynamicMembership",) if g in dynamic else (),
+                membership_rule=dynamic[g][0] if g in dynamic else None,
+                rule_processing=dynamic[g][1] if g in dynamic else None,
             )
         )
+    groups.extend(_plan_groups(m, gids))
 
     # user -> groups (CSR)
     counts = array("i", bytes(4 * (n + 1)))
@@ -263,6 +278,63 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
     )
     tenant.ground_truth = ground_truth(tenant)
     return tenant
+
+
+def _plan_groups(first: int, gids: _Ids) -> list[GroupDef]:
+    """The unlicensed candidate groups of PLAN_GROUPS, at indices ``first`` on (docs/sandbox.md, "Plan candidates")."""
+    ready = array("i", U_NESTED_ONLY)
+    specs: dict[str, dict[str, Any]] = {
+        "plan_ready": {"name": "SG-Plan-Ready-Sales", "users": ready},
+        "plan_nested": {"name": "SG-Plan-Nested", "users": array("i", U_NESTED_ONLY[:2]), "member_groups": (G_NESTED,)},
+        "plan_unified": {
+            "name": "Project Falcon (Microsoft 365 group)",
+            "users": array("i", U_NESTED_ONLY[:2]),
+            "security_enabled": False,
+            "group_types": ("Unified",),
+        },
+        "plan_dynamic_open": {
+            "name": "SG-Plan-Dynamic-Everyone",
+            "users": ready,
+            "group_types": ("DynamicMembership",),
+            "membership_rule": "(user.accountEnabled -eq true)",
+            "rule_processing": "On",
+        },
+        "plan_dynamic_members": {
+            "name": "SG-Plan-Dynamic-Employees",
+            "users": ready,
+            "group_types": ("DynamicMembership",),
+            "membership_rule": '(user.userType -eq "Member") -and (user.department -eq "Sales")',
+            "rule_processing": "On",
+        },
+        "plan_warnings": {
+            "name": "SG-Plan-Warnings",
+            # no usage location, a disabled account, a user whose licenses conflict, and a plain one
+            "users": array("i", sorted((U_NO_LOCATION[0], U_DISABLED[2], U_ERRORS[0], U_NESTED_ONLY[0]))),
+        },
+    }
+    out = []
+    for k, key in enumerate(PLAN_GROUPS):
+        d = specs[key]
+        g = first + k
+        out.append(
+            GroupDef(
+                index=g,
+                id=gids.make(g),
+                display_name=d["name"],
+                sku_indices=(),
+                disabled_plans=(),
+                processing_state=None,
+                users=array("i", d["users"]),
+                member_groups=d.get("member_groups", ()),
+                devices=0,
+                description=f"Plan candidate: {key}",
+                security_enabled=d.get("security_enabled", True),
+                group_types=d.get("group_types", ()),
+                membership_rule=d.get("membership_rule"),
+                rule_processing=d.get("rule_processing"),
+            )
+        )
+    return out
 
 
 def _removal_errors(

@@ -19,6 +19,7 @@ from licensing.sandbox.tenant import (
     GUEST,
     INVITED,
     NO_GROUP,
+    NO_LOCATION,
 )
 from licensing.sandbox.wire import (
     DEFAULT_TOP,
@@ -96,7 +97,8 @@ class Rendering(AppState):
             elif p == "usageLocation":
                 from licensing.sandbox.catalog import USAGE_LOCATIONS
 
-                out[p] = USAGE_LOCATIONS[t.locations[u]]
+                loc = t.locations[u]
+                out[p] = None if loc == NO_LOCATION else USAGE_LOCATIONS[loc]
             elif p == "assignedLicenses":
                 out[p] = self._assigned_licenses(u)
             elif p == "licenseAssignmentStates":
@@ -160,12 +162,18 @@ class Rendering(AppState):
                 out[p] = grp.description
             elif p in ("createdDateTime", "renewedDateTime"):
                 out[p] = STAMP
+            elif p == "groupTypes":
+                out[p] = list(grp.group_types)
             elif p in EMPTY_LIST_GROUP_PROPS:
                 out[p] = []
             elif p == "mailEnabled":
                 out[p] = False
             elif p == "securityEnabled":
-                out[p] = True
+                out[p] = grp.security_enabled
+            elif p == "membershipRule":
+                out[p] = grp.membership_rule
+            elif p == "membershipRuleProcessingState":
+                out[p] = grp.rule_processing
             elif p == "mailNickname":
                 out[p] = nick
             elif p == "isAssignableToRole":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from licensing.errors import ConfigurationError
+from licensing.kinds import CATALOGUE
 from licensing.model import Severity, finding_id
 from licensing.sandbox.catalog import (
     FIRST_NAMES,
@@ -60,6 +61,19 @@ _MULT_INV: Final = pow(_MULT, -1, 1 << 32)
 # Special groups (indices); generic groups follow from FIRST_GENERIC on.
 G_SHORT, G_E5, G_E3, G_EMS5, G_BI, G_EMPTY, G_PROC, G_GUESTS, G_NESTED, G_KIOSK = range(10)
 FIRST_GENERIC: Final = 10
+# Candidate groups for `licensing-audit plan`, none licensed, appended after the spec's groups (at spec.groups + k),
+# so that adding them changed no licensed group and no generated tenant's audit: one per verdict and reason.
+PLAN_GROUPS: Final = (
+    "plan_ready",  # security group, enabled members with usage locations and no licenses: suitable
+    "plan_nested",  # holds a group
+    "plan_unified",  # a Microsoft 365 group without securityEnabled
+    "plan_dynamic_open",  # dynamic rule that does not restrict user.userType
+    "plan_dynamic_members",  # dynamic rule restricted to members: suitable
+    "plan_warnings",  # missing usage location, disabled member, a conflicting product
+)
+# Users without a usageLocation (they inherit the tenant's when licensed): among those who hold no license.
+U_NO_LOCATION = (24, 25)
+NO_LOCATION: Final = 255  # the location byte of a user without usageLocation
 # Special users (indices); generic users follow from FIRST_GENERIC_USER on.
 U_B2B = range(5)  # one per B2B signal, the last one with all of them
 U_GUEST_UNLICENSED = 5
@@ -164,6 +178,14 @@ class GroupDef:
     member_groups: tuple[int, ...]
     devices: int
     description: str
+    security_enabled: bool = True
+    group_types: tuple[str, ...] = ()  # "DynamicMembership" for a dynamic group, "Unified" for a Microsoft 365 group
+    membership_rule: str | None = None
+    rule_processing: str | None = None  # "On" | "Paused" for dynamic groups
+
+    @property
+    def dynamic(self) -> bool:
+        return "DynamicMembership" in self.group_types
 
     @property
     def licensed(self) -> bool:
@@ -192,20 +214,10 @@ class ExpectedFinding:
 
     @property
     def subject(self) -> tuple[str | None, ...]:
-        k = self.kind
-        if k in ("seat_shortage", "seat_low", "seat_forecast", "units_expiring", "expected_sku_not_group_assigned"):
-            return (self.sku_id,)
-        if k in ("b2b_member", "disabled_user_licensed"):
-            return (self.group_id, self.user_id)
-        if k == "nested_group":
-            return (self.group_id, self.member_group_id)
-        if k == "license_error":
-            return (self.group_id, self.user_id, self.sku_id, self.error)
-        if k in ("processing_incomplete", "empty_licensed_group"):
-            return (self.group_id,)
-        if k == "redundant_direct_assignment":
-            return (self.user_id, self.sku_id)
-        raise ValueError(f"unknown finding kind {k!r}")
+        entry = CATALOGUE.get(self.kind)
+        if entry is None:
+            raise ValueError(f"unknown finding kind {self.kind!r}")
+        return tuple(getattr(self, name) for name in entry.subject)
 
     @property
     def id(self) -> str:
@@ -322,6 +334,10 @@ class SandboxTenant:
             if s.part_number.lower() == part_number.lower():
                 return s
         raise KeyError(part_number)
+
+    def plan_group(self, key: str) -> GroupDef:
+        """One of the unlicensed PLAN_GROUPS candidates (after the spec's groups)."""
+        return self.groups[self.spec.groups + PLAN_GROUPS.index(key)]
 
     def group_by_id(self, group_id: str) -> GroupDef | None:
         idx = self._gids.index(group_id, len(self.groups))

@@ -44,6 +44,11 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
 
     for g in licensed:
         gid = g.id
+        if g.dynamic and g.rule_processing == "Paused":
+            out.append(ExpectedFinding(FindingKind.DYNAMIC_GROUP_PAUSED, warn, group_id=gid))
+        # The sandbox's rules either name user.userType (restricted to members) or do not mention it at all.
+        if g.dynamic and "user.usertype" not in (g.membership_rule or "").lower():
+            out.append(ExpectedFinding(FindingKind.DYNAMIC_RULE_ADMITS_GUESTS, warn, group_id=gid))
         if g.processing_state != PROCESSING_COMPLETE:
             out.append(ExpectedFinding(FindingKind.PROCESSING_INCOMPLETE, info, group_id=gid))
         if g.member_count == 0:
@@ -107,4 +112,14 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
         in_expected = s.part_number.lower() in expected or s.sku_id.lower() in expected
         if in_expected and s.enabled > 0 and s.index not in assigned:
             out.append(ExpectedFinding(FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, warn, s.sku_id))
+    # Entra ID P1 for every direct user member of a licensed group, against the seats of the SKUs that carry the
+    # AAD_PREMIUM or AAD_PREMIUM_P2 plan (User SKUs, enabled units).
+    beneficiaries = {u for g in licensed for u in g.users}
+    p1 = sum(
+        max(s.enabled, 0)
+        for s in t.skus
+        if s.applies_to == "User" and any(p.name in ("AAD_PREMIUM", "AAD_PREMIUM_P2") for p in s.plans)
+    )
+    if len(beneficiaries) > p1:
+        out.append(ExpectedFinding(FindingKind.P1_COVERAGE_SHORT, warn))
     return tuple(sorted(out, key=lambda f: (f.kind, f.id)))

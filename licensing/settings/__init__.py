@@ -223,6 +223,9 @@ class Settings:
     seat_min_free: int = _whole("SEAT_MIN_FREE", 5, 0, 1_000_000, "the seat_low threshold (seats)")
     seat_min_free_pct: float = _number("SEAT_MIN_FREE_PCT", 5.0, 0, 100, "the seat_low threshold (% of enabled)")
     forecast_days: int = _whole("FORECAST_DAYS", 30, 7, 365, "horizon of seat_forecast")
+    group_drop_pct: float = _number(
+        "GROUP_DROP_PCT", 20.0, 1, 100, "licensed_group_shrank: members lost since the last run (% of its members)"
+    )
     processing_stuck_hours: int = _whole(
         "PROCESSING_STUCK_HOURS", 24, 1, 24 * 30, "when processing_incomplete becomes a warning"
     )

@@ -36,7 +36,9 @@ def test_every_kind_is_in_the_catalogue_once_in_enum_order() -> None:
 def test_subjects_name_finding_fields_and_the_derived_sets_follow() -> None:
     fields = set(Finding.__dataclass_fields__)
     for entry in CATALOGUE.values():
-        assert entry.subject and set(entry.subject) <= fields, entry.kind
+        # An empty subject is a tenant-wide kind: one finding per tenant at most (p1_coverage_short).
+        assert set(entry.subject) <= fields, entry.kind
+    assert {k for k, s in CATALOGUE.items() if not s.subject} == {"p1_coverage_short"}
     assert {k for k, s in CATALOGUE.items() if s.subject == ("sku_id",)} == SKU_SUBJECT_KINDS
     assert {k for k, s in CATALOGUE.items() if s.subject == ("group_id",)} == GROUP_SUBJECT_KINDS
 

@@ -142,12 +142,16 @@ def test_the_same_problem_on_the_next_night_keeps_its_id() -> None:
 
 
 def test_every_rule_reports_an_outcome_and_a_clean_tenant_passes() -> None:
-    sku = Sku(sku_id="s1", sku_part_number="ENTERPRISEPACK", enabled=100, consumed=1)
+    # Microsoft 365 E3 includes Entra ID P1, which group-based licensing needs for every user it serves.
+    sku = Sku(sku_id="s1", sku_part_number="SPE_E3", enabled=100, consumed=1)
     group = LicensedGroup(
         id="g1", display_name="E3", sku_ids=("s1",), user_ids=("u1",), processing_state="ProcessingComplete"
     )
     u = User(id="u1", account_enabled=True, user_type="Member", assignments=(LicenseAssignment("s1", "g1", "Active"),))
-    ev = run(TenantSnapshot(tenant_id="t", skus=(sku,), groups=(group,), users={"u1": u}), history={})
+    # A store with nothing in it yet: no SKU history, no earlier run's member counts.
+    ev = run(
+        TenantSnapshot(tenant_id="t", skus=(sku,), groups=(group,), users={"u1": u}), history={}, previous_members={}
+    )
     assert not ev.findings and not ev.errors
     statuses = {o.rule_id: o.status for o in ev.outcomes}
     assert statuses.pop("seat_forecast") == "not_evaluated"  # no history points for the SKU

@@ -34,7 +34,13 @@ def test_no_user_is_listed_twice_in_a_group(realistic):
 
 def test_every_finding_kind_is_present_and_counters_hold(realistic):
     kinds = {f.kind for f in realistic.ground_truth}
-    assert kinds == set(FindingKind) - {FindingKind.SEAT_FORECAST}
+    # No history for seat_forecast and licensed_group_shrank; the all-staff group's Microsoft 365 E3 includes
+    # Entra ID P1 for most users, so P1 coverage is short only in the flat shape.
+    assert kinds == set(FindingKind) - {
+        FindingKind.SEAT_FORECAST,
+        FindingKind.LICENSED_GROUP_SHRANK,
+        FindingKind.P1_COVERAGE_SHORT,
+    }
     holders: dict[int, set[int]] = {}
     for u in realistic.iter_users():
         for st in realistic.user_states(u):
