@@ -107,6 +107,11 @@ param seatMinFreePct string = '5'
 @description('FORECAST_DAYS: seat_forecast fires when the trend runs out of seats within this many days.')
 param forecastDays int = 30
 
+@description('GROUP_DROP_PCT: licensed_group_shrank fires when a licensed group loses more than this % of its members between runs.')
+@minValue(1)
+@maxValue(100)
+param groupDropPct int = 20
+
 @minValue(1)
 @maxValue(720)
 @description('PROCESSING_STUCK_HOURS: processing_incomplete becomes a warning after this many hours.')
@@ -386,6 +391,7 @@ module functionApp 'app/function.bicep' = {
     seatMinFree: seatMinFree
     seatMinFreePct: seatMinFreePct
     forecastDays: forecastDays
+    groupDropPct: groupDropPct
     processingStuckHours: processingStuckHours
     expectedGroupSkus: expectedGroupSkus
     retentionDays: retentionDays

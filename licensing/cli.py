@@ -1,7 +1,7 @@
-"""`licensing-audit`: the command line (run, demo, sandbox, enqueue, history, check-permissions).
+"""`licensing-audit`: the command line (run, plan, demo, sandbox, enqueue, history, check-permissions).
 
 Exit codes (a contract): 0 done; 1 the audit failed; 2 bad usage or settings (one line, no
-traceback); 3 done, but findings at or above ``--fail-on``.
+traceback); 3 done, but findings at or above ``--fail-on``. ``plan``: 0 suitable, 3 not suitable.
 """
 
 from __future__ import annotations
@@ -358,6 +358,41 @@ def check_permissions_command(
         console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False, soft_wrap=True)
     if missing:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def plan(
+    group: Annotated[str, typer.Option("--group", help="Object id of the group to license.")],
+    sku: Annotated[list[str], typer.Option("--sku", help="skuId or skuPartNumber; repeat for a bundle.")],
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the licensing-audit-plan/1 JSON here.")
+    ] = None,
+    graph_url: Annotated[str | None, typer.Option("--graph-url", help="Graph base URL, e.g. the sandbox's.")] = None,
+    cloud: Annotated[str | None, typer.Option("--cloud", help="global | usgov | usgovdod | china")] = None,
+    credential: Annotated[CredentialName, typer.Option("--credential")] = CredentialName.DEFAULT,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+) -> None:
+    """Say whether a group is fit for group-based licensing with these SKUs (exit 0 suitable, 3 not)."""
+    from licensing.graph import open_graph
+    from licensing.plan import Verdict, plan_group, plan_to_json_bytes, render_plan
+
+    settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
+    _check_outputs(json_file, None, None)
+
+    async def assess() -> Any:
+        async with open_graph(settings, credential=credential.value) as graph:
+            return await plan_group(graph, group, sku)
+
+    result = asyncio.run(assess())
+    render_plan(result, _console())
+    if json_file is not None:
+        try:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.write_bytes(plan_to_json_bytes(result))
+        except OSError as exc:
+            raise AuditError(f"could not write {json_file}: {exc.strerror or type(exc).__name__}") from None
+    if result.verdict is Verdict.UNSUITABLE:
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:

@@ -51,6 +51,7 @@ param fanoutGroups int
 param seatMinFree int
 param seatMinFreePct string
 param forecastDays int
+param groupDropPct int
 param processingStuckHours int
 param expectedGroupSkus string
 param retentionDays int
@@ -104,6 +105,7 @@ var appSettings = {
   SEAT_MIN_FREE: string(seatMinFree)
   SEAT_MIN_FREE_PCT: seatMinFreePct
   FORECAST_DAYS: string(forecastDays)
+  GROUP_DROP_PCT: string(groupDropPct)
   PROCESSING_STUCK_HOURS: string(processingStuckHours)
   EXPECTED_GROUP_SKUS: expectedGroupSkus
   RETENTION_DAYS: string(retentionDays)

@@ -261,8 +261,11 @@ class _Reader:
             self._progress("groups", 1, 1)
             return [group] if group.sku_ids else []  # a group that assigns nothing is not a licensed group
 
-    async def read(self, groups: Sequence[LicensedGroup], users: dict[str, User], *, scan: bool) -> list[LicensedGroup]:
-        """The members of ``groups`` and (``scan``) the users scan, side by side; untyped members resolved."""
+    async def read(
+        self, groups: Sequence[LicensedGroup], users: dict[str, User], *, scan: bool, prune: bool = True
+    ) -> list[LicensedGroup]:
+        """The members of ``groups`` and (``scan``) the users scan, side by side; untyped members resolved.
+        ``prune=False`` keeps every scanned user (the plan command counts who benefits from group licensing)."""
         with telemetry.span("graph.read_members", {"graph.groups": len(groups)}):
             acc = Members(users)
             done = 0
@@ -309,7 +312,7 @@ class _Reader:
                 return out  # a fan-out chunk: resolved when the parts are merged
             resolved, missing = resolve_members(out, users, scanned=scanned)
             self.unreadable.extend(missing)
-            if groups:  # a users scan of its own (a fan-out chunk) keeps everyone until the merge
+            if groups and prune:  # a users scan of its own (a fan-out chunk) keeps everyone until the merge
                 prune_users(users, resolved)
             return resolved
 

@@ -97,7 +97,9 @@ def p1_seats(facts: Facts) -> tuple[int, list[str]]:
     seats = 0
     names: list[str] = []
     for sku in facts.snapshot.skus:
-        if sku.applies_to.casefold() == "user" and includes_entra_premium(sku.sku_id, sku.service_plans, sku.sku_part_number):
+        if sku.applies_to.casefold() == "user" and includes_entra_premium(
+            sku.sku_id, sku.service_plans, sku.sku_part_number
+        ):
             seats += max(sku.enabled, 0)
             names.append(sku.sku_part_number or sku.sku_id)
     return seats, names

@@ -181,3 +181,43 @@ def test_users_of_the_scan_shape_feed_every_user_rule() -> None:
     snapshot = TenantSnapshot(tenant_id="t", scope=Scope.TENANT, groups=(group,), users=users, read_at=NOW)
     ev = evaluate(snapshot, RuleContext(now=NOW))
     assert [f.kind for f in ev.findings] == ["disabled_user_licensed"]
+
+
+def test_group_kinds_of_microsofts_create_group_examples() -> None:
+    """securityEnabled, groupTypes and the dynamic rule as Microsoft's own bodies carry them (docs/plan.md)."""
+    from licensing.graph.candidates import GroupCandidate
+    from licensing.plan.assess import Blocker, assess
+
+    unified = parse_group(body("group-create-unified.json"))
+    assert (unified.security_enabled, unified.group_types, unified.dynamic) == (False, ("Unified",), False)
+    security = parse_group(body("group-create-security.json"))
+    assert (security.security_enabled, security.group_types, security.membership_rule) == (True, (), None)
+    assert security.rule_processing is None and not security.dynamic
+    dynamic = parse_group(body("groups-overview-create-dynamic.json"))
+    assert dynamic.dynamic and dynamic.rule_processing == "On"
+    assert dynamic.membership_rule == 'user.department -eq "Marketing"'
+    assert dynamic.security_enabled is None, "the shortened example does not say; never read as False"
+    # The request of the same example sends "on": the value is matched without case.
+    assert (
+        parse_group(
+            {**body("groups-overview-create-dynamic.json"), "membershipRuleProcessingState": "on"}
+        ).rule_processing
+        == "On"
+    )
+
+    def blockers(group: LicensedGroup) -> set[str]:
+        sku = parse_sku(body("subscribedskus-list.json")["value"][1])
+        plan = assess(GroupCandidate("t", group, {}, (sku,), (sku,), frozenset()))
+        return {b.kind.value for b in plan.blockers}
+
+    assert blockers(unified) == {Blocker.NOT_SECURITY_ENABLED.value}
+    assert blockers(security) == set()
+    assert blockers(dynamic) == {Blocker.DYNAMIC_RULE_ADMITS_GUESTS.value}
+
+
+def test_service_plans_of_microsofts_subscribed_skus_example() -> None:
+    skus = [parse_sku(item) for item in body("subscribedskus-list.json")["value"]]
+    plans = {s.sku_part_number: s.service_plans for s in skus}
+    assert plans["ENTERPRISEPREMIUM"] and all(len(p) == 36 for p in plans["ENTERPRISEPREMIUM"])
+    # Without servicePlans in the answer the plans are unknown (None), not "none".
+    assert parse_sku({"skuId": "x", "skuPartNumber": "Y"}).service_plans is None

@@ -230,6 +230,7 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
         "SEAT_MIN_FREE": "seatMinFree",
         "SEAT_MIN_FREE_PCT": "seatMinFreePct",
         "FORECAST_DAYS": "forecastDays",
+        "GROUP_DROP_PCT": "groupDropPct",
         "PROCESSING_STUCK_HOURS": "processingStuckHours",
         "EXPECTED_GROUP_SKUS": "expectedGroupSkus",
         "ALERT_MAIL_FROM": "alertMailFrom",
@@ -255,6 +256,7 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
     assert main_params["seatMinFree"]["default"] == defaults.seat_min_free
     assert float(main_params["seatMinFreePct"]["default"]) == defaults.seat_min_free_pct
     assert main_params["forecastDays"]["default"] == defaults.forecast_days
+    assert main_params["groupDropPct"]["default"] == defaults.group_drop_pct
     assert main_params["processingStuckHours"]["default"] == defaults.processing_stuck_hours
     assert main_params["alertRenotifyHours"]["default"] == defaults.alert_renotify_hours
     assert main_params["alertMinSeverity"]["default"] == defaults.alert_min_severity.value

@@ -1,0 +1,108 @@
+"""Read one group, licensed or not, with its members, the tenant's SKUs and the users scan: what ``plan`` assesses.
+
+The same reads as the audit (licensing.graph.reader): ``GET /groups/{id}`` with the group fields, the group-centric
+member pages and the tenant-wide users scan side by side, so a member's licenses come from the one source that
+documents ``licenseAssignmentStates`` (https://learn.microsoft.com/graph/api/user-list). The scan is kept whole
+(not pruned to the group): who benefits from group-based licensing today is counted from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import quote
+
+from licensing import telemetry
+from licensing.errors import BadRequestError, GraphError, GraphNotFoundError
+from licensing.graph.client import GraphClient, query
+from licensing.graph.parse import parse_group
+from licensing.graph.reader import GROUP_FIELDS, ProgressFn, _Reader, _unreadable, task_group
+from licensing.model import GraphStats, LicensedGroup, Part, Sku, Unreadable, User
+from licensing.settings import is_guid
+
+__all__ = ["GroupCandidate", "match_sku", "read_candidate"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCandidate:
+    """A group and what assessing it needs; ``unreadable`` non-empty means no verdict can be given."""
+
+    tenant_id: str
+    group: LicensedGroup
+    members: Mapping[str, User]  # the group's direct user members, as the users scan returned them
+    skus: tuple[Sku, ...]  # the SKUs asked for, resolved
+    tenant_skus: tuple[Sku, ...]  # every subscribed SKU (P1 coverage counts all of them)
+    group_licensed_users: frozenset[str]  # users holding at least one license through some group today
+    unreadable: tuple[Unreadable, ...] = ()
+    stats: GraphStats = field(default_factory=GraphStats)
+
+
+def match_sku(skus: Sequence[Sku], wanted: str) -> Sku | None:
+    """The subscribed SKU that ``wanted`` names: a skuId or a skuPartNumber, any case."""
+    w = wanted.strip().lower()
+    for sku in skus:
+        if sku.sku_id.lower() == w or sku.sku_part_number.lower() == w:
+            return sku
+    return None
+
+
+async def _group(graph: GraphClient, group_id: str) -> LicensedGroup:
+    path = f"/groups/{quote(group_id, safe='')}?" + query({"$select": GROUP_FIELDS})
+    try:
+        item = await graph.get_json(path, route="/groups/{id}", what=f"group {group_id}")
+    except GraphNotFoundError:
+        # Get group answers 404 for an id the tenant does not have, a deleted group included.
+        raise BadRequestError(
+            f"the tenant has no group {group_id} (deleted, or never existed; Graph answered 404)"
+        ) from None
+    return parse_group(item)
+
+
+async def read_candidate(
+    graph: GraphClient, group_id: str, sku_refs: Sequence[str], progress: ProgressFn | None = None
+) -> GroupCandidate:
+    """The group ``group_id`` and the SKUs ``sku_refs`` name. Raises BadRequestError for a group id that is not a
+    GUID, a group the tenant lacks or a SKU it has not subscribed; GraphError when the SKUs cannot be read."""
+    group_id = group_id.strip()
+    if not is_guid(group_id):
+        raise BadRequestError(
+            f"the group id {group_id!r} is not a GUID (an object id looks like 00000000-0000-0000-0000-000000000000)"
+        )
+    if not sku_refs:
+        raise BadRequestError("name at least one SKU to plan for (--sku skuId or skuPartNumber)")
+    reader = _Reader(graph, progress)
+    with telemetry.span("graph.read_candidate"):
+        async with task_group() as tasks:
+            tasks.create_task(reader.organization())
+            skus_task = tasks.create_task(reader.skus())
+            group = await _group(graph, group_id)
+        tenant_skus = skus_task.result()
+        if tenant_skus is None:
+            part = next((u for u in reader.unreadable if u.what is Part.SKUS), None)
+            raise GraphError(f"the subscribed SKUs could not be read: {part.reason if part else 'unknown reason'}")
+        wanted: list[Sku] = []
+        for ref in sku_refs:
+            sku = match_sku(tenant_skus, ref)
+            if sku is None:
+                raise BadRequestError(f"the tenant has no subscribed SKU {ref.strip()!r}")
+            if sku not in wanted:
+                wanted.append(sku)
+        users: dict[str, User] = {}
+        try:
+            [read] = await reader.read([group], users, scan=True, prune=False)
+        except GraphError as exc:  # a credential problem mid-read: nothing to assess
+            reader.unreadable.append(_unreadable(Part.MEMBERS, group.id, exc))
+            read = group
+    members = {uid: users[uid] for uid in read.user_ids if uid in users}
+    licensed = frozenset(uid for uid, u in users.items() if any(a.assigned_by_group for a in u.assignments))
+    return GroupCandidate(
+        tenant_id=reader.tenant_id,
+        group=read,
+        members=MappingProxyType(members),
+        skus=tuple(wanted),
+        tenant_skus=tuple(tenant_skus),
+        group_licensed_users=licensed,
+        unreadable=tuple(reader.unreadable),
+        stats=graph.stats,
+    )

@@ -1,0 +1,266 @@
+"""Whether a group is fit for group-based licensing with the SKUs asked for: a pure verdict over a read group.
+
+Microsoft 365 Enterprise's "Set up automatic licensing" step and the Entra licensing articles say what makes a
+group fit: seats for every member who needs them, no B2B accounts, security-enabled, direct members only (nested
+groups get nothing), and, for dynamic groups, a rule that keeps guests out. Each reason is a blocker or a warning
+of docs/plan.md; the verdict is ``unsuitable`` when any blocker stands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from licensing.errors import AuditError
+from licensing.graph.candidates import GroupCandidate
+from licensing.model import Part, Sku, User
+from licensing.rules.membership import rule_admits_guests
+from licensing.skus import includes_entra_premium, product_name
+
+__all__ = [
+    "LARGE_GROUP_USERS",
+    "Blocker",
+    "Plan",
+    "PlanGroup",
+    "PlanSku",
+    "Reason",
+    "Verdict",
+    "Warning",
+    "assess",
+]
+
+# "If you see your changes take more than 24 hours to process group size of 60 K users or less, please open a
+# support ticket"; "When licenses are assigned or modified for a large group (for example, 100,000 users), it could
+# affect performance" (https://learn.microsoft.com/entra/identity/users/licensing-group-advanced, "Limitations").
+LARGE_GROUP_USERS: Final = 60_000
+_SEAT_STATES: Final = frozenset({"active", "activewitherror"})  # states that hold a seat (licenseAssignmentState)
+
+
+class Verdict(StrEnum):
+    SUITABLE = "suitable"
+    UNSUITABLE = "unsuitable"
+
+
+class Blocker(StrEnum):
+    """A reason the group must not be licensed as it is."""
+
+    SEATS_SHORT = "seats_short"
+    B2B_MEMBER = "b2b_member"
+    NESTED_GROUP = "nested_group"
+    NOT_SECURITY_ENABLED = "not_security_enabled"
+    DYNAMIC_RULE_ADMITS_GUESTS = "dynamic_rule_admits_guests"
+
+
+class Warning(StrEnum):
+    """Something to fix or accept before licensing the group."""
+
+    USAGE_LOCATION_MISSING = "usage_location_missing"
+    MUTUALLY_EXCLUSIVE = "mutually_exclusive"
+    DISABLED_MEMBERS = "disabled_members"
+    P1_NOT_COVERED = "p1_not_covered"
+    LARGE_GROUP = "large_group"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanGroup:
+    id: str
+    display_name: str
+    security_enabled: bool | None
+    dynamic: bool
+    membership_rule: str | None
+    members: int
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSku:
+    sku_id: str
+    sku_part_number: str
+    free: int  # enabled - consumed, as the audit counts seats
+    needed: int  # direct user members who do not hold it yet
+    already_licensed: int
+
+    @property
+    def product(self) -> str:
+        return product_name(self.sku_part_number, self.sku_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    kind: Blocker | Warning
+    message: str
+    user_id: str | None = None
+    member_group_id: str | None = None
+    sku_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    tenant_id: str
+    group: PlanGroup
+    skus: tuple[PlanSku, ...]
+    blockers: tuple[Reason, ...]
+    warnings: tuple[Reason, ...]
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.UNSUITABLE if self.blockers else Verdict.SUITABLE
+
+
+def holds(user: User, sku_id: str) -> bool:
+    """Whether the user holds a seat of the SKU from any source (direct or another group).
+
+    A state ``Error`` holds no seat ("a user holding it only in an error state still needs a seat"); Active and
+    ActiveWithError do (https://learn.microsoft.com/graph/api/resources/licenseassignmentstate). Without states for
+    the SKU, ``assignedLicenses`` decides.
+    """
+    states = [a for a in user.assignments if a.sku_id == sku_id]
+    if states:
+        return any(a.state.casefold() in _SEAT_STATES for a in states)
+    return sku_id in user.assigned_sku_ids
+
+
+def _label(user: User) -> str:
+    name, upn = user.display_name.strip(), user.user_principal_name.strip()
+    if name and upn and name != upn:
+        return f"{name} ({upn})"
+    return name or upn or user.id
+
+
+def _p1_seats(skus: tuple[Sku, ...]) -> int:
+    return sum(
+        max(s.enabled, 0)
+        for s in skus
+        if s.applies_to.casefold() == "user" and includes_entra_premium(s.sku_id, s.service_plans, s.sku_part_number)
+    )
+
+
+def assess(candidate: GroupCandidate) -> Plan:
+    """The verdict and its reasons. Raises AuditError when the members or the users could not be read: no verdict
+    then, never "suitable"."""
+    missing = [u for u in candidate.unreadable if u.what in (Part.MEMBERS, Part.USERS, Part.USER)]
+    if missing or not candidate.group.members_read:
+        reasons = "; ".join(f"{u.what}: {u.reason}" for u in missing) or "the members were not read"
+        raise AuditError(f"cannot assess group {candidate.group.id}: {reasons}")
+    group = candidate.group
+    users = [candidate.members[uid] for uid in group.user_ids if uid in candidate.members]
+    blockers: list[Reason] = []
+    warnings: list[Reason] = []
+
+    skus: list[PlanSku] = []
+    for sku in candidate.skus:
+        have = sum(holds(u, sku.sku_id) for u in users)
+        row = PlanSku(sku.sku_id, sku.sku_part_number, sku.available, len(users) - have, have)
+        skus.append(row)
+        if row.needed > max(row.free, 0):
+            lifecycle = " (no active units: renew or reactivate it first)" if sku.in_lifecycle_only else ""
+            blockers.append(
+                Reason(
+                    Blocker.SEATS_SHORT,
+                    f"{row.product} needs {row.needed} seats for the members who do not hold it, "
+                    f"{max(row.free, 0)} are free{lifecycle}: buy {row.needed - max(row.free, 0)} or reclaim them",
+                    sku_id=sku.sku_id,
+                )
+            )
+    for user in users:
+        if user.is_b2b:
+            blockers.append(
+                Reason(
+                    Blocker.B2B_MEMBER,
+                    f"{_label(user)} is a B2B account: do not use group-based licensing for groups that contain B2B "
+                    "accounts",
+                    user_id=user.id,
+                )
+            )
+    for ref in group.member_groups:
+        blockers.append(
+            Reason(
+                Blocker.NESTED_GROUP,
+                f"the group contains the group {ref.display_name or ref.id}: its members would get nothing "
+                "(group-based licensing serves direct members only)",
+                member_group_id=ref.id,
+            )
+        )
+    if group.security_enabled is False:
+        blockers.append(
+            Reason(
+                Blocker.NOT_SECURITY_ENABLED,
+                "the group is not security-enabled: licenses can be assigned only to security groups and to "
+                "Microsoft 365 groups with securityEnabled true",
+            )
+        )
+    if group.dynamic and rule_admits_guests(group.membership_rule):
+        blockers.append(
+            Reason(
+                Blocker.DYNAMIC_RULE_ADMITS_GUESTS,
+                f"the dynamic rule {group.membership_rule or '(none)'!s} does not keep guests out: add "
+                '(user.userType -eq "Member") with -and',
+            )
+        )
+
+    for user in users:
+        if not (user.usage_location or "").strip():
+            warnings.append(
+                Reason(
+                    Warning.USAGE_LOCATION_MISSING,
+                    f"{_label(user)} has no usage location: it inherits the tenant's, and products not offered there "
+                    "fail with ProhibitedInUsageLocationViolation",
+                    user_id=user.id,
+                )
+            )
+    for user in users:
+        conflicts = sorted({a.sku_id for a in user.assignments if a.error == "MutuallyExclusiveViolation"})
+        for sku_id in conflicts:
+            warnings.append(
+                Reason(
+                    Warning.MUTUALLY_EXCLUSIVE,
+                    f"{_label(user)} already has a license whose service plans conflict "
+                    f"({product_name(None, sku_id)} is in MutuallyExclusiveViolation): "
+                    "the new one may fail the same way",
+                    user_id=user.id,
+                    sku_id=sku_id,
+                )
+            )
+    for user in users:
+        if user.account_enabled is False:
+            warnings.append(
+                Reason(
+                    Warning.DISABLED_MEMBERS,
+                    f"{_label(user)} is disabled and would take a seat",
+                    user_id=user.id,
+                )
+            )
+    benefit = len(candidate.group_licensed_users | {u.id for u in users})
+    p1 = _p1_seats(candidate.tenant_skus)
+    if benefit > p1:
+        warnings.append(
+            Reason(
+                Warning.P1_NOT_COVERED,
+                f"{benefit} users would benefit from group-based licensing, and the tenant has {p1} Entra ID P1 or P2 "
+                "seats: Microsoft requires one for every user who benefits",
+            )
+        )
+    if len(users) > LARGE_GROUP_USERS:
+        warnings.append(
+            Reason(
+                Warning.LARGE_GROUP,
+                f"{len(users)} users: Microsoft warns that licensing groups this large can take more than a day to "
+                "process and slow directory synchronization; consider smaller groups",
+            )
+        )
+    return Plan(
+        tenant_id=candidate.tenant_id,
+        group=PlanGroup(
+            id=group.id,
+            display_name=group.display_name,
+            security_enabled=group.security_enabled,
+            dynamic=group.dynamic,
+            membership_rule=group.membership_rule,
+            members=group.member_count,
+            users=len(users),
+        ),
+        skus=tuple(skus),
+        blockers=tuple(blockers),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,100 @@
+"""A plan as the ``licensing-audit-plan/1`` JSON document and as the terminal's few lines (docs/plan.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from licensing.plan.assess import Plan, Reason
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["PLAN_SCHEMA", "plan_to_json_bytes", "plan_to_plain", "render_plan", "summary_lines"]
+
+PLAN_SCHEMA: Final = "licensing-audit-plan/1"
+SHOWN_PER_KIND: Final = 5  # the terminal, the card and the mail name this many of each kind, then count the rest
+
+
+def plan_to_plain(plan: Plan) -> dict[str, Any]:
+    """The document of docs/plan.md, key for key."""
+    g = plan.group
+    return {
+        "schema": PLAN_SCHEMA,
+        "group": {
+            "id": g.id,
+            "display_name": g.display_name,
+            "security_enabled": g.security_enabled,
+            "dynamic": g.dynamic,
+            "membership_rule": g.membership_rule,
+            "members": g.members,
+            "users": g.users,
+        },
+        "verdict": plan.verdict.value,
+        "skus": [
+            {
+                "sku_id": s.sku_id,
+                "sku_part_number": s.sku_part_number,
+                "free": s.free,
+                "needed": s.needed,
+                "already_licensed": s.already_licensed,
+            }
+            for s in plan.skus
+        ],
+        "blockers": [
+            {
+                "kind": r.kind.value,
+                "message": r.message,
+                "user_id": r.user_id,
+                "member_group_id": r.member_group_id,
+                "sku_id": r.sku_id,
+            }
+            for r in plan.blockers
+        ],
+        "warnings": [
+            {"kind": r.kind.value, "message": r.message, "user_id": r.user_id, "sku_id": r.sku_id}
+            for r in plan.warnings
+        ],
+    }
+
+
+def plan_to_json_bytes(plan: Plan) -> bytes:
+    return orjson.dumps(plan_to_plain(plan), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _grouped(reasons: Sequence[Reason]) -> list[tuple[str, list[Reason]]]:
+    out: dict[str, list[Reason]] = {}
+    for r in reasons:
+        out.setdefault(r.kind.value, []).append(r)
+    return list(out.items())
+
+
+def summary_lines(plan: Plan) -> list[str]:
+    """The verdict, the seats per SKU and each kind of reason with its first few messages (terminal, card, mail)."""
+    g = plan.group
+    kind = "dynamic group" if g.dynamic else "group"
+    lines = [f"{g.display_name or g.id} ({kind}, {g.users} users, {g.members} members): {plan.verdict.value.upper()}"]
+    for s in plan.skus:
+        lines.append(
+            f"  {s.product} ({s.sku_part_number}): {s.needed} need a seat, {s.free} free, "
+            f"{s.already_licensed} already licensed"
+        )
+    for title, reasons in (("Blockers", plan.blockers), ("Warnings", plan.warnings)):
+        if not reasons:
+            continue
+        lines.append(f"{title}:")
+        for kind_value, items in _grouped(reasons):
+            lines.append(f"  {kind_value} ({len(items)}):")
+            lines.extend(f"    - {r.message}" for r in items[:SHOWN_PER_KIND])
+            if len(items) > SHOWN_PER_KIND:
+                lines.append(f"    - and {len(items) - SHOWN_PER_KIND} more (see --json)")
+    if not plan.blockers:
+        lines.append("Nothing stops licensing this group" + (" (read the warnings first)." if plan.warnings else "."))
+    return lines
+
+
+def render_plan(plan: Plan, console: Console) -> None:
+    for line in summary_lines(plan):
+        console.print(line, markup=False, soft_wrap=True, highlight=False)
