@@ -210,6 +210,8 @@ def run(
     from licensing.pipeline.run import run_audit
     from licensing.pipeline.runtime import Runtime
 
+    if scope is Scope.PLAN:
+        raise ConfigurationError("--scope plan is not an audit: use licensing-audit plan --group ID --sku SKU")
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
     _check_outputs(json_file, csv_dir, html_file)
     _configure_telemetry(settings, verbose=verbose)
@@ -268,7 +270,9 @@ def sandbox(ctx: typer.Context) -> None:
 def enqueue(
     scope: Annotated[Scope, typer.Option("--scope")] = Scope.TENANT,
     group: Annotated[str | None, typer.Option("--group")] = None,
-    sku: Annotated[str | None, typer.Option("--sku")] = None,
+    sku: Annotated[
+        list[str] | None, typer.Option("--sku", help="With --scope sku one; with --scope plan one or more.")
+    ] = None,
     request_id: Annotated[str | None, typer.Option("--request-id")] = None,
     requested_by: Annotated[str | None, typer.Option("--requested-by")] = None,
     no_notify: Annotated[bool, typer.Option("--no-notify")] = False,
@@ -277,20 +281,27 @@ def enqueue(
         typer.Option("--store", help="Storage connection string or @FILE holding it (default: LICENSING_STORAGE)."),
     ] = None,
 ) -> None:
-    """Put an audit request on the queue (the Function App runs it)."""
+    """Put an audit (or plan) request on the queue (the Function App runs it)."""
     from licensing.pipeline.queues import enqueue_request
     from licensing.pipeline.requests import validate_request
 
     settings = _settings(store=store)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_notify}
-    for key, value in (("group_id", group), ("sku", sku), ("request_id", request_id), ("requested_by", requested_by)):
+    if sku and scope is Scope.PLAN:
+        fields["skus"] = list(sku)
+    elif sku:
+        if len(sku) > 1:
+            raise ConfigurationError("--sku is given more than once; only --scope plan takes several")
+        fields["sku"] = sku[0]
+    for key, value in (("group_id", group), ("request_id", request_id), ("requested_by", requested_by)):
         if value:
             fields[key] = value
     request = validate_request(fields)
     message_id = enqueue_request(settings.storage, settings.audit_queue, request)
     # soft_wrap: off a terminal rich would otherwise break the line at 80 columns, splitting the message id.
     _console().print(
-        f"enqueued {request.scope.value} audit on {settings.audit_queue} (message {message_id})",
+        f"enqueued {request.scope.value} {'request' if request.scope is Scope.PLAN else 'audit'} on "
+        f"{settings.audit_queue} (message {message_id})",
         markup=False,
         soft_wrap=True,
     )

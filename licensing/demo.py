@@ -2,7 +2,8 @@
 
 It starts Azurite and the sandbox Graph tenant, a local Teams receiver, then runs two
 simulated nights through the same code path as the queue trigger (message on the queue,
-handler, audit, store, alerts), so that history, a trend and "resolved" alerts exist. It
+handler, audit, store, alerts), so that history, a trend and "resolved" alerts exist, and then
+asks the queue two ``plan`` questions (one group fit for licensing, one not: docs/plan.md). It
 writes everything a person wants to look at into the output folder and says where.
 """
 
@@ -134,6 +135,46 @@ def _write_alert_files(alerts_dir: Path, channel: str, item_id: str, body: bytes
     return path
 
 
+# The demo's two plan questions: a group ready for Microsoft 365 E3 + EMS E3, and one that nests a group.
+DEMO_PLANS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("plan_ready", ("SPE_E3", "EMS")),
+    ("plan_nested", ("SPE_E3",)),
+)
+
+
+def _ask_plans(console: Console, tenant: Any, settings: Settings, runtime: Any, output: Path) -> list[Path]:
+    """Put each DEMO_PLANS question on the queue and answer it through the queue handler, as a runbook would."""
+    from licensing.model import AuditRequest, Scope
+    from licensing.pipeline.handlers import handle_audit_message
+    from licensing.pipeline.queues import enqueue_request, queue_client
+    from licensing.plan import plan_to_json_bytes, summary_lines
+
+    written: list[Path] = []
+    for key, skus in DEMO_PLANS:
+        group = tenant.plan_group(key)
+        request = AuditRequest(
+            scope=Scope.PLAN, group_id=group.id, skus=skus, requested_by="demo runbook", request_id=f"demo-{key}"
+        )
+        with _step(console, f"Plan request: may {group.display_name} get {' + '.join(skus)}?"):
+            enqueue_request(settings.storage, settings.audit_queue, request)
+            client = queue_client(settings.storage, settings.audit_queue)
+            messages = list(client.receive_messages(max_messages=1, visibility_timeout=300))
+            if not messages:
+                raise AuditError("the demo plan request did not arrive on the local queue")
+            result = asyncio.run(handle_audit_message(messages[0].content, runtime, message_id=messages[0].id))
+            client.delete_message(messages[0])
+            client.close()
+        answer = result.plan
+        if answer is None or answer.plan is None:
+            raise AuditError(f"the plan request was {result.outcome}: {result.reason}")
+        for line in summary_lines(answer.plan)[:8]:
+            console.print(f"  {line}", markup=False, soft_wrap=True)
+        path = output / f"plan-{key.removeprefix('plan_')}.json"
+        path.write_bytes(plan_to_json_bytes(answer.plan))
+        written.append(path)
+    return written
+
+
 def _demo_settings(graph_url: str, storage: str, webhook: str, tenant_domain: str) -> Settings:
     from licensing.settings import load_settings
 
@@ -224,6 +265,13 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
                     markup=False,
                 )
             assert outcome is not None
+            plans = _ask_plans(
+                console,
+                tenant,
+                settings,
+                replace(open_runtime(settings, credential="none"), on_delivered=delivered, now=clock),
+                output,
+            )
             report = outcome.report
             (output / "report.json").write_bytes(to_json_bytes(report))
             csvs = write_csv(report, output)
@@ -233,5 +281,5 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
     render_summary(report, console=console)
     console.print()
     console.print("Demo output:", markup=False)
-    for path in [output / "report.html", output / "report.json", *csvs, *sorted(set(written_alerts))]:
+    for path in [output / "report.html", output / "report.json", *csvs, *plans, *sorted(set(written_alerts))]:
         console.print(f"  {path}", markup=False)

@@ -73,6 +73,7 @@ class Scope(StrEnum):
     TENANT = "tenant"
     GROUP = "group"
     SKU = "sku"
+    PLAN = "plan"  # not an audit: may this group be licensed with these SKUs? (docs/plan.md)
 
 
 class Trigger(StrEnum):
@@ -179,6 +180,7 @@ class AuditRequest:
     notify: bool = True
     requested_by: str | None = None
     trigger: Trigger = Trigger.QUEUE
+    skus: tuple[str, ...] = ()  # the SKUs a plan request asks about (scope plan only)
 
     @property
     def key(self) -> str | None:

@@ -242,6 +242,24 @@ class Notifier:
         self._record_depth()
         return result
 
+    async def deliver_items(self, items: Sequence[OutboxItem]) -> DeliveryResult:
+        """Queue and deliver one-off items (a plan's answer, licensing.alerts.notice) through the outbox, under
+        the same rules as digests; no alert state is involved."""
+        result = DeliveryResult()
+        async with AsyncExitStack() as stack:
+            client = self.http_client
+            if client is None and any(i.channel == Channel.TEAMS for i in items) and self.settings.teams_enabled:
+                client = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+            down: set[str] = set()
+            for item in items:
+                self.store.outbox_put(item)
+                result.queued.append((item.channel, item.id))
+                telemetry.delivery(item.channel, "queued")
+            for item in items:
+                await self._deliver(item, client, result, down, replay=False)
+        self._record_depth()
+        return result
+
     # ------------------------------------------------------------------ building
 
     def _items(self, report: AuditReport, plan: AlertPlan, now: datetime) -> list[OutboxItem]:

@@ -33,8 +33,11 @@ class GroupCandidate:
     members: Mapping[str, User]  # the group's direct user members, as the users scan returned them
     skus: tuple[Sku, ...]  # the SKUs asked for, resolved
     tenant_skus: tuple[Sku, ...]  # every subscribed SKU (P1 coverage counts all of them)
-    group_licensed_users: frozenset[str]  # users holding at least one license through some group today
+    # Users holding at least one license state from a group that assigns licenses today (the users scan's
+    # licenseAssignmentStates): the direct members of licensed groups, and those who left one and still hold its seat.
+    group_licensed_users: frozenset[str]
     unreadable: tuple[Unreadable, ...] = ()
+    tenant_name: str = ""
     stats: GraphStats = field(default_factory=GraphStats)
 
 
@@ -76,6 +79,7 @@ async def read_candidate(
         async with task_group() as tasks:
             tasks.create_task(reader.organization())
             skus_task = tasks.create_task(reader.skus())
+            licensed_task = tasks.create_task(reader.licensed_groups())
             group = await _group(graph, group_id)
         tenant_skus = skus_task.result()
         if tenant_skus is None:
@@ -95,7 +99,10 @@ async def read_candidate(
             reader.unreadable.append(_unreadable(Part.MEMBERS, group.id, exc))
             read = group
     members = {uid: users[uid] for uid in read.user_ids if uid in users}
-    licensed = frozenset(uid for uid, u in users.items() if any(a.assigned_by_group for a in u.assignments))
+    licensing = {g.id for g in licensed_task.result()}
+    licensed = frozenset(
+        uid for uid, u in users.items() if any(a.assigned_by_group in licensing for a in u.assignments)
+    )
     return GroupCandidate(
         tenant_id=reader.tenant_id,
         group=read,
@@ -104,5 +111,6 @@ async def read_candidate(
         tenant_skus=tuple(tenant_skus),
         group_licensed_users=licensed,
         unreadable=tuple(reader.unreadable),
+        tenant_name=reader.tenant_name,
         stats=graph.stats,
     )

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 # Runs whose work stands for their request: a redelivery of the same request is skipped. A rejected run
 # never stands in for another request (issue 16, item 2): it did no work.
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
+# How far back licensed_group_shrank looks for the last tenant run (group, SKU and plan runs come in between).
+PREVIOUS_RUNS_SCANNED = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,17 @@ def _processing_since(snapshot: TenantSnapshot, states: Mapping[str, Any]) -> di
     return since
 
 
+def _previous_members(store: AuditStore, run: RunInfo) -> dict[str, int]:
+    """Member counts of the licensed groups in the last finished tenant run before this one (licensed_group_shrank);
+    empty when the store has none. Runs are listed newest first; scoped and plan runs are passed over."""
+    for earlier in store.runs(run.tenant_id, limit=PREVIOUS_RUNS_SCANNED):
+        if earlier.id == run.id or earlier.scope is not Scope.TENANT:
+            continue
+        if earlier.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and earlier.started_at < run.started_at:
+            return {g.id: g.members for g in store.run_groups(earlier.id)}
+    return {}
+
+
 def _status_and_errors(snapshot: TenantSnapshot, errors: Sequence[str]) -> tuple[RunStatus, tuple[str, ...]]:
     lines: list[str] = []
     for part in snapshot.unreadable:
@@ -111,10 +124,13 @@ async def evaluate_and_finish(
     today = run.started_at.date()
     history: dict[str, list[SkuDay]] = {}
     states: Mapping[str, Any] = {}
+    previous: dict[str, int] | None = None
     if store is not None:
         since = today - timedelta(days=settings.forecast_days)
         history = _history_with_today(store.sku_history(run.tenant_id, since=since), snapshot, today)
         states = store.alert_states(run.tenant_id)
+        if request.scope is Scope.TENANT:
+            previous = _previous_members(store, run)
 
     with telemetry.span("audit.evaluate", {"run.id": run.id}):
         ctx = RuleContext.from_settings(
@@ -123,6 +139,7 @@ async def evaluate_and_finish(
             # Forecasts need a history series; scoped runs see only part of the tenant.
             history=history if (store is not None and request.scope is Scope.TENANT) else None,
             processing_since=_processing_since(snapshot, states) if store is not None else None,
+            previous_members=previous,
         )
         evaluation = evaluate(snapshot, ctx)
 

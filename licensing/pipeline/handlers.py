@@ -45,6 +45,7 @@ from licensing.settings import Settings
 
 if TYPE_CHECKING:
     from licensing.pipeline.conclusion import AuditOutcome
+    from licensing.pipeline.planning import PlanOutcome
     from licensing.store import AuditStore
 
 __all__ = ["MAX_DEQUEUE_COUNT", "MessageResult", "handle_audit_message", "handle_chunk_message", "handle_timer"]
@@ -73,6 +74,7 @@ class MessageResult:
     reason: str | None = None
     audit: AuditOutcome | None = None
     chunk: ChunkRequest | None = None
+    plan: PlanOutcome | None = None
 
 
 def handle_timer(
@@ -130,6 +132,8 @@ async def handle_audit_message(
         if busy is not None:
             defer_request(runtime.settings, request, busy)
             return MessageResult(MessageOutcome.DEFERRED, request=request, reason=busy)
+        if request.scope is Scope.PLAN:
+            return await _plan(runtime, request, message_id, dequeue_count)
         try:
             outcome = await run_audit(
                 request,
@@ -170,6 +174,26 @@ async def handle_audit_message(
         run.graph_throttled,
     )
     return MessageResult(MessageOutcome.COMPLETED, request=request, audit=outcome)
+
+
+async def _plan(runtime: Runtime, request: AuditRequest, message_id: str | None, dequeue_count: int) -> MessageResult:
+    """A plan request (licensing.pipeline.planning): answered, skipped (answered before), rejected or retried."""
+    from licensing.pipeline.planning import run_plan
+
+    try:
+        answer = await run_plan(request, runtime)
+    except BadRequestError as exc:
+        return _reject(runtime, request, message_id, str(exc))
+    except LicensingError as exc:
+        _log_failure("plan request", request.request_id, dequeue_count, exc)
+        raise
+    except Exception as exc:
+        error = unexpected("the plan request", exc)
+        _log_failure("plan request", request.request_id, dequeue_count, error)
+        raise error from exc
+    if answer.skipped:
+        return MessageResult(MessageOutcome.SKIPPED, request=request, reason="already answered", plan=answer)
+    return MessageResult(MessageOutcome.COMPLETED, request=request, plan=answer)
 
 
 def _log_failure(what: str, subject: str | None, dequeue_count: int, exc: BaseException) -> None:

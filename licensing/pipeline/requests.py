@@ -5,6 +5,9 @@ The queue message is a promise to admins and automation (docs/design.md, "Queue 
     {"scope": "tenant" | "group" | "sku", "group_id": "<guid>", "sku": "<skuId or skuPartNumber>",
      "request_id": "<optional>", "notify": true, "requested_by": "<optional free text>"}
 
+or a plan (docs/plan.md): ``{"scope": "plan", "group_id": "<guid>", "skus": ["<skuId or skuPartNumber>", ...]}``
+with the same optional fields,
+
 plus ``"reason": "schedule"`` from the timer. host.json sets ``messageEncoding: none``, so the
 host hands us the message text as it was put: we accept plain JSON and base64 JSON alike, and
 we write plain JSON (what the host then reads). Anything else is rejected with one line that
@@ -30,7 +33,8 @@ __all__ = ["MAX_MESSAGE_BYTES", "decode_message", "encode_request", "parse_reque
 MAX_MESSAGE_BYTES: Final = 4096
 _MAX_REQUEST_ID: Final = 200
 _MAX_REQUESTED_BY: Final = 256
-_FIELDS: Final = frozenset({"scope", "group_id", "sku", "request_id", "notify", "requested_by", "reason"})
+_FIELDS: Final = frozenset({"scope", "group_id", "sku", "skus", "request_id", "notify", "requested_by", "reason"})
+MAX_PLAN_SKUS: Final = 10  # a bundle is two or three products; more is not a plan anyone makes
 _REASONS: Final = frozenset({"schedule", "manual", "automation", "retry"})
 _SKU_PART: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # Request ids become table keys and log fields: printable, no key-forbidden characters.
@@ -89,19 +93,24 @@ def validate_request(data: dict[str, Any], *, message_id: str | None = None) -> 
     scope_raw = data.get("scope", "tenant")
     if not isinstance(scope_raw, str) or scope_raw.lower() not in {s.value for s in Scope}:
         shown = scope_raw if isinstance(scope_raw, str) else type(scope_raw).__name__
-        raise BadRequestError(f"scope {str(shown)[:40]!r} is not one of tenant, group, sku")
+        raise BadRequestError(f"scope {str(shown)[:40]!r} is not one of tenant, group, sku, plan")
     scope = Scope(scope_raw.lower())
 
     group_id = _text(data, "group_id", 64)
     sku = _text(data, "sku", 64)
-    if scope is Scope.GROUP:
+    if scope in (Scope.GROUP, Scope.PLAN):
         if not group_id:
-            raise BadRequestError("group_id is required when scope is group")
+            raise BadRequestError(f"group_id is required when scope is {scope.value}")
         if not is_guid(group_id):
             raise BadRequestError(f"group_id {group_id[:40]!r} is not a GUID")
         group_id = group_id.lower()
     elif group_id is not None:
-        raise BadRequestError(f"group_id is only allowed when scope is group (scope is {scope.value})")
+        raise BadRequestError(f"group_id is only allowed when scope is group or plan (scope is {scope.value})")
+    if scope is Scope.PLAN and "sku" in data:
+        raise BadRequestError('sku is not allowed when scope is plan; name the SKUs in "skus": ["SPE_E3", ...]')
+    skus = _plan_skus(data) if scope is Scope.PLAN else ()
+    if scope is not Scope.PLAN and "skus" in data:
+        raise BadRequestError(f"skus is only allowed when scope is plan (scope is {scope.value}); use sku")
     if scope is Scope.SKU:
         if not sku:
             raise BadRequestError("sku is required when scope is sku (a skuId GUID or a skuPartNumber)")
@@ -131,7 +140,30 @@ def validate_request(data: dict[str, Any], *, message_id: str | None = None) -> 
         notify=notify,
         requested_by=_text(data, "requested_by", _MAX_REQUESTED_BY),
         trigger=Trigger.SCHEDULE if reason == "schedule" else Trigger.QUEUE,
+        skus=skus,
     )
+
+
+def _plan_skus(data: dict[str, Any]) -> tuple[str, ...]:
+    """``skus`` of a plan request: 1 to MAX_PLAN_SKUS skuIds or skuPartNumbers, each once."""
+    raw = data.get("skus")
+    if raw is None:
+        raise BadRequestError('skus is required when scope is plan, e.g. "skus": ["SPE_E3"]')
+    if not isinstance(raw, list):
+        raise BadRequestError(f"skus must be a list of skuIds or skuPartNumbers, not {type(raw).__name__}")
+    if not 1 <= len(raw) <= MAX_PLAN_SKUS:
+        raise BadRequestError(f"skus has {len(raw)} entries; a plan names 1 to {MAX_PLAN_SKUS} SKUs")
+    out: list[str] = []
+    for value in raw:
+        if not isinstance(value, str):
+            raise BadRequestError(f"skus entries must be strings, not {type(value).__name__}")
+        sku = value.strip()
+        if not (is_guid(sku) or _SKU_PART.match(sku)):
+            raise BadRequestError(f"skus entry {sku[:40]!r} is neither a skuId GUID nor a skuPartNumber")
+        sku = sku.lower() if is_guid(sku) else sku
+        if sku not in out:
+            out.append(sku)
+    return tuple(out)
 
 
 def parse_request(body: bytes | str, *, message_id: str | None = None) -> AuditRequest:
@@ -146,6 +178,8 @@ def encode_request(request: AuditRequest) -> str:
         body["group_id"] = request.group_id
     if request.sku:
         body["sku"] = request.sku
+    if request.skus:
+        body["skus"] = list(request.skus)
     if request.request_id:
         body["request_id"] = request.request_id
     if not request.notify:

@@ -102,6 +102,7 @@ class Plan:
     skus: tuple[PlanSku, ...]
     blockers: tuple[Reason, ...]
     warnings: tuple[Reason, ...]
+    tenant_name: str = ""
 
     @property
     def verdict(self) -> Verdict:
@@ -263,4 +264,5 @@ def assess(candidate: GroupCandidate) -> Plan:
         skus=tuple(skus),
         blockers=tuple(blockers),
         warnings=tuple(warnings),
+        tenant_name=candidate.tenant_name,
     )

@@ -18,10 +18,25 @@ PLAN_SCHEMA: Final = "licensing-audit-plan/1"
 SHOWN_PER_KIND: Final = 5  # the terminal, the card and the mail name this many of each kind, then count the rest
 
 
-def plan_to_plain(plan: Plan) -> dict[str, Any]:
-    """The document of docs/plan.md, key for key."""
+def _capped(reasons: Sequence[Reason], per_kind: int | None) -> tuple[list[Reason], int]:
+    if per_kind is None:
+        return list(reasons), 0
+    kept: list[Reason] = []
+    seen: dict[str, int] = {}
+    for r in reasons:
+        seen[r.kind.value] = seen.get(r.kind.value, 0) + 1
+        if seen[r.kind.value] <= per_kind:
+            kept.append(r)
+    return kept, len(reasons) - len(kept)
+
+
+def plan_to_plain(plan: Plan, *, per_kind: int | None = None) -> dict[str, Any]:
+    """The document of docs/plan.md, key for key. ``per_kind`` keeps that many reasons of each kind (the copy
+    stored with a queued plan's run) and says how many were left out in ``omitted``."""
     g = plan.group
-    return {
+    blockers, blockers_left = _capped(plan.blockers, per_kind)
+    warnings, warnings_left = _capped(plan.warnings, per_kind)
+    document = {
         "schema": PLAN_SCHEMA,
         "group": {
             "id": g.id,
@@ -51,13 +66,15 @@ def plan_to_plain(plan: Plan) -> dict[str, Any]:
                 "member_group_id": r.member_group_id,
                 "sku_id": r.sku_id,
             }
-            for r in plan.blockers
+            for r in blockers
         ],
         "warnings": [
-            {"kind": r.kind.value, "message": r.message, "user_id": r.user_id, "sku_id": r.sku_id}
-            for r in plan.warnings
+            {"kind": r.kind.value, "message": r.message, "user_id": r.user_id, "sku_id": r.sku_id} for r in warnings
         ],
     }
+    if blockers_left or warnings_left:
+        document["omitted"] = {"blockers": blockers_left, "warnings": warnings_left}
+    return document
 
 
 def plan_to_json_bytes(plan: Plan) -> bytes:

@@ -7,6 +7,9 @@ sub-requests through the same pipeline, so each one is metered and faulted on it
 
 from __future__ import annotations
 
+import dataclasses
+from array import array
+
 import random
 import threading
 import time
@@ -90,6 +93,19 @@ class GraphApp(Handlers, Metering):
             raise KeyError(group_id)
         with self._lock:
             self.deleted.add(g.index)
+            self._cache.clear()
+            self._fragments.clear()
+
+    def remove_members(self, group_id: str, count: int) -> None:
+        """Drop the last ``count`` direct user members of a group (a rule change, a clean-up). Their license
+        states stay as they were: Entra removes a leaver's licenses later, in the background (not simulated)."""
+        g = self.tenant.group_by_id(group_id)
+        if g is None:
+            raise KeyError(group_id)
+        with self._lock:
+            groups = list(self.tenant.groups)
+            groups[g.index] = dataclasses.replace(g, users=array("i", g.users[: max(0, len(g.users) - count)]))
+            self.tenant.groups = tuple(groups)
             self._cache.clear()
             self._fragments.clear()
 

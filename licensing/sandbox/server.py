@@ -94,6 +94,10 @@ class SandboxServer:
         """From now on the group answers 404 (itself and its members) and leaves the /groups listing."""
         self.app.delete_group(group_id)
 
+    def remove_members(self, group_id: str, count: int) -> None:
+        """The group's last ``count`` user members leave it (its member pages shrink from now on)."""
+        self.app.remove_members(group_id, count)
+
     def reset_stats(self) -> None:
         self.app.reset_stats()
 

@@ -247,6 +247,15 @@ class AuditStore(Coordination):
         entity = self._run_entity(tenant_id, run_id)
         return dict(get_json(entity, "extra", {})) if entity is not None else {}
 
+    def save_plan(self, tenant_id: str, run_id: str, document: Mapping[str, Any]) -> None:
+        """Keep a plan run's answer (licensing-audit-plan/1, capped by licensing.plan) with the run."""
+        self.update_run_extra(tenant_id, run_id, lambda extra: {**extra, "plan": dict(document)})
+
+    def run_plan(self, tenant_id: str, run_id: str) -> dict[str, Any] | None:
+        """The answer a plan run stored (None for other runs)."""
+        plan = self.run_extra(tenant_id, run_id).get("plan")
+        return dict(plan) if isinstance(plan, dict) else None
+
     def _update_run_entity(self, tenant_id: str, run_id: str, change: Callable[[Any], Entity]) -> Any:
         for attempt in range(1, self._conflict_attempts + 1):
             self._run_rows.pop((tenant_id, run_id), None)
