@@ -213,6 +213,9 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
     with _step(console, "Starting Azurite (local Table and Queue Storage, in memory)"), Azurite() as azurite:
         with _step(console, f"Generating a simulated tenant ({users} users, {groups} groups, seed {seed})"):
             tenant = generate_tenant(TenantSpec(seed=seed, users=users, groups=groups))
+            first_night = utcnow().replace(hour=2, minute=30, second=0, microsecond=0) - timedelta(days=1)
+            # License states went wrong in the days before the first night (license_error says how long).
+            tenant.states_as_of = first_night - timedelta(hours=1)
         with (
             _step(console, "Serving it as a simulated Microsoft Graph on loopback"),
             SandboxServer(tenant) as graph,
@@ -221,7 +224,7 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
             settings = _demo_settings(graph.base_url, azurite.connection_string, teams.url, "contoso.example")
             store = open_store(settings.storage)
             store.ensure_tables()
-            nights = [utcnow().replace(hour=2, minute=30, second=0, microsecond=0) - timedelta(days=1)]
+            nights = [first_night]
             nights.append(nights[0] + timedelta(days=1))
             clock = _Clock(nights[0])
             written_alerts: list[Path] = []

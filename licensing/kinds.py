@@ -285,15 +285,16 @@ _SPECS: Final = (
     KindSpec(
         FindingKind.P1_COVERAGE_SHORT,
         subject=(),
-        title="Not enough Entra ID P1 for group-based licensing",
-        digest_title="Not enough Entra ID P1 for group-based licensing",
+        title="Not enough Entra ID P1 (or Office 365 E3) for group-based licensing",
+        digest_title="Not enough Entra ID P1 (or Office 365 E3) for group-based licensing",
         noun="tenant",
         severities=(Severity.WARNING,),
         section=15,
         per_group=False,
         remediation=(
-            "Buy Microsoft Entra ID P1 (or a suite that includes it: Microsoft 365 E3/E5, EMS E3/E5) for every "
-            "user who gets licenses from a group (Microsoft 365 admin center > Billing > Purchase services)."
+            "Buy Microsoft Entra ID P1 (or a suite that covers group-based licensing: Microsoft 365 E3/E5, EMS E3/E5, "
+            "Microsoft 365 Business Premium, Office 365 E3/E5) for every user who gets licenses from a group "
+            "(Microsoft 365 admin center > Billing > Purchase services)."
         ),
     ),
 )

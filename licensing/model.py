@@ -412,6 +412,8 @@ class Finding:
     user_name: str | None = None  # display name or UPN
     member_group_name: str | None = None
     product_name: str | None = None
+    # license_error: the state's lastUpdatedDateTime, i.e. since when the user has been waiting (None: not said).
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

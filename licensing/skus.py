@@ -4,9 +4,10 @@ The table is ``licensing/data/sku_names.csv`` (``String_Id,GUID,Product_Display_
 per SKU), refreshed from the official download by ``scripts/refresh_sku_names.py``. It is read
 lazily, once per process, and never needed for correctness: an unknown SKU shows its part number.
 
-Beside it, ``licensing/data/entra_premium_skus.csv`` (``String_Id,GUID,Service_Plan_Name``) lists every
-SKU of the same table whose service plans include Microsoft Entra ID P1 or P2: the ``p1_coverage_short``
-rule's fallback when a subscribedSku comes without its ``servicePlans``.
+Beside it, ``licensing/data/group_licensing_skus.csv`` (``String_Id,GUID,Why``) lists the SKUs of the same
+table that license a user for group-based licensing: those whose service plans include Microsoft Entra ID P1
+or P2, and the Office 365 E3-and-above suites Microsoft names (:data:`OFFICE_E3_AND_ABOVE`). The
+``p1_coverage_short`` rule and ``plan`` count their seats.
 """
 
 from __future__ import annotations
@@ -22,24 +23,51 @@ from typing import Final
 __all__ = [
     "DATA_COLUMNS",
     "ENTRA_PREMIUM_PLANS",
-    "PREMIUM_COLUMNS",
+    "OFFICE_E3_AND_ABOVE",
+    "QUALIFYING_COLUMNS",
     "SkuName",
-    "includes_entra_premium",
     "load_table",
     "parse_official_csv",
-    "parse_official_premium",
+    "parse_official_qualifying",
     "parse_table",
     "product_name",
-    "to_premium_csv",
+    "qualifies_for_group_licensing",
+    "to_qualifying_csv",
     "to_table_csv",
 ]
 
 DATA_COLUMNS: Final = ("String_Id", "GUID", "Product_Display_Name")
-PREMIUM_COLUMNS: Final = ("String_Id", "GUID", "Service_Plan_Name")
-# The service plans that are Microsoft Entra ID P1 and P2 in Microsoft's table ("AAD_PREMIUM",
-# "AAD_PREMIUM_P2"): group-based licensing needs one of them for every user who benefits from it
-# (https://learn.microsoft.com/entra/fundamentals/concept-group-based-licensing, "Licensing requirements").
+QUALIFYING_COLUMNS: Final = ("String_Id", "GUID", "Why")
+# "You must have one of the following licenses for every user who benefits from group-based licensing: Paid or
+# trial subscription for Microsoft Entra ID P1 and above; Paid or trial edition of Microsoft 365 Business Premium
+# or Office 365 Enterprise E3 or Office 365 A3 or Office 365 GCC G3 or Office 365 E3 for GCCH or Office 365 E3 for
+# DOD and above" (https://learn.microsoft.com/entra/fundamentals/concept-group-based-licensing).
+# Entra ID P1 and P2 are these service plans of Microsoft's table ("AAD_PREMIUM", "AAD_PREMIUM_P2"); Business
+# Premium carries AAD_PREMIUM. The Office 365 suites carry neither, so they are named by their string ids.
 ENTRA_PREMIUM_PLANS: Final = frozenset({"41781fb2-bc02-4b7c-bd55-b576c07bb09d", "eec0eb4f-6444-4f95-aba0-50c24d67f998"})
+# "Office 365 Enterprise E3 ... A3 ... GCC G3 ... E3 for GCCH ... E3 for DOD and above", as Microsoft's table names
+# them (E5, A5 and G5 are "above"; developer and small-business editions are not named and not counted).
+OFFICE_E3_AND_ABOVE: Final = frozenset(
+    {
+        "ENTERPRISEPACK",
+        "Office_365_E3_(no_Teams)",
+        "O365_w/o_Teams_Bundle_E3",
+        "ENTERPRISEPACK_USGOV_DOD",
+        "ENTERPRISEPACK_USGOV_GCCHIGH",
+        "ENTERPRISEPACK_GOV",
+        "ENTERPRISEPACKWITHOUTPROPLUS_GOV",
+        "ENTERPRISEPACKPLUS_FACULTY",
+        "ENTERPRISEPACKPLUS_STUDENT",
+        "ENTERPRISEPREMIUM",
+        "ENTERPRISEPREMIUM_NOPSTNCONF",
+        "Office_365_w/o_Teams_Bundle_E5",
+        "Office_365_E5_EEA_(no_Teams)_without_Audio_Conferencing",
+        "ENTERPRISEPREMIUM_GOV",
+        "ENTERPRISEPREMIUM_FACULTY",
+        "ENTERPRISEPREMIUM_STUDENT",
+    }
+)
+_OFFICE_WHY: Final = "Office 365 E3 and above"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +116,9 @@ def parse_official_csv(text: str) -> list[SkuName]:
     return sorted(seen.values(), key=lambda s: (s.string_id.casefold(), s.guid))
 
 
-def parse_official_premium(text: str) -> list[SkuName]:
-    """The SKUs of Microsoft's CSV that include an Entra ID P1 or P2 service plan; ``name`` holds the plan name."""
+def parse_official_qualifying(text: str) -> list[SkuName]:
+    """The SKUs of Microsoft's CSV that license group-based licensing; ``name`` says why (the P1/P2 plan's name,
+    or "Office 365 E3 and above")."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = next(reader, None)
     if header is None:
@@ -108,33 +137,35 @@ def parse_official_premium(text: str) -> list[SkuName]:
     for row in reader:
         if len(row) <= max(i_id, i_guid, i_plan, i_plan_id):
             continue
-        if row[i_plan_id].strip().lower() not in ENTRA_PREMIUM_PLANS:
-            continue
         string_id, guid, plan = row[i_id].strip(), row[i_guid].strip().lower(), row[i_plan].strip()
+        if row[i_plan_id].strip().lower() not in ENTRA_PREMIUM_PLANS:
+            if string_id in OFFICE_E3_AND_ABOVE and guid and guid not in seen:
+                seen[guid] = SkuName(string_id, guid, _OFFICE_WHY)
+            continue
         if string_id and guid:
             key = guid
             # P2 wins over P1 for a SKU that lists both (it includes P1).
-            if key not in seen or plan.endswith("P2"):
+            if key not in seen or seen[key].name == _OFFICE_WHY or plan.endswith("P2"):
                 seen[key] = SkuName(string_id, guid, plan)
     return sorted(seen.values(), key=lambda s: (s.string_id.casefold(), s.guid))
 
 
-def to_premium_csv(rows: Iterable[SkuName]) -> str:
-    """The text of ``entra_premium_skus.csv``: header ``String_Id,GUID,Service_Plan_Name``."""
+def to_qualifying_csv(rows: Iterable[SkuName]) -> str:
+    """The text of ``group_licensing_skus.csv``: header ``String_Id,GUID,Why``."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(PREMIUM_COLUMNS)
+    writer.writerow(QUALIFYING_COLUMNS)
     for row in rows:
         writer.writerow((row.string_id, row.guid, row.name))
     return out.getvalue()
 
 
 @lru_cache(maxsize=1)
-def _premium() -> frozenset[str]:
-    text = resources.files("licensing").joinpath("data/entra_premium_skus.csv").read_text(encoding="utf-8")
+def _qualifying() -> frozenset[str]:
+    text = resources.files("licensing").joinpath("data/group_licensing_skus.csv").read_text(encoding="utf-8")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    if reader.fieldnames is None or tuple(reader.fieldnames) != PREMIUM_COLUMNS:
-        raise ValueError(f"entra_premium_skus.csv must have the header {','.join(PREMIUM_COLUMNS)}")
+    if reader.fieldnames is None or tuple(reader.fieldnames) != QUALIFYING_COLUMNS:
+        raise ValueError(f"group_licensing_skus.csv must have the header {','.join(QUALIFYING_COLUMNS)}")
     keys: set[str] = set()
     for r in reader:
         keys.add((r["GUID"] or "").strip().lower())
@@ -143,17 +174,25 @@ def _premium() -> frozenset[str]:
     return frozenset(keys)
 
 
-def includes_entra_premium(
+def qualifies_for_group_licensing(
     sku_id: str, service_plan_ids: Iterable[str] | None = None, part_number: str | None = None
 ) -> bool:
-    """Whether a SKU grants Entra ID P1 (or P2): from the service plans Graph returned for it when it did,
-    else from Microsoft's table shipped as data (by skuId, then by skuPartNumber)."""
+    """Whether a seat of this SKU licenses a user for group-based licensing: an Office 365 E3-and-above suite, or
+    a SKU with the Entra ID P1 or P2 plan, told by the service plans Graph returned for it when it did, else by
+    Microsoft's table shipped as data (by skuId, then by skuPartNumber)."""
+    if part_number and part_number in OFFICE_E3_AND_ABOVE:
+        return True
     if service_plan_ids is not None:
         plans = {p.lower() for p in service_plan_ids}
         if plans:
-            return bool(plans & ENTRA_PREMIUM_PLANS)
-    table = _premium()
+            return bool(plans & ENTRA_PREMIUM_PLANS) or sku_id.lower() in _office_ids()
+    table = _qualifying()
     return sku_id.lower() in table or bool(part_number and part_number.casefold() in table)
+
+
+@lru_cache(maxsize=1)
+def _office_ids() -> frozenset[str]:
+    return frozenset(r.guid for r in load_table() if r.string_id in OFFICE_E3_AND_ABOVE and r.guid)
 
 
 def to_table_csv(rows: Iterable[SkuName]) -> str:

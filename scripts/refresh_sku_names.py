@@ -1,10 +1,10 @@
-"""Refresh licensing/data/sku_names.csv (and entra_premium_skus.csv) from Microsoft's product-names table.
+"""Refresh licensing/data/sku_names.csv (and group_licensing_skus.csv) from Microsoft's product-names table.
 
 Usage: ``python scripts/refresh_sku_names.py [--source FILE_OR_URL] [--output PATH]``
 
 Microsoft publishes "Product names and service plan identifiers for licensing" as a CSV with
 one row per (SKU, service plan); we keep one row per SKU: ``String_Id,GUID,Product_Display_Name``,
-and, beside the output, the SKUs that include Entra ID P1 or P2 (``entra_premium_skus.csv``).
+and, beside the output, the SKUs that license group-based licensing (``group_licensing_skus.csv``).
 https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference
 """
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from licensing.skus import parse_official_csv, parse_official_premium, to_premium_csv, to_table_csv  # noqa: E402
+from licensing.skus import parse_official_csv, parse_official_qualifying, to_qualifying_csv, to_table_csv  # noqa: E402
 
 OFFICIAL_URL = (
     "https://download.microsoft.com/download/e/3/e/e3e9faf2-f28b-490a-9ada-c6089a1fc5b0/"
@@ -45,9 +45,8 @@ def refresh(source: str, output: Path) -> int:
     if len(rows) < 50:  # the real table has hundreds of SKUs; a tiny result means a broken download
         raise SystemExit(f"refusing to write {output}: only {len(rows)} SKUs parsed from {source}")
     output.write_text(to_table_csv(rows), encoding="utf-8")
-    output.with_name("entra_premium_skus.csv").write_text(
-        to_premium_csv(parse_official_premium(text)), encoding="utf-8"
-    )
+    qualifying = to_qualifying_csv(parse_official_qualifying(text))
+    output.with_name("group_licensing_skus.csv").write_text(qualifying, encoding="utf-8")
     return len(rows)
 
 

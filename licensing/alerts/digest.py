@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Final
 
 from licensing import links
 from licensing.alerts.policy import AlertPlan
@@ -180,6 +181,9 @@ class Digest:
         return f"{what} — {self.tenant}: {self.count_text()}{tail}"
 
 
+_NEVER: Final = datetime.max.replace(tzinfo=UTC)
+
+
 def _severity(f: Finding) -> Severity:
     return Severity(f.severity)
 
@@ -202,7 +206,7 @@ def _entry(f: Finding, label: str, cloud: str) -> Entry:
             f.member_group_name or f.member_group_id, links.group_url(f.member_group_id, cloud), None, label, sev
         )
     if kind == FindingKind.LICENSE_ERROR and f.user_id:
-        detail = f"{_product(f)}: {f.error or 'error'}"
+        detail = f"{_product(f)}: {f.error or 'error'}" + (f", since {f.since:%Y-%m-%d}" if f.since else "")
         return Entry(f.user_name or f.user_id, links.user_url(f.user_id, cloud), detail, label, sev)
     if kind in (FindingKind.B2B_MEMBER, FindingKind.DISABLED_USER_LICENSED) and f.user_id:
         return Entry(f.user_name or f.user_id, links.user_url(f.user_id, cloud), None, label, sev)
@@ -222,6 +226,9 @@ def _sections(findings: tuple[Finding, ...], labels: Mapping[str, str], cloud: s
     out: list[Section] = []
     for kind in sorted(by_kind, key=lambda k: (_section_rank(k), k)):
         items = by_kind[kind]
+        if kind == FindingKind.LICENSE_ERROR:
+            # Who has waited longest comes first (lastUpdatedDateTime); a state without a time goes last.
+            items = sorted(items, key=lambda f: (f.since is None, f.since or _NEVER))
         title, noun = _titles(kind)
         severity = max((_severity(f) for f in items), key=lambda s: s.rank)
         blocks: list[Block] = []

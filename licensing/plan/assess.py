@@ -16,7 +16,7 @@ from licensing.errors import AuditError
 from licensing.graph.candidates import GroupCandidate
 from licensing.model import Part, Sku, User
 from licensing.rules.membership import rule_admits_guests
-from licensing.skus import includes_entra_premium, product_name
+from licensing.skus import product_name, qualifies_for_group_licensing
 
 __all__ = [
     "LARGE_GROUP_USERS",
@@ -133,7 +133,8 @@ def _p1_seats(skus: tuple[Sku, ...]) -> int:
     return sum(
         max(s.enabled, 0)
         for s in skus
-        if s.applies_to.casefold() == "user" and includes_entra_premium(s.sku_id, s.service_plans, s.sku_part_number)
+        if s.applies_to.casefold() == "user"
+        and qualifies_for_group_licensing(s.sku_id, s.service_plans, s.sku_part_number)
     )
 
 
@@ -238,8 +239,8 @@ def assess(candidate: GroupCandidate) -> Plan:
         warnings.append(
             Reason(
                 Warning.P1_NOT_COVERED,
-                f"{benefit} users would benefit from group-based licensing, and the tenant has {p1} Entra ID P1 or P2 "
-                "seats: Microsoft requires one for every user who benefits",
+                f"{benefit} users would benefit from group-based licensing, and the tenant has {p1} seats that license "
+                "it (Entra ID P1/P2, or Office 365 E3 and above): Microsoft requires one for every user who benefits",
             )
         )
     if len(users) > LARGE_GROUP_USERS:

@@ -3,7 +3,7 @@
 Key order follows docs/design.md, which is the field order of the records (licensing/convert.py
 writes and reads them). Extra keys, after the documented ones: ``run.request_id``,
 ``run.requested_by``, ``run.scope_id``, ``run.resource_units``, ``run.tenant_name``;
-``skus[].product_name``; ``findings[].group_name/user_name/member_group_name/product_name``;
+``skus[].product_name``; ``findings[].group_name/user_name/member_group_name/product_name/since``;
 and a top-level ``outcomes`` (one per rule). Readers of ``licensing-audit/1`` must ignore keys
 they do not know; ``licensing/data/report.schema.json`` describes the whole document.
 """

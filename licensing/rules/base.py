@@ -209,7 +209,13 @@ class Facts:
 
 
 def make_finding(
-    kind: FindingKind, message: str, facts: Facts, *, severity: Severity | None = None, **fields: str | None
+    kind: FindingKind,
+    message: str,
+    facts: Facts,
+    *,
+    severity: Severity | None = None,
+    since: datetime | None = None,
+    **fields: str | None,
 ) -> Finding:
     """A finding with its stable id from the kind's subject, its kind's default severity unless ``severity``
     says otherwise, and the display names filled in."""
@@ -235,6 +241,7 @@ def make_finding(
         user_name=facts.user_name(user_id) if user_id else None,
         member_group_name=facts.group_name(member_group_id) if member_group_id else None,
         product_name=facts.product(sku_id) if sku_id else None,
+        since=since,
     )
 
 

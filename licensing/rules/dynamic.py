@@ -6,7 +6,7 @@ from __future__ import annotations
 from licensing.model import FindingKind
 from licensing.rules.base import Facts, RuleContext, RuleResult, make_finding, plural, quote
 from licensing.rules.membership import rule_admits_guests
-from licensing.skus import includes_entra_premium
+from licensing.skus import qualifies_for_group_licensing
 
 __all__ = [
     "evaluate_dynamic_group_paused",
@@ -93,11 +93,12 @@ def evaluate_licensed_group_shrank(facts: Facts, ctx: RuleContext) -> RuleResult
 
 
 def p1_seats(facts: Facts) -> tuple[int, list[str]]:
-    """Enabled seats of the tenant's SKUs that include Entra ID P1 or P2, and those SKUs' part numbers."""
+    """Enabled seats of the tenant's SKUs that license group-based licensing (Entra ID P1/P2, Office 365 E3 and
+    above: licensing.skus.qualifies_for_group_licensing), and those SKUs' part numbers."""
     seats = 0
     names: list[str] = []
     for sku in facts.snapshot.skus:
-        if sku.applies_to.casefold() == "user" and includes_entra_premium(
+        if sku.applies_to.casefold() == "user" and qualifies_for_group_licensing(
             sku.sku_id, sku.service_plans, sku.sku_part_number
         ):
             seats += max(sku.enabled, 0)
@@ -132,8 +133,9 @@ def evaluate_p1_coverage_short(facts: Facts, ctx: RuleContext) -> RuleResult:
         short = len(users) - seats
         covered = ", ".join(names) if names else "none"
         message = (
-            f"{plural(len(users), 'user')} benefit from group-based licensing, but the tenant has {seats} "
-            f"Entra ID P1 or P2 seats (from {covered}): {short} short of what Microsoft's licensing terms require"
+            f"{plural(len(users), 'user')} benefit from group-based licensing, but the tenant has {seats} seats "
+            f"that license it (Entra ID P1/P2 or Office 365 E3 and above: {covered}): {short} short of what "
+            "Microsoft's licensing terms require"
         )
         result.findings.append(make_finding(FindingKind.P1_COVERAGE_SHORT, message, facts))
     return result

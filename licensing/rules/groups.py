@@ -4,7 +4,7 @@ and redundant direct assignments (the only user-subject rule)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from licensing.model import FindingKind, LicensedGroup, Severity
@@ -133,6 +133,8 @@ def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
                 user = facts.users.get(uid)
                 if user is not None and user.usage_location:
                     why += f" ({user.usage_location})"
+            since = _state_since(facts, uid, group.id, sku_id)
+            why += _waiting(since, ctx)
             if uid in members:
                 message = f"{facts.user_label(uid)} did not get {facts.product(sku_id)} from group {name}: {why}"
             else:
@@ -151,9 +153,32 @@ def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
                     user_id=uid,
                     sku_id=sku_id,
                     error=error,
+                    since=since,
                 )
             )
     return result
+
+
+def _state_since(facts: Facts, user_id: str, group_id: str, sku_id: str) -> datetime | None:
+    """lastUpdatedDateTime of the user's state for (group, SKU): "the timestamp when the state of the license
+    assignment was last updated" (https://learn.microsoft.com/graph/api/resources/licenseassignmentstate)."""
+    user = facts.users.get(user_id)
+    if user is None:
+        return None
+    for a in user.assignments:
+        if a.sku_id == sku_id and a.assigned_by_group == group_id and a.last_updated is not None:
+            return as_utc(a.last_updated)
+    return None
+
+
+def _waiting(since: datetime | None, ctx: RuleContext) -> str:
+    """ "; waiting since 2026-11-28 (4 days)", or "" when Graph did not say (or said a time ahead of ours)."""
+    now = as_utc(ctx.now)
+    if since is None or since > now:
+        return ""
+    hours = int((now - since).total_seconds() // 3600)
+    span = plural(hours // 24, "day") if hours >= 48 else plural(hours, "hour") if hours >= 1 else "under an hour"
+    return f"; waiting since {since:%Y-%m-%d} ({span})"
 
 
 def evaluate_processing_incomplete(facts: Facts, ctx: RuleContext) -> RuleResult:

@@ -11,7 +11,7 @@ import itertools
 import math
 import random
 from array import array
-from typing import Any
+from typing import Any, Final
 
 from licensing.sandbox.catalog import (
     ERROR_KINDS,
@@ -418,12 +418,18 @@ def _allocate_seats(
                             errors[(u, gi, k)] = "CountViolation"
                             blocked.add((u, gi))
         consumed = demand - len(waiting)
-        out[k] = _counters(k, cat, consumed, spec.seed)
+        out[k] = _counters(k, cat, consumed, spec.seed, premium_spare=spec.premium_spare)
     return tuple(out[k] for k in range(len(SKU_CATALOG)))
 
 
-def _counters(k: int, cat: CatalogSku, consumed: int, seed: int) -> SkuState:
+# The catalogue's SKUs that license group-based licensing (an Entra ID P1/P2 plan, or Office 365 E3/E5).
+_QUALIFYING: Final = frozenset({"ENTERPRISEPACK", "ENTERPRISEPREMIUM", "SPE_E3", "SPE_E5", "EMS", "EMSPREMIUM"})
+
+
+def _counters(k: int, cat: CatalogSku, consumed: int, seed: int, *, premium_spare: bool = True) -> SkuState:
     spare = max(10, math.ceil(consumed * 0.2))
+    if not premium_spare and cat.part_number in _QUALIFYING:
+        spare = 0
     enabled, suspended, warning, locked, status = consumed + spare, 0, 0, 0, "Enabled"
     if cat.plan == "shortage":
         enabled = consumed  # every seat taken; the waiting users have CountViolation

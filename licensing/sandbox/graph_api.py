@@ -8,12 +8,11 @@ sub-requests through the same pipeline, so each one is metered and faulted on it
 from __future__ import annotations
 
 import dataclasses
-from array import array
-
 import random
 import threading
 import time
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta

@@ -130,7 +130,7 @@ class Rendering(AppState):
                     "assignedByGroup": grp.id if grp is not None else None,
                     "state": st.state,
                     "error": st.error or "None",
-                    "lastUpdatedDateTime": STAMP,
+                    "lastUpdatedDateTime": t.state_updated(u, st).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }
             )
         return out

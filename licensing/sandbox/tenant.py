@@ -14,6 +14,7 @@ import hashlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from licensing.errors import ConfigurationError
@@ -120,6 +121,9 @@ class TenantSpec:
     shape: str = "flat"
     big_groups: int = 10
     big_group_share: float = 0.7
+    # False: the SKUs that license group-based licensing (Entra ID P1/P2, Office 365 E3/E5) have no seats beyond
+    # those in use, so a tenant whose groups also serve other products is short of them (p1_coverage_short).
+    premium_spare: bool = True
 
     def validate(self) -> None:
         problems = []
@@ -314,6 +318,9 @@ class SandboxTenant:
         self.domain = f"{slug}{spec.seed}.onmicrosoft.com"
         # What the audit must find here; generate_tenant fills it in (licensing.sandbox.truth).
         self.ground_truth: tuple[ExpectedFinding, ...] = ()
+        # lastUpdatedDateTime of the license states: states in error went wrong up to 14 days before it, each
+        # user at its own time (license_error says how long a user waits). The demo moves it to its first night.
+        self.states_as_of: datetime = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 
     # -------------------------------------------------------------- identities and names
 
@@ -372,6 +379,12 @@ class SandboxTenant:
                 out.extend(AssignmentState(s, g, self.errors.get((index, g, s))) for s in group.sku_indices)
         out.extend(AssignmentState(s, g, err, active=True) for g, s, err in self.removed.get(index, ()))
         return out
+
+    def state_updated(self, u: int, st: AssignmentState) -> datetime:
+        """When the state last changed: deterministic per (user, SKU), hours to days before ``states_as_of``."""
+        if not st.error:
+            return self.states_as_of
+        return self.states_as_of - timedelta(hours=(u * 37 + st.sku * 11) % (24 * 14) + 1)
 
     def iter_users(self) -> Iterator[int]:
         return iter(range(self.user_count))

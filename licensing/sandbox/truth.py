@@ -112,13 +112,17 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
         in_expected = s.part_number.lower() in expected or s.sku_id.lower() in expected
         if in_expected and s.enabled > 0 and s.index not in assigned:
             out.append(ExpectedFinding(FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, warn, s.sku_id))
-    # Entra ID P1 for every direct user member of a licensed group, against the seats of the SKUs that carry the
-    # AAD_PREMIUM or AAD_PREMIUM_P2 plan (User SKUs, enabled units).
+    # A license for group-based licensing for every direct user member of a licensed group: the seats of the SKUs
+    # that carry the AAD_PREMIUM or AAD_PREMIUM_P2 plan, or are Office 365 E3 and above (User SKUs, enabled units).
     beneficiaries = {u for g in licensed for u in g.users}
     p1 = sum(
         max(s.enabled, 0)
         for s in t.skus
-        if s.applies_to == "User" and any(p.name in ("AAD_PREMIUM", "AAD_PREMIUM_P2") for p in s.plans)
+        if s.applies_to == "User"
+        and (
+            any(p.name in ("AAD_PREMIUM", "AAD_PREMIUM_P2") for p in s.plans)
+            or s.part_number in ("ENTERPRISEPACK", "ENTERPRISEPREMIUM")
+        )
     )
     if len(beneficiaries) > p1:
         out.append(ExpectedFinding(FindingKind.P1_COVERAGE_SHORT, warn))

@@ -68,9 +68,12 @@ def test_ground_truth_matches_exactly(tenant: SandboxTenant, server: SandboxServ
     assert {"seat_shortage", "b2b_member", "nested_group", "license_error", "empty_licensed_group"} <= kinds
 
 
-@pytest.mark.parametrize("seed", [3, 29])
-def test_ground_truth_matches_for_other_tenants(seed: int) -> None:
-    tenant = generate_tenant(TenantSpec(seed=seed, users=300, groups=16))
+@pytest.mark.parametrize(("seed", "premium_spare"), [(3, True), (29, True), (1, False), (7, False)])
+def test_ground_truth_matches_for_other_tenants(seed: int, premium_spare: bool) -> None:
+    # premium_spare=False: no spare seats that license group-based licensing; seed 1 is then short of them
+    # (p1_coverage_short), seed 7 is not: the audit must agree with the truth either way.
+    tenant = generate_tenant(TenantSpec(seed=seed, users=300, groups=16, premium_spare=premium_spare))
+    assert ("p1_coverage_short" in {f.kind for f in tenant.ground_truth}) is (seed == 1)
     with SandboxServer(tenant) as server:
         report = audit(server).report  # type: ignore[attr-defined]
     assert finding_keys(report) == truth_keys(tenant)

@@ -80,9 +80,7 @@ def test_a_ready_security_group_is_suitable_with_the_counts(server: SandboxServe
         "already_licensed": 0,
     }
     assert sku_row(doc, "EMS")["needed"] == 4 and sku_row(doc, "EMS")["free"] == seats("EMS")
-    assert doc["blockers"] == []
-    # The flat tenant already has fewer P1 seats than users served by groups (its nightly p1_coverage_short too).
-    assert kinds(doc, "warnings") == ["p1_not_covered"]
+    assert doc["blockers"] == [] and doc["warnings"] == []
 
 
 def test_each_blocker_on_the_group_built_for_it(server: SandboxServer, tmp_path: Path) -> None:
@@ -127,7 +125,7 @@ def test_warnings_on_the_group_built_for_them(server: SandboxServer, tmp_path: P
     assert by_kind["usage_location_missing"] == {TENANT.user_id(U_NO_LOCATION[0])}
     assert by_kind["disabled_members"] == {TENANT.user_id(U_DISABLED[2])}
     assert by_kind["mutually_exclusive"] == {TENANT.user_id(U_ERRORS[0])}
-    assert "p1_not_covered" in by_kind and "large_group" not in by_kind
+    assert "p1_not_covered" not in by_kind and "large_group" not in by_kind
     # U_DISABLED[2] holds Microsoft 365 E3 through SG-Lic-Microsoft365-E3; U_ERRORS[0] is in Error for it
     # (MutuallyExclusiveViolation), which holds no seat: it still needs one.
     assert TENANT.user_id(U_DISABLED[2]) in {TENANT.user_id(u) for u in TENANT.groups[G_E3].users}
@@ -179,3 +177,15 @@ def test_unreadable_users_give_no_verdict(
     assert not out.exists(), "never 'suitable' on what could not be read"
     err = capsys.readouterr().err
     assert "cannot assess group" in err and "User.Read.All" in err
+
+
+def test_p1_not_covered_where_the_tenant_lacks_seats_that_license_group_licensing(tmp_path: Path) -> None:
+    short = generate_tenant(TenantSpec(seed=1, premium_spare=False))
+    assert "p1_coverage_short" in {f.kind for f in short.ground_truth}
+    with SandboxServer(short) as own:
+        out = tmp_path / "p1.json"
+        group = short.plan_group("plan_ready")
+        args = ["plan", "--graph-url", own.base_url, "--credential", "none", "--group", group.id]
+        assert main([*args, "--sku", "FLOW_FREE", "--json", str(out)]) == EXIT_OK
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert kinds(doc, "warnings") == ["p1_not_covered"] and doc["verdict"] == "suitable"

@@ -289,3 +289,19 @@ def test_a_message_needs_recipients() -> None:
     d, _ = digest_for(typical())
     with pytest.raises(ValueError, match="recipient"):
         build_message(d, [])
+
+
+def test_license_errors_are_listed_longest_waiting_first() -> None:
+    day = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    errors = [
+        replace(license_error(1, 1), since=day.replace(day=20)),
+        replace(license_error(1, 2), since=None),  # Graph did not say: last
+        replace(license_error(1, 3), since=day.replace(day=3)),
+        replace(license_error(1, 4), since=day.replace(day=11)),
+    ]
+    d, _ = digest_for(errors)
+    [section] = [s for s in d.sections if s.kind == "license_error"]
+    [block] = section.blocks
+    assert [e.text for e in block.entries] == ["User 3", "User 4", "User 1", "User 2"]
+    assert block.entries[0].detail == "Office 365 E3: CountViolation, since 2026-11-03"
+    assert block.entries[-1].detail == "Office 365 E3: CountViolation"

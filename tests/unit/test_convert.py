@@ -20,6 +20,7 @@ from tests.factories import T0, finding, run_info, sku_summary
 def _every_field_set() -> Finding:
     values = {f.name: f"{f.name}-value" for f in dataclasses.fields(Finding)}
     values["severity"] = Severity.CRITICAL
+    values["since"] = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)  # the one field that is not text
     return Finding(**values)
 
 

@@ -8,7 +8,8 @@ from licensing.model import LicensedGroup, Part, Scope, Sku, TenantSnapshot, Unr
 from licensing.rules import RuleContext, evaluate
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
-E3 = Sku("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", enabled=100, consumed=10)  # no Entra ID P1
+# Power BI Pro licenses nothing for group-based licensing (no Entra ID P1 plan, not an Office 365 suite).
+E3 = Sku("f8a1db68-be16-40ed-86d5-cb42ce701560", "POWER_BI_PRO", enabled=100, consumed=10)
 M365_E3 = Sku("05e9a617-0261-4cee-bb44-138d3ef5d965", "SPE_E3", enabled=3, consumed=3)  # includes P1 (the table)
 
 
@@ -90,7 +91,7 @@ def test_shrank_needs_the_store_and_skips_unread_groups() -> None:
 def test_p1_coverage_counts_unique_direct_users_against_premium_seats() -> None:
     a, b = group("a", 2), group("b", 2)
     both = LicensedGroup(id="c", sku_ids=(E3.sku_id,), processing_state="ProcessingComplete", user_ids=a.user_ids)
-    # 4 unique users (c repeats a's), 3 P1 seats (Microsoft 365 E3 per the table; Office 365 E3 has none).
+    # 4 unique users (c repeats a's), 3 seats that count (Microsoft 365 E3 per the table; Power BI Pro does not).
     assert findings(snap(a, b, both))["p1_coverage_short"] == ["tenant"]
     assert "p1_coverage_short" not in findings(snap(a, group("b", 1)))  # 3 users, 3 seats
 
@@ -104,6 +105,14 @@ def test_p1_coverage_reads_the_service_plans_graph_returned() -> None:
     assert "p1_coverage_short" not in findings(snap(a, skus=(E3, with_p2)))
     company = Sku("y-sku", "AAD_PREMIUM", applies_to="Company", enabled=100)
     assert findings(snap(a, skus=(E3, company)))["p1_coverage_short"] == ["tenant"], "Company SKUs serve no users"
+
+
+def test_office_365_e3_and_above_count_as_microsoft_says() -> None:
+    a = group("a", 4)
+    # Office 365 E3 has no Entra ID P1 plan, yet Microsoft names it (and above) as licensing group-based licensing.
+    o365 = Sku("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", enabled=1, service_plans=("x-plan",))
+    assert "p1_coverage_short" not in findings(snap(a, skus=(E3, M365_E3, o365)))
+    assert findings(snap(a, skus=(E3, M365_E3)))["p1_coverage_short"] == ["tenant"]
 
 
 def test_p1_coverage_is_not_evaluated_on_what_was_not_read() -> None:

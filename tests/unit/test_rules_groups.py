@@ -153,6 +153,28 @@ def test_each_license_error_kind(error: str, severity: Severity, words: str) -> 
     assert ev.groups[0].license_errors == 1
 
 
+@pytest.mark.parametrize(
+    ("ago", "said"),
+    [
+        (timedelta(days=4, hours=3), "waiting since 2026-11-19 (4 days)"),
+        (timedelta(hours=30), "waiting since 2026-11-22 (30 hours)"),
+        (timedelta(minutes=20), "waiting since 2026-11-24 (under an hour)"),
+    ],
+)
+def test_license_error_says_since_when_the_user_waits(ago: timedelta, said: str) -> None:
+    state = LicenseAssignment(E3, "g1", "Error", "CountViolation", last_updated=NOW - ago)
+    [f] = of(run([group("g1", "u1")], [user("u1", state)]), "license_error")
+    assert f.message.endswith(f"no seat is left; {said}")
+    assert f.since == NOW - ago
+
+
+def test_license_error_without_a_time_or_with_one_ahead_says_nothing_of_waiting() -> None:
+    ahead = LicenseAssignment(E3, "g1", "Error", "CountViolation", last_updated=NOW + timedelta(hours=2))
+    for state in (via("g1", state="Error", error="CountViolation"), ahead):
+        [f] = of(run([group("g1", "u1")], [user("u1", state)]), "license_error")
+        assert "waiting" not in f.message
+
+
 def test_license_error_only_for_the_group_that_assigns_and_also_for_former_members() -> None:
     users = [
         user("u1", via("g2", state="Error", error="CountViolation")),  # member of g1, error from g2 (not read)

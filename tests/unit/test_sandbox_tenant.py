@@ -48,13 +48,26 @@ def test_ids_are_guids_that_resolve_back_to_their_index(medium):
 
 def test_every_finding_kind_is_present(medium):
     kinds = {f.kind for f in medium.ground_truth}
-    # Both need the history of earlier runs, which a generated tenant has not.
-    expected = set(FindingKind) - {FindingKind.SEAT_FORECAST, FindingKind.LICENSED_GROUP_SHRANK}
+    # Both need the history of earlier runs, which a generated tenant has not; P1 coverage is short only when
+    # the spec says so (premium_spare=False: test_a_tenant_without_spare_premium_seats_is_short_of_p1).
+    expected = set(FindingKind) - {
+        FindingKind.SEAT_FORECAST,
+        FindingKind.LICENSED_GROUP_SHRANK,
+        FindingKind.P1_COVERAGE_SHORT,
+    }
     assert kinds == expected
     errors = {f.error for f in _by_kind(medium, FindingKind.LICENSE_ERROR)}
     assert errors == {"CountViolation", *ERROR_KINDS}
     expiring = {(f.sku_id, f.severity) for f in _by_kind(medium, FindingKind.UNITS_EXPIRING)}
     assert {sev for _, sev in expiring} == {Severity.WARNING, Severity.CRITICAL}
+
+
+def test_a_tenant_without_spare_premium_seats_is_short_of_p1() -> None:
+    tenant = generate_tenant(TenantSpec(seed=1, premium_spare=False))
+    [short] = [f for f in tenant.ground_truth if f.kind == FindingKind.P1_COVERAGE_SHORT]
+    assert short.subject == () and short.severity == Severity.WARNING
+    qualifying = [s for s in tenant.skus if s.part_number in ("ENTERPRISEPACK", "SPE_E3", "EMS")]
+    assert all(s.enabled == s.consumed for s in qualifying), "no seat beyond those in use"
 
 
 def test_severities_follow_findings_md(medium):

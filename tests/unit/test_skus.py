@@ -122,3 +122,36 @@ def test_product_name_falls_back_to_the_part_number(part: str | None, sku_id: st
 def test_parse_table_rejects_a_wrong_header() -> None:
     with pytest.raises(ValueError, match="header"):
         parse_table("Id,Name\nx,y\n")
+
+
+def test_every_sku_the_sandbox_serves_has_a_product_name() -> None:
+    from licensing.sandbox.catalog import SKU_CATALOG
+
+    names = {r.string_id: r for r in load_table()}
+    for sku in SKU_CATALOG:
+        row = names.get(sku.part_number)
+        assert row is not None and row.guid == sku.sku_id, sku.part_number
+        assert product_name(sku.part_number, sku.sku_id) == row.name != sku.part_number
+
+
+def test_the_whole_table_ships_and_the_group_licensing_skus_follow_microsofts_list() -> None:
+    from licensing.skus import OFFICE_E3_AND_ABOVE, qualifies_for_group_licensing
+
+    rows = load_table()
+    assert len(rows) > 500, "Microsoft's table names several hundred SKUs"
+    by_part = {r.string_id: r.guid for r in rows}
+    assert set(by_part) >= OFFICE_E3_AND_ABOVE, "every Office 365 suite named is in the table"
+    # Entra ID P1/P2 themselves, the suites that carry them, and Office 365 E3 and above count; others do not.
+    for part in (
+        "AAD_PREMIUM",
+        "AAD_PREMIUM_P2",
+        "EMS",
+        "SPE_E3",
+        "SPE_E5",
+        "SPB",
+        "ENTERPRISEPACK",
+        "ENTERPRISEPREMIUM",
+    ):
+        assert qualifies_for_group_licensing(by_part[part], None, part), part
+    for part in ("POWER_BI_PRO", "FLOW_FREE", "O365_BUSINESS_ESSENTIALS", "STANDARDPACK", "VISIOCLIENT"):
+        assert not qualifies_for_group_licensing(by_part[part], None, part), part
