@@ -143,18 +143,40 @@ def _store_option(store: str | None) -> str | None:
     return value
 
 
+def _candidates(settings: Settings, credential: str) -> dict[str, Any]:
+    """The Candidates section (``run --candidates``): unlicensed security groups assessed for EXPECTED_GROUP_SKUS."""
+    from licensing.graph import open_graph
+    from licensing.plan import plan_candidates
+
+    async def read() -> dict[str, Any]:
+        async with open_graph(settings, credential=credential) as graph:
+            return await plan_candidates(graph, settings.expected_group_skus)
+
+    return asyncio.run(read())
+
+
 def _write_outputs(
-    outcome: AuditOutcome, settings: Settings, json_file: Path | None, csv_dir: Path | None, html_file: Path | None
+    outcome: AuditOutcome,
+    settings: Settings,
+    json_file: Path | None,
+    csv_dir: Path | None,
+    html_file: Path | None,
+    candidates: dict[str, Any] | None = None,
 ) -> list[Path]:
     try:
-        return _write_files(outcome, settings, json_file, csv_dir, html_file)
+        return _write_files(outcome, settings, json_file, csv_dir, html_file, candidates)
     except OSError as exc:  # the disk filled up or the path changed during the audit
         where = f" {exc.filename}" if exc.filename else ""
         raise AuditError(f"could not write the report{where}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _write_files(
-    outcome: AuditOutcome, settings: Settings, json_file: Path | None, csv_dir: Path | None, html_file: Path | None
+    outcome: AuditOutcome,
+    settings: Settings,
+    json_file: Path | None,
+    csv_dir: Path | None,
+    html_file: Path | None,
+    candidates: dict[str, Any] | None,
 ) -> list[Path]:
     written: list[Path] = []
     report = outcome.report
@@ -171,7 +193,15 @@ def _write_files(
     if html_file is not None:
         from licensing.report.html import write_html
 
-        written.append(write_html(report, html_file, history=outcome.history or None, cloud=settings.graph_cloud))
+        written.append(
+            write_html(
+                report,
+                html_file,
+                history=outcome.history or None,
+                cloud=settings.graph_cloud,
+                candidates=candidates,
+            )
+        )
     return written
 
 
@@ -200,6 +230,9 @@ def run(
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
     csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write skus/groups/findings CSV here.")] = None,
     html_file: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    candidates: Annotated[
+        bool, typer.Option("--candidates", help="Add unlicensed security groups, ranked by fitness, to --html.")
+    ] = False,
     no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Do not send Teams/e-mail alerts.")] = False,
     fail_on: Annotated[FailOn | None, typer.Option("--fail-on", help="Exit 3 on findings at or above.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -212,6 +245,8 @@ def run(
 
     if scope is Scope.PLAN:
         raise ConfigurationError("--scope plan is not an audit: use licensing-audit plan --group ID --sku SKU")
+    if candidates and html_file is None:
+        raise ConfigurationError("--candidates adds a section to the HTML report: give --html FILE too")
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
     _check_outputs(json_file, csv_dir, html_file)
     _configure_telemetry(settings, verbose=verbose)
@@ -234,7 +269,8 @@ def run(
                 progress=None if quiet else progress,
             )
         )
-    written = _write_outputs(outcome, settings, json_file, csv_dir, html_file)
+    section = _candidates(settings, credential.value) if candidates else None
+    written = _write_outputs(outcome, settings, json_file, csv_dir, html_file, section)
     render_summary(outcome.report, console=console, verbose=verbose, quiet=quiet)
     if not quiet:
         for path in written:

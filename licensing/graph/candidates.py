@@ -11,17 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 from urllib.parse import quote
 
 from licensing import telemetry
 from licensing.errors import BadRequestError, GraphError, GraphNotFoundError
 from licensing.graph.client import GraphClient, query
-from licensing.graph.parse import parse_group
-from licensing.graph.reader import GROUP_FIELDS, ProgressFn, _Reader, _unreadable, task_group
+from licensing.graph.parse import parse_group, text
+from licensing.graph.reader import GROUP_FIELDS, PAGE, ProgressFn, _Reader, _unreadable, task_group
 from licensing.model import GraphStats, LicensedGroup, Part, Sku, Unreadable, User
 from licensing.settings import is_guid
 
-__all__ = ["GroupCandidate", "match_sku", "read_candidate"]
+__all__ = ["CANDIDATE_LIMIT", "Candidates", "GroupCandidate", "match_sku", "read_candidate", "read_candidates"]
+
+# --candidates reads every member of this many unlicensed security groups at most (by name): a report section,
+# not a second audit. The count of the others is reported.
+CANDIDATE_LIMIT: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +119,61 @@ async def read_candidate(
         tenant_name=reader.tenant_name,
         stats=graph.stats,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The unlicensed security groups read for the report's Candidates section."""
+
+    groups: tuple[GroupCandidate, ...]
+    total: int  # unlicensed security groups in the tenant (``groups`` holds at most CANDIDATE_LIMIT of them)
+    skus: tuple[Sku, ...]  # what they were assessed for
+    missing_skus: tuple[str, ...] = ()  # SKUs asked for that the tenant has not subscribed
+
+
+async def read_candidates(graph: GraphClient, sku_refs: Sequence[str], *, limit: int = CANDIDATE_LIMIT) -> Candidates:
+    """Every security group that assigns no license (``$filter=securityEnabled eq true``: the group resource's
+    securityEnabled "Supports $filter (eq, ne, NOT, in)", https://learn.microsoft.com/graph/api/resources/group),
+    the first ``limit`` by name with their members, for the SKUs of ``sku_refs`` the tenant has."""
+    reader = _Reader(graph, None)
+    path = "/groups?" + query({"$filter": "securityEnabled eq true", "$select": GROUP_FIELDS, "$top": PAGE})
+    with telemetry.span("graph.read_candidates"):
+        async with task_group() as tasks:
+            tasks.create_task(reader.organization())
+            skus_task = tasks.create_task(reader.skus())
+            licensed_task = tasks.create_task(reader.licensed_groups())
+            items = await graph.get_collection(path, route="/groups", what="the security groups")
+        tenant_skus = skus_task.result() or []
+        wanted: list[Sku] = []
+        missing: list[str] = []
+        for ref in sku_refs:
+            sku = match_sku(tenant_skus, ref)
+            if sku is None or sku.applies_to.casefold() != "user" or sku.enabled <= 0:
+                missing.append(ref)
+            elif sku not in wanted:
+                wanted.append(sku)
+        unlicensed = sorted(
+            (g for g in (parse_group(i) for i in items if text(i.get("id"))) if not g.sku_ids and g.security_enabled),
+            key=lambda g: (g.display_name.casefold(), g.id),
+        )
+        chosen = unlicensed[:limit]
+        users: dict[str, User] = {}
+        read = await reader.read(chosen, users, scan=True, prune=False) if chosen and wanted else []
+    licensing = {g.id for g in licensed_task.result()}
+    licensed = frozenset(
+        uid for uid, u in users.items() if any(a.assigned_by_group in licensing for a in u.assignments)
+    )
+    groups = tuple(
+        GroupCandidate(
+            tenant_id=reader.tenant_id,
+            group=g,
+            members=MappingProxyType({uid: users[uid] for uid in g.user_ids if uid in users}),
+            skus=tuple(wanted),
+            tenant_skus=tuple(tenant_skus),
+            group_licensed_users=licensed,
+            unreadable=tuple(u for u in reader.unreadable if u.subject_id in (None, g.id)),
+            tenant_name=reader.tenant_name,
+        )
+        for g in read
+    )
+    return Candidates(groups, len(unlicensed), tuple(wanted), tuple(missing))

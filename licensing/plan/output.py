@@ -7,12 +7,22 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from licensing.plan.assess import Plan, Reason
+from licensing.graph.candidates import Candidates
+from licensing.plan.assess import Blocker, Plan, Reason
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["PLAN_SCHEMA", "plan_to_json_bytes", "plan_to_plain", "render_plan", "summary_lines"]
+__all__ = [
+    "PLAN_SCHEMA",
+    "candidates_document",
+    "fitness",
+    "fits",
+    "plan_to_json_bytes",
+    "plan_to_plain",
+    "render_plan",
+    "summary_lines",
+]
 
 PLAN_SCHEMA: Final = "licensing-audit-plan/1"
 SHOWN_PER_KIND: Final = 5  # the terminal, the card and the mail name this many of each kind, then count the rest
@@ -115,3 +125,46 @@ def summary_lines(plan: Plan) -> list[str]:
 def render_plan(plan: Plan, console: Console) -> None:
     for line in summary_lines(plan):
         console.print(line, markup=False, soft_wrap=True, highlight=False)
+
+
+def fits(plan: Plan) -> list[str]:
+    """The SKUs the group could be licensed with, each on its own: none when a blocker other than seats stands,
+    else those with a seat for every member who needs one."""
+    if any(b.kind is not Blocker.SEATS_SHORT for b in plan.blockers):
+        return []
+    return [s.sku_part_number or s.sku_id for s in plan.skus if s.needed <= max(s.free, 0)]
+
+
+def fitness(plan: Plan) -> tuple[bool, int, int, int, int, str]:
+    """Fittest first: no blocker but seats, then fits more SKUs, fewer kinds of blocker, fewer warnings, more
+    users, by name."""
+    others = {b.kind for b in plan.blockers if b.kind is not Blocker.SEATS_SHORT}
+    return (
+        bool(others),
+        -len(fits(plan)),
+        len(others),
+        len(plan.warnings),
+        -plan.group.users,
+        plan.group.display_name.casefold(),
+    )
+
+
+def candidates_document(plans: Sequence[Plan], found: Candidates, unassessed: int = 0) -> dict[str, Any]:
+    """What the HTML report's Candidates section shows: plain data, so the report needs nothing of this package.
+
+    ``{"skus": [part numbers], "missing_skus": [...], "total": N, "unassessed": M, "groups": [...]}``, each group a
+    licensing-audit-plan/1 document (at most 5 reasons of each kind) plus ``"fits"``: the SKUs it could be licensed
+    with one at a time (seats are counted per SKU; the expected SKUs are alternatives, not a bundle). Fittest first.
+    """
+    groups = []
+    for plan in sorted(plans, key=fitness):
+        document = plan_to_plain(plan, per_kind=SHOWN_PER_KIND)
+        document["fits"] = fits(plan)
+        groups.append(document)
+    return {
+        "skus": [s.sku_part_number or s.sku_id for s in found.skus],
+        "missing_skus": list(found.missing_skus),
+        "total": found.total,
+        "unassessed": unassessed,
+        "groups": groups,
+    }

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from licensing.clock import utcnow
 from licensing.errors import LicensingError
@@ -481,8 +481,10 @@ def render_html(
     forecast_days: int = 30,
     max_rows_per_kind: int = MAX_ROWS_PER_KIND,
     generated_at: datetime | None = None,
+    candidates: Mapping[str, Any] | None = None,
 ) -> str:
-    """The report as one self-contained HTML document (see the module docstring)."""
+    """The report as one self-contained HTML document (see the module docstring). ``candidates``: the
+    Candidates section, as licensing.plan.candidates_document gives it (``run --candidates``)."""
     run = report.run
     sku_names = {s.sku_id: s.product_name or _product(s.sku_part_number, s.sku_id) for s in report.skus}
     group_names = {g.id: g.display_name for g in report.groups}
@@ -549,6 +551,10 @@ def render_html(
         licenses_url=licenses_url(cloud),
         max_rows=max_rows_per_kind,
         data_json=script_json(data),
+        candidates=candidates,
+        candidate_links={
+            c["group"]["id"]: group_url(c["group"]["id"], cloud) for c in (candidates or {}).get("groups", ())
+        },
     )
 
 
@@ -564,9 +570,10 @@ def write_html(
     history: Mapping[str, Sequence[SkuDay]] | None = None,
     cloud: str = "global",
     forecast_days: int = 30,
+    candidates: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write :func:`render_html` to ``path`` (UTF-8, parent folders created) and return the path."""
-    text = render_html(report, history=history, cloud=cloud, forecast_days=forecast_days)
+    text = render_html(report, history=history, cloud=cloud, forecast_days=forecast_days, candidates=candidates)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -74,8 +74,9 @@ def evaluate_licensed_group_shrank(facts: Facts, ctx: RuleContext) -> RuleResult
         result.note = "no earlier tenant run in the store to compare with"
         return result
     for group in facts.groups:
-        if facts.unreadable_members.get(group.id) is not None:
-            result.skipped.append(f"{quote(facts.group_name(group.id))} ({group.id}): members not read")
+        reason = facts.unreadable_members.get(group.id)
+        if reason is not None:
+            result.skipped.append(f"{quote(facts.group_name(group.id))} ({group.id}): {reason}")
             continue
         before = ctx.previous_members.get(group.id)
         now = group.member_count
@@ -125,7 +126,10 @@ def evaluate_p1_coverage_short(facts: Facts, ctx: RuleContext) -> RuleResult:
         return result
     unread = [g.id for g in facts.groups if g.id in facts.unreadable_members]
     if unread:
-        result.blocked = f"members of {plural(len(unread), 'licensed group')} could not be read"
+        # A count of unique members needs every group's: the reasons are the groups' own (as the other rules say).
+        shown = "; ".join(f"{quote(facts.group_name(g))} ({g}): {facts.unreadable_members[g]}" for g in unread[:3])
+        more = f"; and {len(unread) - 3} more" if len(unread) > 3 else ""
+        result.blocked = f"members of {plural(len(unread), 'licensed group')} not read: {shown}{more}"
         return result
     users = {uid for g in facts.groups for uid in g.user_ids}
     seats, names = p1_seats(facts)

@@ -58,8 +58,9 @@ class Filters(Rendering):
             elif m := re.fullmatch(r"startswith\(displayName,\s*'((?:[^']|'')*)'\)", c, re.I):
                 v = m.group(1).replace("''", "'").lower()
                 preds.append(lambda g, v=v: g.display_name.lower().startswith(v))  # type: ignore[misc]
-            elif re.fullmatch(r"securityEnabled\s+eq\s+true", c, re.I):
-                continue
+            elif m := re.fullmatch(r"securityEnabled\s+eq\s+(true|false)", c, re.I):
+                wanted = m.group(1).lower() == "true"
+                preds.append(lambda g, w=wanted: g.security_enabled is w)  # type: ignore[misc]
             else:
                 raise unsupported(f"Unsupported or invalid query filter clause specified for property: '{c}'.")
         return lambda g: all(p(g) for p in preds)

@@ -306,6 +306,13 @@ def _plan_groups(first: int, gids: _Ids) -> list[GroupDef]:
             "membership_rule": '(user.userType -eq "Member") -and (user.department -eq "Sales")',
             "rule_processing": "On",
         },
+        "plan_dynamic_paused": {
+            "name": "SG-Plan-Dynamic-Paused",
+            "users": array("i", U_NESTED_ONLY[2:]),
+            "group_types": ("DynamicMembership",),
+            "membership_rule": '(user.userType -eq "Member") -and (user.department -eq "Finance")',
+            "rule_processing": "Paused",
+        },
         "plan_warnings": {
             "name": "SG-Plan-Warnings",
             # no usage location, a disabled account, a user whose licenses conflict, and a plain one

@@ -71,6 +71,7 @@ PLAN_GROUPS: Final = (
     "plan_dynamic_open",  # dynamic rule that does not restrict user.userType
     "plan_dynamic_members",  # dynamic rule restricted to members: suitable
     "plan_warnings",  # missing usage location, disabled member, a conflicting product
+    "plan_dynamic_paused",  # dynamic, restricted to members, processing paused (not licensed: nothing to find)
 )
 # Users without a usageLocation (they inherit the tenant's when licensed): among those who hold no license.
 U_NO_LOCATION = (24, 25)

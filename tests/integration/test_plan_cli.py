@@ -189,3 +189,72 @@ def test_p1_not_covered_where_the_tenant_lacks_seats_that_license_group_licensin
         assert main([*args, "--sku", "FLOW_FREE", "--json", str(out)]) == EXIT_OK
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert kinds(doc, "warnings") == ["p1_not_covered"] and doc["verdict"] == "suitable"
+
+
+def test_run_candidates_ranks_unlicensed_security_groups_in_the_html(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from html.parser import HTMLParser
+
+    html_file = tmp_path / "report.html"
+    args = ["run", "--graph-url", server.base_url, "--credential", "none", "--store", "none", "--no-alerts", "-q"]
+    assert main([*args, "--candidates"]) == EXIT_USAGE
+    assert "--candidates adds a section to the HTML report" in capsys.readouterr().err
+    assert main([*args, "--candidates", "--html", str(html_file)]) == EXIT_OK
+    page = html_file.read_text(encoding="utf-8")
+    section = page[page.index('id="candidates"') : page.index('id="run"')]
+
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "tr":
+                self.rows.append([])
+            elif tag == "td":
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "td" and self.cell is not None:
+                self.rows[-1].append(" ".join("".join(self.cell).split()))
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Rows()
+    parser.feed(section)
+    rows = {r[0].removesuffix(" dynamic"): r for r in parser.rows if r}
+    unlicensed_security = [g for g in TENANT.groups if not g.licensed and g.security_enabled]
+    assert len(rows) == len(unlicensed_security), "every unlicensed security group, and only those"
+    assert "Project Falcon (Microsoft 365 group)" not in rows, "not security-enabled: not a candidate"
+    order = list(rows)
+    # A group with nothing but seats in the way comes before one with a nested group or guests.
+    assert order.index("SG-Plan-Ready-Sales") < order.index("SG-Plan-Nested") < len(order)
+    assert order.index("SG-Plan-Ready-Sales") < order.index("Partners and guests")
+    ready = rows["SG-Plan-Ready-Sales"]
+    assert ready[1] == "4" and "SPE_E3" in ready[2] and "ENTERPRISEPACK" not in ready[2], "E3 has no free seat"
+    assert "its members would get nothing" in rows["SG-Plan-Nested"][4] and rows["SG-Plan-Nested"][2] == "none"
+    assert "B2B account" in rows["Partners and guests"][4]
+
+
+def test_the_sandbox_serves_the_group_properties_over_http(server: SandboxServer) -> None:
+    import httpx
+
+    paused = TENANT.plan_group("plan_dynamic_paused")
+    fields = "id,securityEnabled,groupTypes,membershipRule,membershipRuleProcessingState"
+    body = httpx.get(f"{server.base_url}/groups/{paused.id}", params={"$select": fields}).json()
+    assert body["groupTypes"] == ["DynamicMembership"] and body["membershipRuleProcessingState"] == "Paused"
+    assert body["securityEnabled"] is True and "userType" in body["membershipRule"]
+    unified = TENANT.plan_group("plan_unified")
+    body = httpx.get(f"{server.base_url}/groups/{unified.id}", params={"$select": fields}).json()
+    assert body["securityEnabled"] is False and body["groupTypes"] == ["Unified"]
+    listed = httpx.get(
+        f"{server.base_url}/groups", params={"$filter": "securityEnabled eq true", "$select": "id", "$top": "999"}
+    ).json()["value"]
+    assert unified.id not in {g["id"] for g in listed} and paused.id in {g["id"] for g in listed}
+    user = httpx.get(f"{server.base_url}/users/{TENANT.user_id(24)}", params={"$select": "id,usageLocation"}).json()
+    assert user["usageLocation"] is None
