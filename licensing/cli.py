@@ -20,6 +20,7 @@ import typer
 
 from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
 from licensing.model import Scope, Severity, Trigger
+from licensing.outputs import check_outputs, write_outputs
 from licensing.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -107,26 +108,6 @@ def _open_store(settings: Settings, *, create: bool = True) -> Any:
     return store
 
 
-def _check_outputs(json_file: Path | None, csv_dir: Path | None, html_file: Path | None) -> None:
-    """Refuse unusable output paths before the audit runs (and before any alert goes out), in one line."""
-    for option, path, is_dir in (("--json", json_file, False), ("--csv", csv_dir, True), ("--html", html_file, False)):
-        if path is None:
-            continue
-        if is_dir and path.exists() and not path.is_dir():
-            raise ConfigurationError(f"{option} {path} is a file; it needs a directory for skus/groups/findings CSV")
-        if not is_dir and path.is_dir():
-            raise ConfigurationError(f"{option} {path} is a directory; it needs a file name")
-        if path.exists() and not os.access(path, os.W_OK):
-            raise ConfigurationError(f"{option} {path}: not writable")
-        ancestor = path if is_dir else path.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise ConfigurationError(f"{option} {path}: {ancestor} is not a directory")
-        if not path.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
-            raise ConfigurationError(f"{option} {path}: cannot create files in {ancestor}")
-
-
 def _store_option(store: str | None) -> str | None:
     """``--store``: a connection string, ``none``, or ``@FILE`` holding it (keeps it out of shell history)."""
     if store is None or not store.startswith("@"):
@@ -153,56 +134,6 @@ def _candidates(settings: Settings, credential: str) -> dict[str, Any]:
             return await plan_candidates(graph, settings.expected_group_skus)
 
     return asyncio.run(read())
-
-
-def _write_outputs(
-    outcome: AuditOutcome,
-    settings: Settings,
-    json_file: Path | None,
-    csv_dir: Path | None,
-    html_file: Path | None,
-    candidates: dict[str, Any] | None = None,
-) -> list[Path]:
-    try:
-        return _write_files(outcome, settings, json_file, csv_dir, html_file, candidates)
-    except OSError as exc:  # the disk filled up or the path changed during the audit
-        where = f" {exc.filename}" if exc.filename else ""
-        raise AuditError(f"could not write the report{where}: {exc.strerror or type(exc).__name__}") from None
-
-
-def _write_files(
-    outcome: AuditOutcome,
-    settings: Settings,
-    json_file: Path | None,
-    csv_dir: Path | None,
-    html_file: Path | None,
-    candidates: dict[str, Any] | None,
-) -> list[Path]:
-    written: list[Path] = []
-    report = outcome.report
-    if json_file is not None:
-        from licensing.report.json_report import to_json_bytes
-
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_bytes(to_json_bytes(report))
-        written.append(json_file)
-    if csv_dir is not None:
-        from licensing.report.csv_report import write_csv
-
-        written.extend(write_csv(report, csv_dir))
-    if html_file is not None:
-        from licensing.report.html import write_html
-
-        written.append(
-            write_html(
-                report,
-                html_file,
-                history=outcome.history or None,
-                cloud=settings.graph_cloud,
-                candidates=candidates,
-            )
-        )
-    return written
 
 
 def _fails(outcome: AuditOutcome, fail_on: FailOn | None) -> bool:
@@ -248,7 +179,7 @@ def run(
     if candidates and html_file is None:
         raise ConfigurationError("--candidates adds a section to the HTML report: give --html FILE too")
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
-    _check_outputs(json_file, csv_dir, html_file)
+    check_outputs(json_file, csv_dir, html_file)
     _configure_telemetry(settings, verbose=verbose)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_alerts}
     if group:
@@ -270,7 +201,7 @@ def run(
             )
         )
     section = _candidates(settings, credential.value) if candidates else None
-    written = _write_outputs(outcome, settings, json_file, csv_dir, html_file, section)
+    written = write_outputs(outcome, settings, json_file, csv_dir, html_file, section)
     render_summary(outcome.report, console=console, verbose=verbose, quiet=quiet)
     if not quiet:
         for path in written:
@@ -424,7 +355,7 @@ def plan(
     from licensing.plan import Verdict, plan_group, plan_to_json_bytes, render_plan
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
-    _check_outputs(json_file, None, None)
+    check_outputs(json_file, None, None)
 
     async def assess() -> Any:
         async with open_graph(settings, credential=credential.value) as graph:
