@@ -152,8 +152,11 @@ param alertMinSeverity string = 'warning'
 
 @minValue(1)
 @maxValue(2160)
-@description('ALERT_RENOTIFY_HOURS: open findings are sent again after this many hours.')
-param alertRenotifyHours int = 24
+@description('ALERT_RENOTIFY_HOURS_CRITICAL: open critical findings are sent again after this many hours.')
+param alertRenotifyHoursCritical int = 24
+
+@description('ALERT_RENOTIFY_HOURS_WARNING: open warning and info findings are sent again after this many hours.')
+param alertRenotifyHoursWarning int = 168
 
 @description('ALERT_EXCLUDE_SKUS: SKUs (part numbers or skuIds, comma-separated) that never alert but stay in the report.')
 param alertExcludeSkus string = ''
@@ -399,7 +402,8 @@ module functionApp 'app/function.bicep' = {
     alertMailTo: alertMailTo
     alertMailToCritical: alertMailToCritical
     alertMinSeverity: alertMinSeverity
-    alertRenotifyHours: alertRenotifyHours
+    alertRenotifyHoursCritical: alertRenotifyHoursCritical
+    alertRenotifyHoursWarning: alertRenotifyHoursWarning
     alertExcludeSkus: alertExcludeSkus
     alertReportUrl: alertReportUrl
   }

@@ -59,7 +59,8 @@ param alertMailFrom string
 param alertMailTo string
 param alertMailToCritical string
 param alertMinSeverity string
-param alertRenotifyHours int
+param alertRenotifyHoursCritical int
+param alertRenotifyHoursWarning int
 param alertExcludeSkus string
 param alertReportUrl string
 
@@ -117,7 +118,8 @@ var appSettings = {
   ALERT_MAIL_TO: alertMailTo
   ALERT_MAIL_TO_CRITICAL: alertMailToCritical
   ALERT_MIN_SEVERITY: alertMinSeverity
-  ALERT_RENOTIFY_HOURS: string(alertRenotifyHours)
+  ALERT_RENOTIFY_HOURS_CRITICAL: string(alertRenotifyHoursCritical)
+  ALERT_RENOTIFY_HOURS_WARNING: string(alertRenotifyHoursWarning)
   ALERT_EXCLUDE_SKUS: alertExcludeSkus
   ALERT_REPORT_URL: alertReportUrl
 }

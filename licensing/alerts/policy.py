@@ -1,10 +1,10 @@
 """The alert policy: what to send for a run's findings given the alert state (a pure function).
 
-New findings and escalations at or above ``ALERT_MIN_SEVERITY`` go out at once; open ones again
-after ``ALERT_RENOTIFY_HOURS``; resolved ones (open in the state, absent from the run's findings,
-and within what the run looked at) in a short section. SKUs in ``ALERT_EXCLUDE_SKUS`` never
-alert. :func:`plan_alerts` also returns the alert-state rows to write, so that the same run
-planned twice (a redelivered queue message) sends nothing twice.
+New findings and escalations at or above ``ALERT_MIN_SEVERITY`` go out at once; open ones again after
+their severity's period (``ALERT_RENOTIFY_HOURS_CRITICAL`` / ``_WARNING``: Settings.renotify_hours);
+resolved ones (open in the state, absent from the run's findings, and within what the run looked at) in a
+short section. SKUs in ``ALERT_EXCLUDE_SKUS`` never alert. :func:`plan_alerts` also returns the alert-state
+rows to write, so that the same run planned twice (a redelivered queue message) sends nothing twice.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def plan_alerts(
                 elif Severity(known).rank < severity.rank:
                     category = escalated
                 elif state.last_notified is not None and _renotify_due(
-                    state.last_notified, now, settings.alert_renotify_hours
+                    state.last_notified, now, settings.renotify_hours(severity)
                 ):
                     category = renotify
         if category is not None:

@@ -174,6 +174,8 @@ def _number(env: str, default: float, low: float, high: float, doc: str) -> Any:
     return _setting(env, default, parse, f"a number from {low:g} to {high:g}", doc)
 
 
+DEFAULT_RENOTIFY_HOURS_CRITICAL: Final = 24  # seats running out: every night until fixed
+DEFAULT_RENOTIFY_HOURS_WARNING: Final = 168  # the rest: once a week, so a daily digest is news, not a repeat
 _QUEUE: Final = "a queue name (3-63 lowercase letters, digits, single hyphens)"
 _SKUS: Final = "SKU part numbers or skuId GUIDs separated by commas"
 _MAILS: Final = "e-mail addresses separated by , or ;"
@@ -253,7 +255,17 @@ class Settings:
         "one of info, warning, critical",
         "what alerts",
     )
-    alert_renotify_hours: int = _whole("ALERT_RENOTIFY_HOURS", 24, 1, 24 * 90, "how often open findings repeat")
+    # Re-notification per severity (issue 19). ALERT_RENOTIFY_HOURS, the round-one setting, is the period of both when
+    # the two per-severity ones are unset: a deployment that set it keeps what it chose (docs/alerts.md, "Migration").
+    alert_renotify_hours: int | None = _whole(
+        "ALERT_RENOTIFY_HOURS", None, 1, 24 * 90, "how often open findings repeat, when the two below are unset"
+    )
+    alert_renotify_hours_critical: int | None = _whole(
+        "ALERT_RENOTIFY_HOURS_CRITICAL", None, 1, 24 * 90, "how often open critical findings repeat"
+    )
+    alert_renotify_hours_warning: int | None = _whole(
+        "ALERT_RENOTIFY_HOURS_WARNING", None, 1, 24 * 90, "how often open warning (and info) findings repeat"
+    )
     alert_exclude_skus: tuple[str, ...] = _setting("ALERT_EXCLUDE_SKUS", (), parse_skus, _SKUS, "SKUs that never alert")
     alert_report_url: str | None = _setting(
         "ALERT_REPORT_URL", None, parse_http_url, "an https URL", "link to the published full report"
@@ -276,6 +288,17 @@ class Settings:
     @property
     def cloud(self) -> CloudEndpoints:
         return CLOUDS[self.graph_cloud]
+
+    def renotify_hours(self, severity: Severity) -> int:
+        """How long an open finding of ``severity`` waits before it is sent again: its own setting, else
+        ALERT_RENOTIFY_HOURS for both, else a day for critical and a week for the rest."""
+        if severity is Severity.CRITICAL:
+            own, default = self.alert_renotify_hours_critical, DEFAULT_RENOTIFY_HOURS_CRITICAL
+        else:
+            own, default = self.alert_renotify_hours_warning, DEFAULT_RENOTIFY_HOURS_WARNING
+        if own is not None:
+            return own
+        return self.alert_renotify_hours if self.alert_renotify_hours is not None else default
 
     @property
     def graph_host(self) -> str:

@@ -266,3 +266,24 @@ def test_five_thousand_findings_plan_quickly_and_labels_are_consistent() -> None
     assert set(labels.values()) == {"new"}
     plan2 = t.run(findings[:4000], night(2))
     assert len(plan2.renotify) == 4000 and len(plan2.resolved) == 1000
+
+
+def test_by_default_criticals_repeat_daily_and_warnings_weekly() -> None:
+    t = Tenant(ALERT_RENOTIFY_HOURS="")  # unset: the per-severity defaults (24 h / 168 h)
+    critical, warning = seat_shortage(), b2b(1, 1)
+    assert ids(t.run([critical, warning], night(1)).new) == ids([critical, warning])
+    for n in range(2, 8):
+        assert ids(t.run([critical, warning], night(n)).renotify) == ids([critical]), n
+    assert ids(t.run([critical, warning], night(8)).renotify) == ids([critical, warning])
+
+
+def test_a_second_night_with_nothing_new_and_no_reminder_due_sends_no_digest() -> None:
+    from licensing.alerts import build_digest
+
+    t = Tenant(ALERT_RENOTIFY_HOURS="")
+    open_warnings = [b2b(1, 1), nested(2, 3), seat_low()]
+    first = t.run(open_warnings, night(1))
+    assert build_digest(report(open_warnings, when=night(1)), first, t.settings) is not None
+    second = t.run(open_warnings, night(2))
+    assert second.is_empty
+    assert build_digest(report(open_warnings, run_id="n2", when=night(2)), second, t.settings) is None

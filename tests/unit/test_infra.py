@@ -20,6 +20,7 @@ import pytest
 import yaml
 from pycep import BicepParser
 
+from licensing.model import Severity
 from licensing.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,6 +179,8 @@ OPTIONAL_SETTINGS = {
     "LICENSING_STORAGE__clientId",
     # A connection string with a key would defeat allowSharedKeyAccess=false.
     "AzureWebJobsStorage",
+    # Round one's single re-notification period: read when the per-severity ones are unset (docs/alerts.md).
+    "ALERT_RENOTIFY_HOURS",
     # In Azure the Functions host exports telemetry to Application Insights; OTLP is for the CLI.
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     # Set by the platform itself on every instance (how the code knows it runs in Azure).
@@ -237,7 +240,8 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
         "ALERT_MAIL_TO": "alertMailTo",
         "ALERT_MAIL_TO_CRITICAL": "alertMailToCritical",
         "ALERT_MIN_SEVERITY": "alertMinSeverity",
-        "ALERT_RENOTIFY_HOURS": "alertRenotifyHours",
+        "ALERT_RENOTIFY_HOURS_CRITICAL": "alertRenotifyHoursCritical",
+        "ALERT_RENOTIFY_HOURS_WARNING": "alertRenotifyHoursWarning",
         "ALERT_EXCLUDE_SKUS": "alertExcludeSkus",
         "ALERT_REPORT_URL": "alertReportUrl",
         "GRAPH_CLOUD": "graphCloud",
@@ -258,7 +262,8 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
     assert main_params["forecastDays"]["default"] == defaults.forecast_days
     assert main_params["groupDropPct"]["default"] == defaults.group_drop_pct
     assert main_params["processingStuckHours"]["default"] == defaults.processing_stuck_hours
-    assert main_params["alertRenotifyHours"]["default"] == defaults.alert_renotify_hours
+    assert main_params["alertRenotifyHoursCritical"]["default"] == defaults.renotify_hours(Severity.CRITICAL)
+    assert main_params["alertRenotifyHoursWarning"]["default"] == defaults.renotify_hours(Severity.WARNING)
     assert main_params["alertMinSeverity"]["default"] == defaults.alert_min_severity.value
     assert main_params["graphMaxConcurrency"]["default"] == defaults.graph_max_concurrency
     assert main_params["fanoutGroups"]["default"] == defaults.fanout_groups

@@ -19,7 +19,9 @@ def test_defaults_match_the_design() -> None:
     assert s.graph_cloud == "global"
     assert s.graph_base_url == "https://graph.microsoft.com/v1.0"
     assert (s.seat_min_free, s.seat_min_free_pct, s.forecast_days) == (5, 5.0, 30)
-    assert (s.processing_stuck_hours, s.alert_renotify_hours, s.fanout_groups, s.retention_days) == (24, 24, 500, 400)
+    assert (s.processing_stuck_hours, s.fanout_groups, s.retention_days) == (24, 500, 400)
+    # Issue 19: open criticals repeat daily, the rest weekly, unless ALERT_RENOTIFY_HOURS (round one) says otherwise.
+    assert (s.renotify_hours(Severity.CRITICAL), s.renotify_hours(Severity.WARNING)) == (24, 168)
     assert s.alert_min_severity is Severity.WARNING
     assert s.expected_group_skus == DEFAULT_EXPECTED_GROUP_SKUS
     assert s.storage is None
@@ -184,3 +186,25 @@ def test_the_readme_table_lists_every_declared_setting_with_its_default() -> Non
         shown = rows[spec.env]
         if isinstance(default, int | float | str) and shown and not shown.startswith(("that", "O365")):
             assert shown == (f"{default:g}" if isinstance(default, float) else str(default)), spec.env
+
+
+@pytest.mark.parametrize(
+    ("env", "critical", "warning"),
+    [
+        ({}, 24, 168),
+        ({"ALERT_RENOTIFY_HOURS": "48"}, 48, 48),  # round one's setting: both, as before (the migration)
+        ({"ALERT_RENOTIFY_HOURS": "48", "ALERT_RENOTIFY_HOURS_WARNING": "336"}, 48, 336),
+        ({"ALERT_RENOTIFY_HOURS_CRITICAL": "12"}, 12, 168),
+    ],
+)
+def test_renotification_per_severity_and_the_migration(env: dict[str, str], critical: int, warning: int) -> None:
+    s = load_settings(env)
+    assert (s.renotify_hours(Severity.CRITICAL), s.renotify_hours(Severity.WARNING)) == (critical, warning)
+    assert s.renotify_hours(Severity.INFO) == warning
+
+
+def test_bad_renotification_periods_are_reported_together() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"ALERT_RENOTIFY_HOURS_CRITICAL": "0", "ALERT_RENOTIFY_HOURS_WARNING": "a week"})
+    text = str(caught.value)
+    assert "ALERT_RENOTIFY_HOURS_CRITICAL" in text and "ALERT_RENOTIFY_HOURS_WARNING" in text
