@@ -1,4 +1,4 @@
-"""`licensing-audit`: the command line (run, plan, demo, sandbox, enqueue, history, check-permissions).
+"""`licensing-audit`: the command line (run, plan, suppress, demo, sandbox, enqueue, history, check-permissions).
 
 Exit codes (a contract): 0 done; 1 the audit failed; 2 bad usage or settings (one line, no
 traceback); 3 done, but findings at or above ``--fail-on``. ``plan``: 0 suitable, 3 not suitable.
@@ -371,6 +371,56 @@ def plan(
             raise AuditError(f"could not write {json_file}: {exc.strerror or type(exc).__name__}") from None
     if result.verdict is Verdict.UNSUITABLE:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def suppress(
+    finding: Annotated[str | None, typer.Option("--finding", help="A finding id (from the report).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="A user id: every finding about the user.")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="A group id: every finding about the group.")] = None,
+    sku: Annotated[str | None, typer.Option("--sku", help="A skuId or skuPartNumber.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only this finding kind (with --user/--group/--sku).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (required to add).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Last day (YYYY-MM-DD, UTC) or an ISO time.")] = None,
+    list_all: Annotated[bool, typer.Option("--list", help="List the tenant's suppressions.")] = False,
+    remove: Annotated[str | None, typer.Option("--remove", help="Remove the suppression with this id.")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Storage connection string or @FILE (default: LICENSING_STORAGE).")
+    ] = None,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+) -> None:
+    """Stop alerts about a finding, user, group or SKU (with a reason, optionally until a date); list or remove."""
+    import getpass
+
+    from licensing.clock import utcnow
+    from licensing.suppressions import SuppressionRequest, apply_request, describe_all
+
+    settings = _settings(store=store, tenant_id=tenant_id)
+    adding = any((finding, user, group, sku, kind, reason, until))
+    if sum((adding, list_all, remove is not None)) != 1:
+        raise ConfigurationError(
+            "give one of: a subject to suppress (--finding/--user/--group/--sku), --list, --remove ID"
+        )
+    audit_store = _open_store(settings)
+    if audit_store is None:
+        raise ConfigurationError("suppressions are kept in Table Storage: give --store or set LICENSING_STORAGE")
+    tenant = settings.azure_tenant_id or audit_store.default_tenant_id()
+    if not tenant:
+        raise ConfigurationError("the store has no audit yet: run one first, or give --tenant-id")
+    console = _console()
+    now = utcnow()
+    if list_all:
+        for line in describe_all(audit_store.suppressions(tenant), now):
+            console.print(line, markup=False, soft_wrap=True)
+        return
+    who = f"cli:{getpass.getuser()}"
+    request = SuppressionRequest(
+        reason=reason, by=who, finding_id=finding, user_id=user, group_id=group, sku=sku, kind=kind, until=until,
+        remove=remove,
+    )  # fmt: skip
+    console.print(apply_request(audit_store, tenant, request, now).summary, markup=False, soft_wrap=True)
 
 
 def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:

@@ -42,6 +42,8 @@ __all__ = [
     "Sku",
     "SkuDay",
     "SkuSummary",
+    "Suppressed",
+    "Suppression",
     "TenantSnapshot",
     "Trigger",
     "Unreadable",
@@ -114,6 +116,7 @@ class OutcomeStatus(StrEnum):
 class AlertStatus(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
+    SUPPRESSED = "suppressed"  # seen, but an admin suppressed it: never alerted; re-opens as new when that ends
 
 
 class Channel(StrEnum):
@@ -414,6 +417,51 @@ class Finding:
     product_name: str | None = None
     # license_error: the state's lastUpdatedDateTime, i.e. since when the user has been waiting (None: not said).
     since: datetime | None = None
+    suppressed: Suppressed | None = None  # an admin's suppression covers it: reported, never alerted
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """How a finding is marked when a suppression covers it (the JSON report's optional ``suppressed``)."""
+
+    id: str
+    reason: str
+    by: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """One row of ``AlertSuppressions``: an admin's decision not to hear about something, with who, when and why.
+
+    Exactly one subject: a finding id, or a user, group or SKU (every finding about it, or only ``kind``'s).
+    Removing one keeps the row (``removed_at``/``removed_by``): suppressions are audited.
+    """
+
+    id: str
+    tenant_id: str
+    reason: str
+    created_by: str
+    created_at: datetime
+    finding_id: str | None = None
+    user_id: str | None = None
+    group_id: str | None = None
+    sku: str | None = None  # skuId (lowercase) or skuPartNumber, as the admin named it
+    kind: str | None = None
+    until: datetime | None = None  # None: until removed
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.removed_at is None and (self.until is None or now < self.until)
+
+    @property
+    def subject(self) -> str:
+        """What it covers, for lists and logs: "group 1b2c…", "finding 9f…", with the kind when it narrows."""
+        for label, value in (("finding", self.finding_id), ("user", self.user_id), ("group", self.group_id)):
+            if value:
+                return f"{label} {value}" + (f" ({self.kind})" if self.kind else "")
+        return f"sku {self.sku}" + (f" ({self.kind})" if self.kind else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ __all__ = ["AlertPlan", "EvaluatedScope", "is_excluded", "plan_alerts"]
 
 OPEN: Final = AlertStatus.OPEN
 RESOLVED: Final = AlertStatus.RESOLVED
+SUPPRESSED: Final = AlertStatus.SUPPRESSED
 
 # Kinds whose finding id is computable from what a report lists (one SKU, or one group: the catalogue's
 # SKU_SUBJECT_KINDS and GROUP_SUBJECT_KINDS): a scoped or partial run can resolve these for the SKUs/groups it
@@ -178,6 +179,24 @@ def plan_alerts(
         state = states.get(finding.id)
         if state is not None and state.last_run_id == run_id:
             continue  # this run was already planned and committed: a redelivery sends nothing twice
+        if finding.suppressed is not None:
+            # An admin suppressed it: never alerted. The row says so, and when the suppression ends (expired,
+            # removed) the state is not open, so the finding comes back as new.
+            rows.append(
+                AlertState(
+                    finding_id=finding.id,
+                    kind=finding.kind,
+                    severity=severity,
+                    first_seen=state.first_seen if state is not None else now,
+                    last_seen=now,
+                    last_notified=state.last_notified if state is not None else None,
+                    notified_severity=state.notified_severity if state is not None else None,
+                    status=SUPPRESSED,
+                    last_run_id=run_id,
+                    etag=state.etag if state is not None else None,
+                )
+            )
+            continue
         reopened = state is None or state.status != OPEN
         category: list[Finding] | None = None
         if severity.at_least(minimum):
@@ -220,7 +239,12 @@ def plan_alerts(
         )
 
     for fid, state in states.items():
-        if fid in seen or state.status != OPEN or state.last_run_id == run_id or not scope.covers(state):
+        if fid in seen or state.last_run_id == run_id or not scope.covers(state):
+            continue
+        if state.status == SUPPRESSED:  # gone while suppressed: closed without an all-clear nobody asked for
+            rows.append(replace(state, status=RESOLVED, resolved_at=now, last_run_id=run_id))
+            continue
+        if state.status != OPEN:
             continue
         rows.append(replace(state, status=RESOLVED, resolved_at=now, last_run_id=run_id))
         if state.last_notified is not None:

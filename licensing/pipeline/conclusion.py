@@ -142,6 +142,12 @@ async def evaluate_and_finish(
             previous_members=previous,
         )
         evaluation = evaluate(snapshot, ctx)
+    findings = evaluation.findings
+    if store is not None:
+        from licensing.suppressions import apply_suppressions
+
+        # Marked, not dropped: the report shows what is suppressed, with why and until when; alerts skip them.
+        findings = apply_suppressions(findings, store.suppressions(run.tenant_id), now())
 
     status, errors = _status_and_errors(snapshot, evaluation.errors)
     stats = snapshot.stats
@@ -156,7 +162,7 @@ async def evaluate_and_finish(
         ),
         skus=evaluation.skus,
         groups=evaluation.groups,
-        findings=evaluation.findings,
+        findings=findings,
         outcomes=evaluation.outcomes,
     )
 

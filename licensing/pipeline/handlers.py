@@ -37,7 +37,7 @@ from licensing.pipeline.admission import Admission, defer, defer_request, owner_
 from licensing.pipeline.fanout import FanOut, fail_run, process_chunk
 from licensing.pipeline.parts import ChunkRequest, encode_chunk_message, parse_chunk_message
 from licensing.pipeline.queues import enqueue_request
-from licensing.pipeline.requests import parse_request
+from licensing.pipeline.requests import decode_message, validate_request
 from licensing.pipeline.run import run_audit, unexpected
 from licensing.pipeline.runtime import Runtime, open_runtime, utcnow
 from licensing.pipeline.schedule import occurrence_request_id
@@ -117,7 +117,11 @@ async def handle_audit_message(
 ) -> MessageResult:
     """Validate one queue message and run its audit. Raises on transient failure (the host retries)."""
     try:
-        request = parse_request(body, message_id=message_id)
+        data = decode_message(body)
+        scope = data.get("scope")
+        if isinstance(scope, str) and scope.strip().lower() == "suppress":
+            return _suppress(runtime, data, message_id)
+        request = validate_request(data, message_id=message_id)
     except BadRequestError as exc:
         return _reject(runtime, None, message_id, str(exc))
 
@@ -174,6 +178,23 @@ async def handle_audit_message(
         run.graph_throttled,
     )
     return MessageResult(MessageOutcome.COMPLETED, request=request, audit=outcome)
+
+
+def _suppress(runtime: Runtime, data: dict[str, object], message_id: str | None) -> MessageResult:
+    """A suppression from the queue (docs/alerts.md, "From the queue"): added or removed, or rejected in one line.
+    Raises BadRequestError for what the store refuses (the caller rejects it); storage errors are retried."""
+    from licensing.suppressions import apply_request, suppression_request
+
+    store = runtime.store
+    if store is None:
+        raise BadRequestError("suppressions are kept in Table Storage, and this app has none configured")
+    request = suppression_request(data, message_id=message_id)
+    tenant = runtime.settings.azure_tenant_id or store.default_tenant_id()
+    if not tenant:
+        raise BadRequestError("the store has no audit yet, so no tenant to suppress findings of")
+    applied = apply_request(store, tenant, request, runtime.now())
+    log.info("suppression request %s: %s", request.request_id or "(no id)", applied.summary)
+    return MessageResult(MessageOutcome.COMPLETED, reason=applied.summary)
 
 
 async def _plan(runtime: Runtime, request: AuditRequest, message_id: str | None, dequeue_count: int) -> MessageResult:

@@ -75,7 +75,27 @@ FINDING_COLUMNS: Final = (
     "member_group_id",
     "member_group_name",
     "error",
+    # Round two, appended so that existing column positions hold: when the user waits since (license_error), and
+    # the suppression that covers the finding (empty when none).
+    "since",
+    "suppressed_by",
+    "suppressed_reason",
+    "suppressed_until",
 )
+
+
+def _finding_cell(f: Finding, column: str) -> Cell:
+    if column == "since":
+        return f.since.isoformat() if f.since else None
+    if column.startswith("suppressed_"):
+        mark = f.suppressed
+        if mark is None:
+            return None
+        value = getattr(mark, column.removeprefix("suppressed_"))
+        return value.isoformat() if hasattr(value, "isoformat") else value
+    value = getattr(f, column)
+    return value if isinstance(value, str | int | float) or value is None else str(value)
+
 
 Cell = str | int | float | None
 
@@ -149,7 +169,7 @@ def groups_csv(groups: Iterable[GroupSummary]) -> str:
 
 def findings_csv(findings: Iterable[Finding]) -> str:
     """findings.csv: the one definition, used by the CSV report and the mail attachment (FINDING_COLUMNS order)."""
-    return _text(([getattr(f, column) for column in FINDING_COLUMNS] for f in findings), FINDING_COLUMNS)
+    return _text(([_finding_cell(f, column) for column in FINDING_COLUMNS] for f in findings), FINDING_COLUMNS)
 
 
 def write_csv(report: AuditReport, directory: Path) -> list[Path]:

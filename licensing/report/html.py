@@ -164,6 +164,7 @@ class FindingRow:
     user: Link | None
     member_group: Link | None
     error: str | None
+    suppressed: str | None = None  # "suppressed by … until …: reason", when a suppression covers it
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +430,16 @@ def _finding_row(f: Finding, cloud: str, groups: Mapping[str, str], skus: Mappin
         user=user,
         member_group=member,
         error=clean_text(f.error, 80) if f.error else None,
+        suppressed=_suppressed(f),
     )
+
+
+def _suppressed(f: Finding) -> str | None:
+    mark = f.suppressed
+    if mark is None:
+        return None
+    until = f" until {mark.until:%Y-%m-%d %H:%M} UTC" if mark.until else ""
+    return clean_text(f"Suppressed by {mark.by}{until} ({mark.id}): {mark.reason}", 400)
 
 
 def _sections(

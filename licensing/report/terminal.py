@@ -114,6 +114,9 @@ def render_summary(
         badges.append(f"{counts[s]:,} {s.value}", style=_STYLE[s] if counts[s] else "dim")
         badges.append("   ")
     badges.append(f"{len(report.findings):,} findings in total", style="dim")
+    suppressed = sum(1 for f in report.findings if f.suppressed is not None)
+    if suppressed:
+        badges.append(f" ({suppressed:,} suppressed: reported, not alerted)", style="dim")
     out.print(badges, soft_wrap=True)
 
     if run.errors:

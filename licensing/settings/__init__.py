@@ -154,7 +154,7 @@ def _setting(env: str, default: Any, parse: Callable[[str], Any] | None, expecte
     return field(default=default, metadata={"setting": Declared(env, parse, expected, doc)})
 
 
-def _whole(env: str, default: int, low: int, high: int, doc: str) -> Any:
+def _whole(env: str, default: int | None, low: int, high: int, doc: str) -> Any:
     def parse(raw: str) -> int:
         value = int(raw)
         if not low <= value <= high:

@@ -16,7 +16,7 @@ from azure.data.tables import EdmType, EntityProperty
 
 from licensing.convert import ConversionError, field_kinds, from_plain, to_plain
 from licensing.errors import StorageError
-from licensing.model import AlertState, Finding, GroupSummary, OutboxItem, RunInfo, SkuDay, SkuSummary
+from licensing.model import AlertState, Finding, GroupSummary, OutboxItem, RunInfo, SkuDay, SkuSummary, Suppression
 from licensing.store.codec import get_bytes, get_json, get_text, put_bytes, put_json, put_text
 
 __all__ = [
@@ -41,7 +41,11 @@ T = TypeVar("T")
 
 # Where a record's ``id`` is stored under another name (the tables' contract in docs/design.md).
 _RUN_COLUMNS: Final = {"id": "run_id"}
-_ID_COLUMN: Final = {"finding": {"id": "finding_id"}, "item": {"id": "item_id"}}
+_ID_COLUMN: Final = {
+    "finding": {"id": "finding_id"},
+    "item": {"id": "item_id"},
+    "suppression": {"id": "suppression_id"},
+}
 
 
 def _int(value: int) -> Any:
@@ -186,6 +190,17 @@ def alert_to_entity(state: AlertState, keys: Mapping[str, str]) -> dict[str, Any
 
 def alert_from_entity(entity: Mapping[str, Any], etag: str | None) -> AlertState:
     return _from_entity(AlertState, entity, etag=etag)
+
+
+# ---------------------------------------------------------------- AlertSuppressions
+
+
+def suppression_to_entity(s: Suppression, keys: Mapping[str, str]) -> dict[str, Any]:
+    return _to_entity(s, keys, columns=_ID_COLUMN["suppression"])
+
+
+def suppression_from_entity(entity: Mapping[str, Any]) -> Suppression:
+    return _from_entity(Suppression, entity, columns=_ID_COLUMN["suppression"])
 
 
 # ---------------------------------------------------------------- AlertOutbox

@@ -53,6 +53,7 @@ from licensing.model import (
     RunStatus,
     SkuDay,
     SkuSummary,
+    Suppression,
 )
 from licensing.settings import StorageConnection
 from licensing.store import records
@@ -428,6 +429,35 @@ class AuditStore(Coordination):
     def outbox_put(self, item: OutboxItem) -> None:
         """Store a notification to deliver later; the same id again replaces it (never a duplicate)."""
         self._upsert(self.tables.outbox, [records.outbox_to_entity(item, self._outbox_keys(item))])
+
+    # ------------------------------------------------------------ suppressions (AlertSuppressions)
+
+    def put_suppression(self, suppression: Suppression) -> bool:
+        """Write a new suppression; False (and nothing written) when its id is there already (a redelivery)."""
+        keys = {"PartitionKey": safe_key(suppression.tenant_id), "RowKey": safe_key(suppression.id)}
+        if self._query(
+            self.tables.suppressions,
+            "PartitionKey eq @pk and RowKey eq @rk",
+            {"pk": keys["PartitionKey"], "rk": keys["RowKey"]},
+        ):
+            return False
+        self._upsert(self.tables.suppressions, [records.suppression_to_entity(suppression, keys)])
+        return True
+
+    def suppressions(self, tenant_id: str) -> list[Suppression]:
+        """Every suppression of the tenant, removed and expired ones too (they are the audit trail), oldest first."""
+        rows = self._query(self.tables.suppressions, "PartitionKey eq @pk", {"pk": safe_key(tenant_id)})
+        return sorted((records.suppression_from_entity(e) for e in rows), key=lambda s: (s.created_at, s.id))
+
+    def remove_suppression(self, tenant_id: str, suppression_id: str, *, by: str, at: datetime) -> Suppression | None:
+        """Mark a suppression removed (the row stays, with who and when); None when the tenant has no such id."""
+        found = next((s for s in self.suppressions(tenant_id) if s.id == suppression_id), None)
+        if found is None or found.removed_at is not None:
+            return found
+        removed = replace(found, removed_at=at, removed_by=by)
+        keys = {"PartitionKey": safe_key(tenant_id), "RowKey": safe_key(suppression_id)}
+        self._upsert(self.tables.suppressions, [records.suppression_to_entity(removed, keys)])
+        return removed
 
     def outbox_list(self, channel: str | None = None) -> list[OutboxItem]:
         """Pending notifications, oldest first."""

@@ -71,6 +71,7 @@ class TableNames:
     details: str
     history: str
     alerts: str
+    suppressions: str
     outbox: str
     leases: str
     overflow: str
@@ -85,6 +86,7 @@ class TableNames:
             details=f"{prefix}AuditRunDetails",
             history=f"{prefix}SkuHistory",
             alerts=f"{prefix}AlertState",
+            suppressions=f"{prefix}AlertSuppressions",
             outbox=f"{prefix}AlertOutbox",
             leases=f"{prefix}AuditLeases",
             overflow=f"{prefix}AuditOverflow",
@@ -97,6 +99,7 @@ class TableNames:
             self.details,
             self.history,
             self.alerts,
+            self.suppressions,
             self.outbox,
             self.leases,
             self.overflow,

@@ -11,7 +11,17 @@ from datetime import UTC, date, datetime
 import pytest
 
 from licensing.convert import ConversionError, field_kinds, from_plain, to_plain
-from licensing.model import AlertState, AlertStatus, AuditReport, Channel, Finding, OutboxItem, Severity, SkuDay
+from licensing.model import (
+    AlertState,
+    AlertStatus,
+    AuditReport,
+    Channel,
+    Finding,
+    OutboxItem,
+    Severity,
+    SkuDay,
+    Suppressed,
+)
 from licensing.report.json_report import report_from_json, to_json_dict
 from licensing.store import records
 from tests.factories import T0, finding, run_info, sku_summary
@@ -20,7 +30,8 @@ from tests.factories import T0, finding, run_info, sku_summary
 def _every_field_set() -> Finding:
     values = {f.name: f"{f.name}-value" for f in dataclasses.fields(Finding)}
     values["severity"] = Severity.CRITICAL
-    values["since"] = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)  # the one field that is not text
+    values["since"] = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)  # the fields that are not text
+    values["suppressed"] = Suppressed("s0123456789ab", "accepted risk", "cli:ana", datetime(2027, 1, 1, tzinfo=UTC))
     return Finding(**values)
 
 

@@ -1,0 +1,159 @@
+"""licensing.suppressions: what a suppression covers, the checks a new one passes, and the queue form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from licensing.alerts import plan_alerts
+from licensing.errors import BadRequestError
+from licensing.model import AlertStatus, Suppression
+from licensing.suppressions import (
+    SuppressionRequest,
+    apply_suppressions,
+    covers,
+    new_suppression,
+    parse_until,
+    suppression_request,
+)
+from tests.factories import sku_summary
+from tests.unit.alerts_support import E3, b2b, gid, license_error, report, seat_shortage, settings, uid
+
+NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+TENANT = "t1"
+
+
+def suppression(**fields: object) -> Suppression:
+    base: dict[str, object] = {
+        "id": "s0123456789ab",
+        "tenant_id": TENANT,
+        "reason": "accepted",
+        "created_by": "cli:ana",
+        "created_at": NOW - timedelta(days=1),
+    }
+    base.update(fields)
+    return Suppression(**base)  # type: ignore[arg-type]
+
+
+def test_what_a_suppression_covers() -> None:
+    guest, err, short = b2b(1, 1), license_error(1, 1), seat_shortage()
+    by_user = suppression(user_id=uid(1))
+    assert covers(by_user, guest, NOW) and covers(by_user, err, NOW) and not covers(by_user, short, NOW)
+    narrowed = suppression(user_id=uid(1), kind="b2b_member")
+    assert covers(narrowed, guest, NOW) and not covers(narrowed, err, NOW)
+    assert covers(suppression(group_id=gid(1)), err, NOW)
+    assert covers(suppression(sku="enterprisepack"), short, NOW) and covers(suppression(sku=E3), short, NOW)
+    assert covers(suppression(finding_id=guest.id), guest, NOW) and not covers(
+        suppression(finding_id=guest.id), err, NOW
+    )
+    # Ended: expired or removed.
+    assert not covers(suppression(user_id=uid(1), until=NOW), guest, NOW)
+    assert not covers(suppression(user_id=uid(1), removed_at=NOW), guest, NOW)
+
+
+def test_marked_findings_keep_everything_else() -> None:
+    guest = b2b(1, 1)
+    [marked, other] = apply_suppressions(
+        [guest, seat_shortage()], [suppression(user_id=uid(1), until=NOW + timedelta(days=3))], NOW
+    )
+    assert marked.suppressed is not None and (marked.suppressed.reason, marked.suppressed.by) == ("accepted", "cli:ana")
+    assert marked.id == guest.id and marked.message == guest.message and other.suppressed is None
+
+
+def known() -> dict[str, str]:
+    return {b2b(1, 1).id: "b2b_member"}
+
+
+@pytest.mark.parametrize(
+    ("request_", "needle"),
+    [
+        (SuppressionRequest(reason="x", finding_id="0" * 32), "no finding"),
+        (SuppressionRequest(reason="x", finding_id="not-an-id"), "no finding"),
+        (SuppressionRequest(reason="x", user_id="bob"), "is not a GUID"),
+        (SuppressionRequest(reason="x", sku="VISIO_NOPE"), "the tenant has no subscribed SKU 'VISIO_NOPE'"),
+        (SuppressionRequest(reason="x", sku="'; drop"), "neither a skuId GUID nor a skuPartNumber"),
+        (SuppressionRequest(reason="x", group_id=gid(1), kind="nope"), "is not a finding kind"),
+        (SuppressionRequest(reason="x", group_id=gid(1), until="2026-12-01"), "is in the past"),
+        (SuppressionRequest(reason="x", group_id=gid(1), until="next week"), "is not a date"),
+        (SuppressionRequest(reason="  ", group_id=gid(1)), "needs a reason"),
+        (SuppressionRequest(reason="x" * 501, group_id=gid(1)), "longer than 500"),
+        (SuppressionRequest(reason="x"), "exactly one"),
+        (SuppressionRequest(reason="x", user_id=uid(1), group_id=gid(1)), "exactly one"),
+    ],
+)
+def test_bad_requests_are_one_line_reasons(request_: SuppressionRequest, needle: str) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        new_suppression(request_, TENANT, NOW, known_findings=known(), skus=[sku_summary()])
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_good_request_and_the_same_queue_request_twice() -> None:
+    request = SuppressionRequest(
+        reason="Partner accounts are licensed on purpose", by="cli:ana", group_id=gid(1).upper(), kind="b2b_member",
+        until="2027-01-31",
+    )  # fmt: skip
+    s = new_suppression(request, TENANT, NOW, known_findings=known(), skus=[])
+    assert (s.group_id, s.kind, s.created_by, s.created_at) == (gid(1), "b2b_member", "cli:ana", NOW)
+    assert s.until == datetime(2027, 2, 1, tzinfo=UTC), "through the last day named"
+    queued = SuppressionRequest(reason="r", group_id=gid(1), request_id="req-1")
+    first = new_suppression(queued, TENANT, NOW, known_findings={}, skus=[])
+    again = new_suppression(queued, TENANT, NOW + timedelta(minutes=5), known_findings={}, skus=[])
+    assert first.id == again.id, "a redelivered request makes the same suppression"
+
+
+def test_until_takes_a_date_or_an_iso_time() -> None:
+    assert parse_until("2026-12-02T18:00:00Z", NOW) == datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    with pytest.raises(BadRequestError, match="in the past"):
+        parse_until("2026-12-02T08:59:00+00:00", NOW)
+
+
+def test_the_queue_form() -> None:
+    r = suppression_request(
+        {"scope": "suppress", "user_id": uid(3), "reason": "r", "requested_by": "runbook"}, message_id="m"
+    )
+    assert (r.user_id, r.by, r.request_id) == (uid(3), "queue:runbook", "m")
+    assert suppression_request({"scope": "suppress", "remove": "s0123456789ab"}).remove == "s0123456789ab"
+    for data, needle in (
+        ({"scope": "suppress", "bogus": 1}, "unknown field"),
+        ({"scope": "suppress", "reason": 5}, "must be a string"),
+        ({"scope": "suppress", "remove": "x"}, "is not a suppression id"),
+    ):
+        with pytest.raises(BadRequestError, match=needle):
+            suppression_request(data)
+
+
+def test_suppressed_findings_never_alert_and_come_back_as_new_when_it_ends() -> None:
+    s = settings()
+    states: dict = {}
+    guest, short = b2b(1, 1), seat_shortage()
+    rule = suppression(user_id=uid(1), until=NOW + timedelta(days=2))
+
+    def night(n: int) -> object:
+        when = NOW + timedelta(days=n - 1)
+        findings = apply_suppressions([guest, short], [rule], when)
+        plan = plan_alerts(report(findings, run_id=f"r{n}", when=when), states, s, when)
+        for row in plan.next_states:
+            states[row.finding_id] = row
+        return plan
+
+    p1 = night(1)
+    assert {f.id for f in p1.new} == {short.id}
+    assert states[guest.id].status is AlertStatus.SUPPRESSED and states[guest.id].last_notified is None
+    p2 = night(2)
+    assert guest.id not in {f.id for f in (*p2.new, *p2.renotify, *p2.escalated)}
+    p3 = night(3)  # the suppression ended between the nights
+    assert guest.id in {f.id for f in p3.new}
+
+
+def test_a_suppressed_finding_that_goes_away_is_closed_without_an_all_clear() -> None:
+    s = settings()
+    guest = b2b(1, 1)
+    states: dict = {}
+    first = plan_alerts(
+        report(apply_suppressions([guest], [suppression(user_id=uid(1))], NOW), when=NOW), states, s, NOW
+    )
+    states.update({r.finding_id: r for r in first.next_states})
+    later = NOW + timedelta(days=1)
+    gone = plan_alerts(report([], run_id="r2", when=later), states, s, later)
+    assert not gone.resolved and {r.finding_id: r.status for r in gone.next_states} == {guest.id: AlertStatus.RESOLVED}
