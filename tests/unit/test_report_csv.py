@@ -120,3 +120,23 @@ def test_empty_report_still_has_headers(tmp_path: Path) -> None:
     empty = AuditReport(run=report().run)
     for path in write_csv(empty, tmp_path):
         assert len(path.read_text(encoding="utf-8-sig").splitlines()) == 1
+
+
+def test_waiting_time_and_suppression_have_columns_at_the_end(tmp_path: Path) -> None:
+    from licensing.model import Suppressed
+    from tests.factories import finding, run_info
+
+    since = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+    mark = Suppressed("s0123456789ab", "accepted", "cli:ana", datetime(2027, 1, 1, tzinfo=UTC))
+    rows = [finding(kind="license_error", since=since, suppressed=mark), finding()]
+    paths = write_csv(AuditReport(run=run_info(), findings=tuple(rows)), tmp_path)
+    with paths[2].open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert list(table[0])[-4:] == ["since", "suppressed_by", "suppressed_reason", "suppressed_until"]
+    assert list(table[0])[: len(FINDING_COLUMNS) - 4] == list(FINDING_COLUMNS[:-4]), "earlier columns keep their place"
+    assert (table[0]["since"], table[0]["suppressed_by"], table[0]["suppressed_reason"]) == (
+        since.isoformat(),
+        "cli:ana",
+        "accepted",
+    )
+    assert table[0]["suppressed_until"] == "2027-01-01T00:00:00+00:00" and table[1]["suppressed_by"] == ""

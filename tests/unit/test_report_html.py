@@ -335,3 +335,15 @@ def test_write_html(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     with pytest.raises(LicensingError, match="cannot write the HTML report"):
         write_html(_report(), tmp_path / "out")  # a directory
+
+
+def test_a_suppressed_finding_is_shown_with_who_why_and_until() -> None:
+    from licensing.model import Suppressed
+    from tests.factories import finding, run_info
+
+    mark = Suppressed("s0123456789ab", "Partners <b>on purpose</b>", "cli:ana", datetime(2027, 1, 1, tzinfo=UTC))
+    html = render_html(AuditReport(run=run_info(), findings=(finding(suppressed=mark),)))
+    assert (
+        "Suppressed by cli:ana until 2027-01-01 00:00 UTC (s0123456789ab): Partners &lt;b&gt;on purpose&lt;/b&gt;"
+        in html
+    )
