@@ -112,6 +112,11 @@ param forecastDays int = 30
 @maxValue(100)
 param groupDropPct int = 20
 
+@description('RENEWAL_WARN_DAYS: subscription_renewal looks this many days ahead.')
+@minValue(1)
+@maxValue(365)
+param renewalWarnDays int = 30
+
 @minValue(1)
 @maxValue(720)
 @description('PROCESSING_STUCK_HOURS: processing_incomplete becomes a warning after this many hours.')
@@ -395,6 +400,7 @@ module functionApp 'app/function.bicep' = {
     seatMinFreePct: seatMinFreePct
     forecastDays: forecastDays
     groupDropPct: groupDropPct
+    renewalWarnDays: renewalWarnDays
     processingStuckHours: processingStuckHours
     expectedGroupSkus: expectedGroupSkus
     retentionDays: retentionDays

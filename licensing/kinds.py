@@ -297,6 +297,20 @@ _SPECS: Final = (
             "(Microsoft 365 admin center > Billing > Purchase services)."
         ),
     ),
+    KindSpec(
+        FindingKind.SUBSCRIPTION_RENEWAL,
+        subject=("sku_id",),
+        title="Subscription ends soon",
+        digest_title="Subscriptions that end soon",
+        noun="product",
+        severities=(Severity.WARNING,),
+        section=16,
+        per_group=False,
+        remediation=(
+            "Renew the subscription, or buy the product a trial is for (Microsoft 365 admin center > Billing > "
+            "Your products > the subscription); if it is meant to end, move its users to another product first."
+        ),
+    ),
 )
 
 CATALOGUE: Final[Mapping[str, KindSpec]] = MappingProxyType({s.kind.value: s for s in _SPECS})

@@ -42,6 +42,7 @@ __all__ = [
     "Sku",
     "SkuDay",
     "SkuSummary",
+    "Subscription",
     "Suppressed",
     "Suppression",
     "TenantSnapshot",
@@ -165,6 +166,7 @@ class FindingKind(StrEnum):
     DYNAMIC_RULE_ADMITS_GUESTS = "dynamic_rule_admits_guests"
     LICENSED_GROUP_SHRANK = "licensed_group_shrank"
     P1_COVERAGE_SHORT = "p1_coverage_short"
+    SUBSCRIPTION_RENEWAL = "subscription_renewal"
 
 
 B2B_UPN_MARKER: Final = "#EXT#"
@@ -241,6 +243,20 @@ class Sku:
         return self.capability_status.strip().casefold() != "enabled" or (
             self.enabled <= 0 and (self.warning + self.suspended + self.locked_out) > 0
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One companySubscription (https://learn.microsoft.com/graph/api/resources/companysubscription): a purchase or
+    trial behind a SKU's seats, with the date it moves to its next state "if not renewed by the tenant"."""
+
+    id: str
+    sku_id: str
+    sku_part_number: str = ""
+    status: str = "Enabled"  # Enabled | Deleted | Suspended | Warning | LockedOut
+    is_trial: bool = False
+    next_lifecycle: datetime | None = None
+    total_licenses: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +373,8 @@ class TenantSnapshot:
     users: Mapping[str, User] = field(default_factory=lambda: _EMPTY)  # id -> user, each user once
     unreadable: tuple[Unreadable, ...] = ()
     stats: GraphStats = GraphStats()
+    subscriptions: tuple[Subscription, ...] = ()
+    subscriptions_read: bool = False  # /directory/subscriptions answered (it needs Organization.Read.All)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ param seatMinFree int
 param seatMinFreePct string
 param forecastDays int
 param groupDropPct int
+param renewalWarnDays int
 param processingStuckHours int
 param expectedGroupSkus string
 param retentionDays int
@@ -107,6 +108,7 @@ var appSettings = {
   SEAT_MIN_FREE_PCT: seatMinFreePct
   FORECAST_DAYS: string(forecastDays)
   GROUP_DROP_PCT: string(groupDropPct)
+  RENEWAL_WARN_DAYS: string(renewalWarnDays)
   PROCESSING_STUCK_HOURS: string(processingStuckHours)
   EXPECTED_GROUP_SKUS: expectedGroupSkus
   RETENTION_DAYS: string(retentionDays)

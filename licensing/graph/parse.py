@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from licensing.model import LicenseAssignment, LicensedGroup, Sku, User
+from licensing.model import LicenseAssignment, LicensedGroup, Sku, Subscription, User
 from licensing.settings import is_guid
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "parse_assignment",
     "parse_group",
     "parse_sku",
+    "parse_subscription",
     "parse_user",
     "tenant_of_sku",
     "text",
@@ -52,6 +53,8 @@ _ERRORS: Final = {
 }
 # https://learn.microsoft.com/graph/api/resources/licenseprocessingstate
 _PROCESSING: Final = {v.casefold(): v for v in ("QueuedForProcessing", "ProcessingInProgress", "ProcessingComplete")}
+# companySubscription.status: "Enabled, Deleted, Suspended, Warning, LockedOut".
+_SUBSCRIPTION_STATUS: Final = {v.casefold(): v for v in ("Enabled", "Deleted", "Suspended", "Warning", "LockedOut")}
 # membershipRuleProcessingState: "On or Paused" (group resource); Microsoft's Create group examples send "on".
 _RULE_PROCESSING: Final = {v.casefold(): v for v in ("On", "Paused")}
 # https://learn.microsoft.com/graph/api/resources/subscribedsku (capabilityStatus, appliesTo)
@@ -173,6 +176,23 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_subscription(item: Mapping[str, Any]) -> Subscription | None:
+    """A companySubscription, or None without an id and skuId. Values as the resource page documents them."""
+    ident, sku = text(item.get("id")), text(item.get("skuId"))
+    if not ident or not sku:
+        return None
+    trial = item.get("isTrial")
+    return Subscription(
+        id=ident,
+        sku_id=sku.lower(),
+        sku_part_number=text(item.get("skuPartNumber")) or "",
+        status=_canon(item.get("status"), _SUBSCRIPTION_STATUS) or "Enabled",
+        is_trial=trial is True,
+        next_lifecycle=_parse_time(item.get("nextLifecycleDateTime")),
+        total_licenses=_int(item.get("totalLicenses")),
+    )
 
 
 def lifecycles(subscriptions: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:

@@ -43,7 +43,7 @@ from licensing.errors import (
 )
 from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
 from licensing.graph.members import Members, prune_users, resolve_members
-from licensing.graph.parse import lifecycles, parse_group, parse_sku, tenant_of_sku, text
+from licensing.graph.parse import lifecycles, parse_group, parse_sku, parse_subscription, tenant_of_sku, text
 from licensing.model import (
     UNKNOWN_TENANT,
     AuditRequest,
@@ -52,6 +52,7 @@ from licensing.model import (
     Part,
     Scope,
     Sku,
+    Subscription,
     TenantSnapshot,
     Unreadable,
     User,
@@ -145,6 +146,8 @@ class _Reader:
         self.org_tenant: str | None = None
         self.sku_tenant: str | None = None
         self.tenant_name = ""
+        self.subscriptions: tuple[Subscription, ...] = ()
+        self.subscriptions_read = False
 
     @property
     def tenant_id(self) -> str:
@@ -186,13 +189,16 @@ class _Reader:
                 subs = await self.graph.get_collection(
                     "/directory/subscriptions", route="/directory/subscriptions", what="directory subscriptions"
                 )
+                self.subscriptions_read = True
             except GraphPermissionError as exc:
-                # Lifecycle dates are a bonus: without Organization.Read.All the seat rules still work.
+                # Lifecycle dates are a bonus: without Organization.Read.All the seat rules still work (and
+                # subscription_renewal says it was not evaluated).
                 log.info("subscription lifecycle dates not readable: %s", exc)
                 subs = []
             except GraphError as exc:
                 self.unreadable.append(_unreadable(Part.SUBSCRIPTIONS, None, exc))
                 subs = []
+            self.subscriptions = tuple(s for s in map(parse_subscription, subs) if s is not None)
             dates = lifecycles(subs)
             self._progress("skus", 1, 1)
             return [replace(s, next_lifecycle=dates[s.sku_id]) if s.sku_id in dates else s for s in skus]
@@ -429,6 +435,8 @@ async def read_overview(
         groups=tuple(groups),
         unreadable=tuple(reader.unreadable),
         stats=graph.stats,
+        subscriptions=reader.subscriptions,
+        subscriptions_read=reader.subscriptions_read,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from licensing.sandbox.catalog import SKU_CATALOG
 from licensing.sandbox.filters import Filters
 from licensing.sandbox.tenant import (
     GroupDef,
@@ -106,7 +107,13 @@ class Handlers(Filters):
     def _subscription_list(self, k: int) -> list[dict[str, Any]]:
         # https://learn.microsoft.com/graph/api/resources/companysubscription
         t, s = self.tenant, self.tenant.skus[k]
-        parts: list[tuple[str, int, datetime | None]] = [("Enabled", s.enabled, None)]
+        # The enabled subscription: a trial ending in 10 days (the free SKU), a month-to-month one renewing in 12
+        # days (the over-consumed SKU: rolls over, never news), or an annual one (300 days after the grace date).
+        plan = SKU_CATALOG[k].plan
+        enabled_next = {"free": timedelta(days=-10), "over": timedelta(days=-8)}.get(plan)
+        parts: list[tuple[str, int, datetime | None]] = [
+            ("Enabled", s.enabled, self._lifecycle + enabled_next if enabled_next is not None else None)
+        ]
         if s.warning:
             parts.append(("Warning", s.warning, self._lifecycle))
         if s.suspended:
@@ -123,7 +130,7 @@ class Handlers(Filters):
                     "id": ident,
                     "commerceSubscriptionId": ident,
                     "createdDateTime": STAMP,
-                    "isTrial": False,
+                    "isTrial": plan == "free" and status == "Enabled",
                     "nextLifecycleDateTime": (nxt or self._lifecycle + timedelta(days=300)).strftime(
                         "%Y-%m-%dT%H:%M:%SZ"
                     ),

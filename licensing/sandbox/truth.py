@@ -112,6 +112,12 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
         in_expected = s.part_number.lower() in expected or s.sku_id.lower() in expected
         if in_expected and s.enabled > 0 and s.index not in assigned:
             out.append(ExpectedFinding(FindingKind.EXPECTED_SKU_NOT_GROUP_ASSIGNED, warn, s.sku_id))
+    # The server's subscriptions (sandbox handlers): the free SKU's is a trial ending in 10 days and the warning
+    # SKU's expired one is in grace until 20 days from now: both inside RENEWAL_WARN_DAYS (30). The month-to-month
+    # one (12 days) and the annual ones are not news; the suspended one ends in 50 days.
+    for s in t.skus:
+        if s.applies_to == "User" and (s.part_number == "FLOW_FREE" or s.warning > 0):
+            out.append(ExpectedFinding(FindingKind.SUBSCRIPTION_RENEWAL, warn, s.sku_id))
     # A license for group-based licensing for every direct user member of a licensed group: the seats of the SKUs
     # that carry the AAD_PREMIUM or AAD_PREMIUM_P2 plan, or are Office 365 E3 and above (User SKUs, enabled units).
     beneficiaries = {u for g in licensed for u in g.users}

@@ -225,6 +225,12 @@ class Settings:
     seat_min_free: int = _whole("SEAT_MIN_FREE", 5, 0, 1_000_000, "the seat_low threshold (seats)")
     seat_min_free_pct: float = _number("SEAT_MIN_FREE_PCT", 5.0, 0, 100, "the seat_low threshold (% of enabled)")
     forecast_days: int = _whole("FORECAST_DAYS", 30, 7, 365, "horizon of seat_forecast")
+    renewal_warn_days: int = _whole(
+        "RENEWAL_WARN_DAYS", 30, 1, 365, "subscription_renewal: days before a subscription's next lifecycle date"
+    )
+    renewal_watch_skus: tuple[str, ...] = _setting(
+        "RENEWAL_WATCH_SKUS", (), parse_skus, _SKUS, "SKUs whose paid subscriptions are watched for renewal too"
+    )
     group_drop_pct: float = _number(
         "GROUP_DROP_PCT", 20.0, 1, 100, "licensed_group_shrank: members lost since the last run (% of its members)"
     )

@@ -179,6 +179,8 @@ OPTIONAL_SETTINGS = {
     "LICENSING_STORAGE__clientId",
     # A connection string with a key would defeat allowSharedKeyAccess=false.
     "AzureWebJobsStorage",
+    # An admin's watch list: empty unless set (like ALERT_EXCLUDE_SKUS it could be a parameter; not one yet).
+    "RENEWAL_WATCH_SKUS",
     # Round one's single re-notification period: read when the per-severity ones are unset (docs/alerts.md).
     "ALERT_RENOTIFY_HOURS",
     # In Azure the Functions host exports telemetry to Application Insights; OTLP is for the CLI.
@@ -234,6 +236,7 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
         "SEAT_MIN_FREE_PCT": "seatMinFreePct",
         "FORECAST_DAYS": "forecastDays",
         "GROUP_DROP_PCT": "groupDropPct",
+        "RENEWAL_WARN_DAYS": "renewalWarnDays",
         "PROCESSING_STUCK_HOURS": "processingStuckHours",
         "EXPECTED_GROUP_SKUS": "expectedGroupSkus",
         "ALERT_MAIL_FROM": "alertMailFrom",
