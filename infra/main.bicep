@@ -117,6 +117,11 @@ param groupDropPct int = 20
 @maxValue(365)
 param renewalWarnDays int = 30
 
+@description('INACTIVE_DAYS: inactive_user_licensed counts accounts without a sign-in for this many days.')
+@minValue(1)
+@maxValue(3650)
+param inactiveDays int = 90
+
 @minValue(1)
 @maxValue(720)
 @description('PROCESSING_STUCK_HOURS: processing_incomplete becomes a warning after this many hours.')
@@ -401,6 +406,7 @@ module functionApp 'app/function.bicep' = {
     forecastDays: forecastDays
     groupDropPct: groupDropPct
     renewalWarnDays: renewalWarnDays
+    inactiveDays: inactiveDays
     processingStuckHours: processingStuckHours
     expectedGroupSkus: expectedGroupSkus
     retentionDays: retentionDays

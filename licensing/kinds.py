@@ -311,6 +311,20 @@ _SPECS: Final = (
             "Your products > the subscription); if it is meant to end, move its users to another product first."
         ),
     ),
+    KindSpec(
+        FindingKind.INACTIVE_USER_LICENSED,
+        subject=("group_id", "user_id"),
+        title="Inactive account holds licenses",
+        digest_title="Inactive accounts holding licenses",
+        noun="inactive account",
+        severities=(Severity.INFO,),
+        section=17,
+        per_group=True,
+        remediation=(
+            "Check with the user's manager; if the account is not needed, remove it from the group (Entra admin "
+            "center > Groups > the group > Members) or disable it, to free its seats."
+        ),
+    ),
 )
 
 CATALOGUE: Final[Mapping[str, KindSpec]] = MappingProxyType({s.kind.value: s for s in _SPECS})

@@ -44,7 +44,6 @@ __all__ = [
     "SkuSummary",
     "Subscription",
     "Suppressed",
-    "Suppression",
     "TenantSnapshot",
     "Trigger",
     "Unreadable",
@@ -167,6 +166,7 @@ class FindingKind(StrEnum):
     LICENSED_GROUP_SHRANK = "licensed_group_shrank"
     P1_COVERAGE_SHORT = "p1_coverage_short"
     SUBSCRIPTION_RENEWAL = "subscription_renewal"
+    INACTIVE_USER_LICENSED = "inactive_user_licensed"
 
 
 B2B_UPN_MARKER: Final = "#EXT#"
@@ -268,6 +268,7 @@ class LicenseAssignment:
     state: str  # Active | ActiveWithError | Disabled | Error
     error: str = "None"  # None | CountViolation | MutuallyExclusiveViolation | DependencyViolation | ...
     last_updated: datetime | None = None  # lastUpdatedDateTime: since when the state is what it is
+    disabled_plans: tuple[str, ...] = ()  # disabledPlans: service plans this assignment leaves off
 
     @property
     def in_error(self) -> bool:
@@ -288,6 +289,10 @@ class User:
     usage_location: str | None = None
     assigned_sku_ids: tuple[str, ...] = ()
     assignments: tuple[LicenseAssignment, ...] = ()
+    created: datetime | None = None  # createdDateTime
+    # signInActivity (https://learn.microsoft.com/graph/api/resources/signinactivity): the last successful sign-in,
+    # else the later of the last interactive and non-interactive attempts; None: never, or not read.
+    last_sign_in: datetime | None = None
 
     @property
     def is_b2b(self) -> bool:
@@ -375,6 +380,9 @@ class TenantSnapshot:
     stats: GraphStats = GraphStats()
     subscriptions: tuple[Subscription, ...] = ()
     subscriptions_read: bool = False  # /directory/subscriptions answered (it needs Organization.Read.All)
+    # The users scan carried signInActivity (AuditLog.Read.All and Entra ID P1); else why not.
+    sign_ins_read: bool = False
+    sign_ins_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,40 +454,6 @@ class Suppressed:
     reason: str
     by: str
     until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    """One row of ``AlertSuppressions``: an admin's decision not to hear about something, with who, when and why.
-
-    Exactly one subject: a finding id, or a user, group or SKU (every finding about it, or only ``kind``'s).
-    Removing one keeps the row (``removed_at``/``removed_by``): suppressions are audited.
-    """
-
-    id: str
-    tenant_id: str
-    reason: str
-    created_by: str
-    created_at: datetime
-    finding_id: str | None = None
-    user_id: str | None = None
-    group_id: str | None = None
-    sku: str | None = None  # skuId (lowercase) or skuPartNumber, as the admin named it
-    kind: str | None = None
-    until: datetime | None = None  # None: until removed
-    removed_at: datetime | None = None
-    removed_by: str | None = None
-
-    def active(self, now: datetime) -> bool:
-        return self.removed_at is None and (self.until is None or now < self.until)
-
-    @property
-    def subject(self) -> str:
-        """What it covers, for lists and logs: "group 1b2c…", "finding 9f…", with the kind when it narrows."""
-        for label, value in (("finding", self.finding_id), ("user", self.user_id), ("group", self.group_id)):
-            if value:
-                return f"{label} {value}" + (f" ({self.kind})" if self.kind else "")
-        return f"sku {self.sku}" + (f" ({self.kind})" if self.kind else "")
 
 
 @dataclass(frozen=True, slots=True)

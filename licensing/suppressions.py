@@ -17,13 +17,14 @@ from typing import Any, Final, Protocol
 
 from licensing.errors import BadRequestError
 from licensing.kinds import CATALOGUE
-from licensing.model import AlertState, Finding, RunInfo, SkuSummary, Suppressed, Suppression
+from licensing.model import AlertState, Finding, RunInfo, SkuSummary, Suppressed
 from licensing.settings import is_guid
 from licensing.text import one_line
 
 __all__ = [
     "MAX_REASON",
     "Applied",
+    "Suppression",
     "SuppressionRequest",
     "SuppressionStore",
     "apply_request",
@@ -41,6 +42,40 @@ _SKU_PART: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _FINDING_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _SUPPRESSION_ID: Final = re.compile(r"^s[0-9a-f]{12}$")
 _SUBJECTS: Final = ("finding_id", "user_id", "group_id", "sku")
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """One row of ``AlertSuppressions``: an admin's decision not to hear about something, with who, when and why.
+
+    Exactly one subject: a finding id, or a user, group or SKU (every finding about it, or only ``kind``'s).
+    Removing one keeps the row (``removed_at``/``removed_by``): suppressions are audited.
+    """
+
+    id: str
+    tenant_id: str
+    reason: str
+    created_by: str
+    created_at: datetime
+    finding_id: str | None = None
+    user_id: str | None = None
+    group_id: str | None = None
+    sku: str | None = None  # skuId (lowercase) or skuPartNumber, as the admin named it
+    kind: str | None = None
+    until: datetime | None = None  # None: until removed
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.removed_at is None and (self.until is None or now < self.until)
+
+    @property
+    def subject(self) -> str:
+        """What it covers, for lists and logs: "group 1b2c…", "finding 9f…", with the kind when it narrows."""
+        for label, value in (("finding", self.finding_id), ("user", self.user_id), ("group", self.group_id)):
+            if value:
+                return f"{label} {value}" + (f" ({self.kind})" if self.kind else "")
+        return f"sku {self.sku}" + (f" ({self.kind})" if self.kind else "")
 
 
 @dataclass(frozen=True, slots=True)

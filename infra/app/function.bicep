@@ -53,6 +53,7 @@ param seatMinFreePct string
 param forecastDays int
 param groupDropPct int
 param renewalWarnDays int
+param inactiveDays int
 param processingStuckHours int
 param expectedGroupSkus string
 param retentionDays int
@@ -109,6 +110,7 @@ var appSettings = {
   FORECAST_DAYS: string(forecastDays)
   GROUP_DROP_PCT: string(groupDropPct)
   RENEWAL_WARN_DAYS: string(renewalWarnDays)
+  INACTIVE_DAYS: string(inactiveDays)
   PROCESSING_STUCK_HOURS: string(processingStuckHours)
   EXPECTED_GROUP_SKUS: expectedGroupSkus
   RETENTION_DAYS: string(retentionDays)

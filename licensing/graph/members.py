@@ -64,7 +64,14 @@ class Members:
         key: tuple[Any, ...]
         if isinstance(states, list) and states:
             key = tuple(
-                (s.get("skuId"), s.get("assignedByGroup"), s.get("state"), s.get("error"), s.get("lastUpdatedDateTime"))
+                (
+                    s.get("skuId"),
+                    s.get("assignedByGroup"),
+                    s.get("state"),
+                    s.get("error"),
+                    s.get("lastUpdatedDateTime"),
+                    tuple(p for p in s.get("disabledPlans") or () if isinstance(p, str)),
+                )
                 for s in states
                 if isinstance(s, dict)
             )

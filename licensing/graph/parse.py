@@ -16,6 +16,7 @@ from licensing.settings import is_guid
 
 __all__ = [
     "is_limited",
+    "last_sign_in",
     "lifecycles",
     "parse_assignment",
     "parse_group",
@@ -89,7 +90,30 @@ def parse_assignment(state: Mapping[str, Any]) -> LicenseAssignment | None:
         state=_canon(state.get("state"), _STATES) or "",
         error=_canon(state.get("error"), _ERRORS) or "None",
         last_updated=_parse_time(state.get("lastUpdatedDateTime")),
+        disabled_plans=_plan_list(state.get("disabledPlans")),
     )
+
+
+def _plan_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(sorted({p.strip().lower() for p in value if isinstance(p, str) and p.strip()}))
+
+
+def last_sign_in(activity: Any) -> datetime | None:
+    """signInActivity's last successful sign-in ("use this property if you need to determine when the account was
+    truly accessed"), else the later of lastSignInDateTime and lastNonInteractiveSignInDateTime (attempts)."""
+    if not isinstance(activity, dict):
+        return None
+    success = _parse_time(activity.get("lastSuccessfulSignInDateTime"))
+    if success is not None:
+        return success
+    attempts = [
+        t
+        for t in (_parse_time(activity.get(k)) for k in ("lastSignInDateTime", "lastNonInteractiveSignInDateTime"))
+        if t
+    ]
+    return max(attempts) if attempts else None
 
 
 def parse_user(item: Mapping[str, Any]) -> User:
@@ -109,6 +133,8 @@ def parse_user(item: Mapping[str, Any]) -> User:
         usage_location=text(item.get("usageLocation")),
         assigned_sku_ids=_sku_ids(item.get("assignedLicenses")),
         assignments=assignments,
+        created=_parse_time(item.get("createdDateTime")),
+        last_sign_in=last_sign_in(item.get("signInActivity")),
     )
 
 

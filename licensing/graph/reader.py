@@ -79,8 +79,13 @@ ProgressFn = Callable[[str, int, int], None]
 
 USER_FIELDS: Final = (
     "id,displayName,userPrincipalName,userType,externalUserState,creationType,"
-    "accountEnabled,usageLocation,assignedLicenses,licenseAssignmentStates"
+    "accountEnabled,usageLocation,assignedLicenses,licenseAssignmentStates,createdDateTime"
 )
+# signInActivity in the same scan: "returned only on $select", needs AuditLog.Read.All and a tenant with Entra ID
+# P1 (https://learn.microsoft.com/graph/api/resources/signinactivity, user resource), and caps the page at 500
+# (List users, "Optional query parameters"). Refused (403, or a 400 in a tenant without P1), the scan runs again
+# without it and inactive_user_licensed is "not evaluated", never passed.
+SIGN_IN_PAGE: Final = 500
 # Members: who is in the group; the users' properties come from the users scan. userPrincipalName and
 # securityEnabled tell a user from a group when a page omits @odata.type (see members.member_kind).
 MEMBER_FIELDS: Final = "id,displayName,userPrincipalName,securityEnabled"
@@ -108,9 +113,10 @@ def _member_request(group_id: str) -> CollectionRequest:
     return CollectionRequest(group_id, path, "/groups/{id}/members")
 
 
-def _users_request() -> CollectionRequest:
+def _users_request(sign_ins: bool = False) -> CollectionRequest:
     """The tenant-wide users scan (https://learn.microsoft.com/graph/api/user-list: $select, $top up to 999)."""
-    return CollectionRequest(USERS_KEY, "/users?" + query({"$select": USER_FIELDS, "$top": PAGE}), "/users")
+    fields, top = (USER_FIELDS + ",signInActivity", SIGN_IN_PAGE) if sign_ins else (USER_FIELDS, PAGE)
+    return CollectionRequest(USERS_KEY, "/users?" + query({"$select": fields, "$top": top}), "/users")
 
 
 def _unreadable(what: Part, subject: str | None, exc: GraphError) -> Unreadable:
@@ -148,6 +154,8 @@ class _Reader:
         self.tenant_name = ""
         self.subscriptions: tuple[Subscription, ...] = ()
         self.subscriptions_read = False
+        self.sign_ins_read = False
+        self.sign_ins_note: str | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -295,11 +303,20 @@ class _Reader:
                 else:
                     acc.add(key, items)
 
-            requests = [_member_request(g.id) for g in groups] + ([_users_request()] if scan else [])
+            requests = [_member_request(g.id) for g in groups] + ([_users_request(sign_ins=True)] if scan else [])
             results = await self.graph.read_collections(requests, on_done=on_done, on_items=on_items)
             scanned = False
             if scan:
                 outcome = results[USERS_KEY]
+                if isinstance(outcome, GraphPermissionError | BadRequestError | GraphResponseError):
+                    # signInActivity refused: the license scan goes on without it (one request lost).
+                    self.sign_ins_note = f"sign-in activity not readable: {outcome}"
+                    log.info("%s; reading users without it", self.sign_ins_note)
+                    again = await self.graph.read_collections([_users_request()], on_done=on_done, on_items=on_items)
+                    outcome = again[USERS_KEY]
+                    results[USERS_KEY] = outcome
+                elif not isinstance(outcome, GraphError):
+                    self.sign_ins_read = True
                 if isinstance(outcome, GraphError):
                     self.unreadable.append(_unreadable(Part.USERS, None, outcome))
                 elif acc.limited:
@@ -457,7 +474,8 @@ async def read_users(graph: GraphClient, progress: ProgressFn | None = None) -> 
     reader = _Reader(graph, progress)
     users: dict[str, User] = {}
     await reader.read([], users, scan=True)
-    return _part(graph, [], users, reader.unreadable, users_read=not reader.unreadable)
+    part = _part(graph, [], users, reader.unreadable, users_read=not reader.unreadable)
+    return replace(part, sign_ins_read=reader.sign_ins_read, sign_ins_note=reader.sign_ins_note)
 
 
 def _part(
@@ -498,6 +516,8 @@ def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) ->
         retried += stats.retried
         units += stats.resource_units
     scanned = any(p.scope_id == USERS_KEY for p in parts)
+    scan_part = next((p for p in parts if p.scope_id == USERS_KEY), None)
+    sign_ins = (scan_part.sign_ins_read, scan_part.sign_ins_note) if scan_part else (False, "users not read")
     for part in parts:
         for group in part.groups:
             read[group.id] = group
@@ -523,4 +543,6 @@ def merge_snapshot(overview: TenantSnapshot, parts: Sequence[TenantSnapshot]) ->
         users=MappingProxyType(users),
         unreadable=tuple(unreadable),
         stats=GraphStats(requests=requests, throttled=throttled, retried=retried, resource_units=units),
+        sign_ins_read=sign_ins[0],
+        sign_ins_note=sign_ins[1],
     )

@@ -71,6 +71,7 @@ class RuleContext:
     processing_since: Mapping[str, datetime] = field(default_factory=lambda: _EMPTY_SINCE)
     group_drop_pct: float = 20.0
     renewal_warn_days: int = 30
+    inactive_days: int = 90
     renewal_watch_skus: tuple[str, ...] = ()
     # Member counts of the licensed groups in the last tenant run the store holds (group id -> members); None: no
     # store, licensed_group_shrank is not evaluated; empty: no earlier run, nothing to compare with.
@@ -97,6 +98,7 @@ class RuleContext:
             processing_since=processing_since if processing_since is not None else _EMPTY_SINCE,
             group_drop_pct=settings.group_drop_pct,
             renewal_warn_days=settings.renewal_warn_days,
+            inactive_days=settings.inactive_days,
             renewal_watch_skus=tuple(settings.renewal_watch_skus),
             previous_members=previous_members,
         )

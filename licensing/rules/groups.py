@@ -18,6 +18,7 @@ from licensing.rules.base import (
     plural,
     quote,
 )
+from licensing.rules.reclaim import redundant_is_safe
 
 __all__ = [
     "ERROR_EXPLANATIONS",
@@ -233,9 +234,19 @@ def evaluate_redundant_direct_assignment(facts: Facts, ctx: RuleContext) -> Rule
         result.note = f"members of {plural(len(facts.unreadable_members), 'group')} could not be read"
     for uid, sku_id, group_ids in facts.redundant:
         names = ", ".join(quote(facts.group_name(g)) for g in group_ids)
+        user = facts.users.get(uid)
+        # Only when the direct assignment enables no service plan the group's leaves off (disabledPlans) is it
+        # safe to remove: Microsoft's migration guidance checks that the two "enable exactly the same services".
+        if user is not None and redundant_is_safe(user, sku_id):
+            verdict = "the direct assignment adds no service plan and is safe to remove"
+        else:
+            verdict = (
+                "the direct assignment enables service plans the group's leaves off (disabledPlans): compare them "
+                "before removing it"
+            )
         message = (
             f"{facts.user_label(uid)} has {facts.product(sku_id)} both directly and through "
-            f"{'group' if len(group_ids) == 1 else 'groups'} {names}: the direct assignment can be removed"
+            f"{'group' if len(group_ids) == 1 else 'groups'} {names}: {verdict}"
         )
         result.findings.append(
             make_finding(FindingKind.REDUNDANT_DIRECT_ASSIGNMENT, message, facts, user_id=uid, sku_id=sku_id)

@@ -18,7 +18,7 @@ from licensing.model import (
     SkuSummary,
     TenantSnapshot,
 )
-from licensing.rules import dynamic, groups, lifecycle, seats
+from licensing.rules import dynamic, groups, lifecycle, reclaim, seats
 from licensing.rules.base import Facts, Rule, RuleContext, RuleResult, build_facts, plural, subject_of
 
 __all__ = ["RULES", "Evaluation", "evaluate", "sort_findings"]
@@ -44,6 +44,7 @@ _EVALUATORS: Final[Mapping[str, Callable[[Facts, RuleContext], RuleResult]]] = M
         FindingKind.LICENSED_GROUP_SHRANK: dynamic.evaluate_licensed_group_shrank,
         FindingKind.P1_COVERAGE_SHORT: dynamic.evaluate_p1_coverage_short,
         FindingKind.SUBSCRIPTION_RENEWAL: lifecycle.evaluate_subscription_renewal,
+        FindingKind.INACTIVE_USER_LICENSED: reclaim.evaluate_inactive_user_licensed,
     }
 )
 RULES: Final[Mapping[str, Rule]] = MappingProxyType(

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from licensing.model import FindingKind, Scope, Severity, Sku, SkuDay
 from licensing.rules.base import Facts, RuleContext, RuleResult, make_finding, plural
+from licensing.rules.reclaim import reclaimable
 
 __all__ = [
     "MIN_FORECAST_POINTS",
@@ -74,6 +75,14 @@ def _counts(sku: Sku) -> str:
     return f"enabled {sku.enabled}, consumed {sku.consumed}"
 
 
+def _buy_or_reclaim(facts: Facts, ctx: RuleContext, sku_id: str, need: int) -> str:
+    """ "; buy 12 or reclaim 7 (3 disabled, 4 inactive, 2 redundant direct assignments)": what it takes, two ways."""
+    found = reclaimable(facts, ctx, sku_id)
+    if found is None:
+        return f"; buy {need}" if need else ""
+    return f"; buy {need} or reclaim {found.seats} ({found.text()})"
+
+
 def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
     result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
     if result.blocked:
@@ -92,12 +101,15 @@ def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
             )
             if waiting:
                 message += f", and {plural(waiting, 'user is', 'users are')} waiting for a seat"
+            need = over + waiting
         else:
             free = max(sku.available, 0)
             message = (
                 f"{product}: {plural(waiting, 'user is', 'users are')} waiting for a seat and only "
                 f"{free} {'is' if free == 1 else 'are'} free ({_counts(sku)})"
             )
+            need = max(waiting - free, 0)
+        message += _buy_or_reclaim(facts, ctx, sku.sku_id, need)
         result.findings.append(make_finding(FindingKind.SEAT_SHORTAGE, message, facts, sku_id=sku.sku_id))
     return result
 
@@ -116,6 +128,9 @@ def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
                 f"{facts.product(sku.sku_id)}: only {sku.available} of {sku.enabled} seats are free "
                 f"(alert below {shown}; consumed {sku.consumed})"
             )
+            found = reclaimable(facts, ctx, sku.sku_id)
+            if found is not None and (found.seats or found.redundant):
+                message += f"; reclaim {found.seats} ({found.text()})"
             result.findings.append(make_finding(FindingKind.SEAT_LOW, message, facts, sku_id=sku.sku_id))
     return result
 

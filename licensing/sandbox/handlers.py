@@ -25,6 +25,7 @@ from licensing.sandbox.wire import (
     USER,
     USER_DEFAULT,
     USER_SELECT_ONLY,
+    GraphError,
     Query,
     bad_request,
     guid_of,
@@ -279,6 +280,15 @@ class Handlers(Filters):
 
     def _users(self, query: Query, key: str) -> tuple[Any, int]:
         self._check_select(query.select, (USER_DEFAULT, USER_SELECT_ONLY), "microsoft.graph.user")
+        if query.select and "signInActivity" in query.select:
+            # signInActivity: AuditLog.Read.All, and at most 500 a page (List users). The 400's wording is ours.
+            granted = self._faults.permissions
+            if granted is not None and "AuditLog.Read.All" not in granted:
+                raise GraphError(
+                    403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+                )
+            if query.top is not None and query.top > 500:
+                raise bad_request("The maximum page size is 500 when signInActivity is selected.")
         items = self._user_tags(query)
         ctx = self._context("users" + (f"({','.join(query.select)})" if query.select else ""))
         return self._page(

@@ -6,6 +6,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -104,7 +105,10 @@ class Rendering(AppState):
             elif p == "licenseAssignmentStates":
                 out[p] = self._states_json(u)
             elif p == "createdDateTime":
-                out[p] = STAMP
+                recent = self._now() - timedelta(days=10)
+                out[p] = recent.strftime("%Y-%m-%dT%H:%M:%SZ") if t.created_recently(u) else STAMP
+            elif p == "signInActivity":
+                out[p] = self._sign_in_json(u)
             elif p == "department":
                 out[p] = "Sales"
             elif p == "mailNickname":
@@ -134,6 +138,23 @@ class Rendering(AppState):
                 }
             )
         return out
+
+    def _now(self) -> datetime:
+        return self._lifecycle - timedelta(days=20)  # the server's start (wire.AppState)
+
+    def _sign_in_json(self, u: int) -> dict[str, Any]:
+        """https://learn.microsoft.com/graph/api/resources/signinactivity, for the sandbox's activity pattern."""
+        days = self.tenant.sign_in_days_ago(u)
+        when = None if days is None else (self._now() - timedelta(days=days, hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rid = None if days is None else guid_of(f"{self.tenant.spec.seed}:signin:{u}")
+        return {
+            "lastSignInDateTime": when,
+            "lastSignInRequestId": rid,
+            "lastNonInteractiveSignInDateTime": when,
+            "lastNonInteractiveSignInRequestId": rid,
+            "lastSuccessfulSignInDateTime": when,
+            "lastSuccessfulSignInRequestId": rid,
+        }
 
     def _assigned_licenses(self, u: int) -> list[dict[str, Any]]:
         """Active SKUs only; a plan stays enabled when any assignment enables it (intersection of disabled)."""

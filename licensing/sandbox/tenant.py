@@ -387,5 +387,18 @@ class SandboxTenant:
             return self.states_as_of
         return self.states_as_of - timedelta(hours=(u * 37 + st.sku * 11) % (24 * 14) + 1)
 
+    def sign_in_days_ago(self, u: int) -> int | None:
+        """Days since the user's last successful sign-in, before the server's now: inactive users (200 days) and
+        never-signed-in ones (None) among the active majority (under 20 days). Deterministic per user."""
+        if u % 53 == 7:
+            return None
+        if u % 11 == 3:
+            return 200
+        return u % 20
+
+    def created_recently(self, u: int) -> bool:
+        """Half of the never-signed-in users were created 10 days ago (new hires: not inactive); the rest in 2024."""
+        return u % 53 == 7 and u % 2 == 0
+
     def iter_users(self) -> Iterator[int]:
         return iter(range(self.user_count))

@@ -78,6 +78,11 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
                     active_here = True
             if active_here and not t.flags[u] & ENABLED:
                 out.append(ExpectedFinding(FindingKind.DISABLED_USER_LICENSED, info, group_id=gid, user_id=uid))
+            # INACTIVE_DAYS 90: 200 days since the last sign-in, or never and created in 2024 (sandbox.tenant).
+            days = t.sign_in_days_ago(u)
+            never_old = days is None and not t.created_recently(u)
+            if active_here and t.flags[u] & ENABLED and (never_old or (days is not None and days > 90)):
+                out.append(ExpectedFinding(FindingKind.INACTIVE_USER_LICENSED, info, group_id=gid, user_id=uid))
     # Former members still holding a group's seat because the removal failed (license_error, any membership).
     for u, left in sorted(t.removed.items()):
         for g_index, k, err in left:

@@ -42,6 +42,7 @@ USER_SELECT_ONLY: Final = (
     "accountEnabled", "userType", "externalUserState", "externalUserStateChangeDateTime", "creationType",
     "usageLocation", "assignedLicenses", "licenseAssignmentStates", "createdDateTime", "department",
     "companyName", "mailNickname", "onPremisesSyncEnabled", "otherMails", "proxyAddresses", "deletedDateTime",
+    "signInActivity",
 )  # fmt: skip
 # https://learn.microsoft.com/graph/api/resources/group : assignedLicenses and licenseProcessingState only on
 # $select; hasMembersWithLicenseErrors is never returned, only usable in $filter.

@@ -225,6 +225,9 @@ class Settings:
     seat_min_free: int = _whole("SEAT_MIN_FREE", 5, 0, 1_000_000, "the seat_low threshold (seats)")
     seat_min_free_pct: float = _number("SEAT_MIN_FREE_PCT", 5.0, 0, 100, "the seat_low threshold (% of enabled)")
     forecast_days: int = _whole("FORECAST_DAYS", 30, 7, 365, "horizon of seat_forecast")
+    inactive_days: int = _whole(
+        "INACTIVE_DAYS", 90, 1, 3650, "inactive_user_licensed: days without a sign-in (needs AuditLog.Read.All)"
+    )
     renewal_warn_days: int = _whole(
         "RENEWAL_WARN_DAYS", 30, 1, 365, "subscription_renewal: days before a subscription's next lifecycle date"
     )

@@ -16,8 +16,9 @@ from azure.data.tables import EdmType, EntityProperty
 
 from licensing.convert import ConversionError, field_kinds, from_plain, to_plain
 from licensing.errors import StorageError
-from licensing.model import AlertState, Finding, GroupSummary, OutboxItem, RunInfo, SkuDay, SkuSummary, Suppression
+from licensing.model import AlertState, Finding, GroupSummary, OutboxItem, RunInfo, SkuDay, SkuSummary
 from licensing.store.codec import get_bytes, get_json, get_text, put_bytes, put_json, put_text
+from licensing.suppressions import Suppression
 
 __all__ = [
     "alert_from_entity",

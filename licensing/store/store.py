@@ -53,7 +53,6 @@ from licensing.model import (
     RunStatus,
     SkuDay,
     SkuSummary,
-    Suppression,
 )
 from licensing.settings import StorageConnection
 from licensing.store import records
@@ -87,6 +86,7 @@ from licensing.store.tables import (
     row_keys,
     system_clock,
 )
+from licensing.suppressions import Suppression
 
 __all__ = ["AuditStore", "TableNames", "open_store"]
 

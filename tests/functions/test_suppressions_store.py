@@ -14,7 +14,8 @@ import pytest
 
 from licensing.cli import EXIT_OK, EXIT_USAGE, main
 from licensing.clock import utcnow
-from licensing.model import RunStatus, Suppression
+from licensing.model import RunStatus
+from licensing.suppressions import Suppression
 from tests.functions.test_queue_pipeline import Pipeline, pipe  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.azurite

@@ -237,6 +237,7 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
         "FORECAST_DAYS": "forecastDays",
         "GROUP_DROP_PCT": "groupDropPct",
         "RENEWAL_WARN_DAYS": "renewalWarnDays",
+        "INACTIVE_DAYS": "inactiveDays",
         "PROCESSING_STUCK_HOURS": "processingStuckHours",
         "EXPECTED_GROUP_SKUS": "expectedGroupSkus",
         "ALERT_MAIL_FROM": "alertMailFrom",

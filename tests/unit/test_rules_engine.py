@@ -150,7 +150,9 @@ def test_every_rule_reports_an_outcome_and_a_clean_tenant_passes() -> None:
     u = User(id="u1", account_enabled=True, user_type="Member", assignments=(LicenseAssignment("s1", "g1", "Active"),))
     # A store with nothing in it yet: no SKU history, no earlier run's member counts.
     ev = run(
-        TenantSnapshot(tenant_id="t", skus=(sku,), groups=(group,), users={"u1": u}, subscriptions_read=True),
+        TenantSnapshot(
+            tenant_id="t", skus=(sku,), groups=(group,), users={"u1": u}, subscriptions_read=True, sign_ins_read=True
+        ),
         history={},
         previous_members={},
     )

@@ -81,8 +81,10 @@ def test_shortage_when_waiting_users_exceed_free_seats_with_an_admin_message() -
     ev = run(snapshot([sku(E5, enabled=250, consumed=247)], waiting_users(12, E5)))
     [f] = of(ev, "seat_shortage")
     assert f.severity is Severity.CRITICAL
-    assert (
-        f.message == "Microsoft 365 E5: 12 users are waiting for a seat and only 3 are free (enabled 250, consumed 247)"
+    # Issue 19: a shortage also says what it takes, two ways (buy the missing seats, or reclaim held ones).
+    assert f.message == (
+        "Microsoft 365 E5: 12 users are waiting for a seat and only 3 are free (enabled 250, consumed 247)"
+        "; buy 9 or reclaim 0 (0 disabled; sign-ins not read)"
     )
     assert (f.sku_id, f.sku_part_number, f.product_name) == (E5, "SPE_E5", "Microsoft 365 E5")
     assert f.group_id is None and f.user_id is None

@@ -8,8 +8,9 @@ import pytest
 
 from licensing.alerts import plan_alerts
 from licensing.errors import BadRequestError
-from licensing.model import AlertStatus, Suppression
+from licensing.model import AlertStatus
 from licensing.suppressions import (
+    Suppression,
     SuppressionRequest,
     apply_suppressions,
     covers,
