@@ -202,7 +202,10 @@ def run(
         )
     section = _candidates(settings, credential.value) if candidates else None
     written = write_outputs(outcome, settings, json_file, csv_dir, html_file, section)
-    render_summary(outcome.report, console=console, verbose=verbose, quiet=quiet)
+    from licensing.costs import cost_lines, price_table, totals_text
+
+    cost = totals_text(cost_lines(outcome.report.skus, price_table(settings.sku_prices)), settings.sku_price_currency)
+    render_summary(outcome.report, console=console, verbose=verbose, quiet=quiet, cost=cost)
     if not quiet:
         for path in written:
             console.print(f"wrote {path}", markup=False, soft_wrap=True)

@@ -480,6 +480,13 @@ class SkuSummary:
     group_assigned_users: int
     waiting_users: int
     assigned_by_groups: tuple[str, ...]
+    reclaimable: int = 0  # holders whose seat could be freed: disabled, and inactive when sign-ins were read
+
+    @property
+    def needed(self) -> int:
+        """Seats to buy so that nobody waits and nothing is over-consumed (units in grace still hold their users)."""
+        over = max(self.consumed - self.enabled - self.warning, 0)
+        return over + max(self.waiting_users - max(self.available, 0), 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,8 @@ def _write_files(
                 history=outcome.history or None,
                 cloud=settings.graph_cloud,
                 candidates=candidates,
+                prices=settings.sku_prices,
+                currency=settings.sku_price_currency,
             )
         )
     return written

@@ -15,6 +15,7 @@ from typing import Final
 
 from licensing import links
 from licensing.alerts.policy import AlertPlan
+from licensing.costs import cost_lines, price_table, totals_text
 from licensing.kinds import SEAT_KINDS, SKU_SUBJECT_KINDS, spec
 from licensing.model import AlertState, AuditReport, Finding, FindingKind, RunStatus, Severity, SkuSummary
 from licensing.settings import Settings
@@ -145,6 +146,7 @@ class Digest:
     resolved: tuple[ResolvedLine, ...]
     findings: tuple[Finding, ...] = field(default=())
     excluded: int = 0
+    cost: str | None = None  # the monthly cost line (SKU_PRICES), when prices are set
     # The outbox item id this message is sent as: shown in the card and mail, so that a replay of a send
     # whose outcome was unknown (docs/alerts.md, "At least once") is recognisable as the same message.
     reference: str = ""
@@ -330,4 +332,5 @@ def build_digest(
         resolved=_resolved(resolved),
         findings=findings,
         excluded=plan.excluded,
+        cost=totals_text(cost_lines(report.skus, price_table(settings.sku_prices)), settings.sku_price_currency),
     )

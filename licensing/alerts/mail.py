@@ -122,6 +122,8 @@ def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[
             f"Not shown to keep this message small: {plural(len(left), 'more section')} "
             f"({', '.join(s.title for s in left)})."
         )
+    if digest.cost:
+        all_notes.append(digest.cost)
     if digest.excluded:
         all_notes.append(f"{plural(digest.excluded, 'finding')} on SKUs in ALERT_EXCLUDE_SKUS were not alerted.")
     footer = [("Licenses in the Microsoft 365 admin center", links.licenses_url(digest.cloud))]

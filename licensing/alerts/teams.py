@@ -193,6 +193,8 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
     if digest.resolved:
         text = ", ".join(f"{plural(r.count, r.noun)}" for r in digest.resolved)
         body.append(_text(f"**Resolved since the last alert:** {md_text(text, 600)}", color="Good", separator=True))
+    if digest.cost:
+        body.append(_text(md_text(digest.cost, 400), separator=True))
     if digest.excluded:
         body.append(
             _text(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from licensing.clock import utcnow
+from licensing.costs import cost_lines, price_table, totals_text
 from licensing.errors import LicensingError
 from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
@@ -492,9 +493,12 @@ def render_html(
     max_rows_per_kind: int = MAX_ROWS_PER_KIND,
     generated_at: datetime | None = None,
     candidates: Mapping[str, Any] | None = None,
+    prices: Sequence[tuple[str, float]] = (),
+    currency: str = "USD",
 ) -> str:
     """The report as one self-contained HTML document (see the module docstring). ``candidates``: the
-    Candidates section, as licensing.plan.candidates_document gives it (``run --candidates``)."""
+    Candidates section, as licensing.plan.candidates_document gives it (``run --candidates``); ``prices``:
+    SKU_PRICES, for the cost table (none without them)."""
     run = report.run
     sku_names = {s.sku_id: s.product_name or _product(s.sku_part_number, s.sku_id) for s in report.skus}
     group_names = {g.id: g.display_name for g in report.groups}
@@ -562,6 +566,9 @@ def render_html(
         max_rows=max_rows_per_kind,
         data_json=script_json(data),
         candidates=candidates,
+        costs=(costs := cost_lines(report.skus, price_table(prices))),
+        cost_total=totals_text(costs, currency),
+        currency=currency,
         candidate_links={
             c["group"]["id"]: group_url(c["group"]["id"], cloud) for c in (candidates or {}).get("groups", ())
         },
@@ -573,17 +580,9 @@ def _group_sort_key(g: GroupSummary) -> tuple[int, str]:
     return (-problems, g.display_name.lower())
 
 
-def write_html(
-    report: AuditReport,
-    path: Path,
-    *,
-    history: Mapping[str, Sequence[SkuDay]] | None = None,
-    cloud: str = "global",
-    forecast_days: int = 30,
-    candidates: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write :func:`render_html` to ``path`` (UTF-8, parent folders created) and return the path."""
-    text = render_html(report, history=history, cloud=cloud, forecast_days=forecast_days, candidates=candidates)
+def write_html(report: AuditReport, path: Path, **options: Any) -> Path:
+    """Write :func:`render_html` (with its keyword ``options``) to ``path`` (UTF-8, parent folders created)."""
+    text = render_html(report, **options)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

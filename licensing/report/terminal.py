@@ -83,7 +83,12 @@ def _counts_line(findings: Sequence[Finding]) -> tuple[Counter[Severity], str]:
 
 
 def render_summary(
-    report: AuditReport, *, console: Console | None = None, verbose: bool = False, quiet: bool = False
+    report: AuditReport,
+    *,
+    console: Console | None = None,
+    verbose: bool = False,
+    quiet: bool = False,
+    cost: str | None = None,
 ) -> None:
     """Print the run's summary: one line with ``quiet``; every finding with ``verbose``."""
     from rich.text import Text
@@ -118,6 +123,8 @@ def render_summary(
     if suppressed:
         badges.append(f" ({suppressed:,} suppressed: reported, not alerted)", style="dim")
     out.print(badges, soft_wrap=True)
+    if cost:
+        out.print(Text(cost, style="dim"), soft_wrap=True)
 
     if run.errors:
         out.print(Text(f"This run reported {_plural(len(run.errors), 'problem')}:", style="yellow"))

@@ -96,7 +96,7 @@ def _outcome(rule: Rule, result: RuleResult) -> tuple[RuleOutcome, str | None]:
     return RuleOutcome(rule.id, status, count, reason), error
 
 
-def _sku_summaries(facts: Facts) -> tuple[SkuSummary, ...]:
+def _sku_summaries(facts: Facts, ctx: RuleContext) -> tuple[SkuSummary, ...]:
     by_sku: dict[str, list[str]] = {}
     for group in facts.groups:
         for sku_id in group.sku_ids:
@@ -115,6 +115,7 @@ def _sku_summaries(facts: Facts) -> tuple[SkuSummary, ...]:
             group_assigned_users=len(facts.group_assigned.get(sku.sku_id, ())),
             waiting_users=len(facts.waiting.get(sku.sku_id, ())),
             assigned_by_groups=tuple(sorted(set(by_sku.get(sku.sku_id, ())))),
+            reclaimable=(found.seats if (found := reclaim.reclaimable(facts, ctx, sku.sku_id)) else 0),
         )
         for sku in facts.skus
     ]
@@ -159,7 +160,7 @@ def evaluate(snapshot: TenantSnapshot, ctx: RuleContext) -> Evaluation:
     return Evaluation(
         findings=sort_findings(findings),
         outcomes=tuple(outcomes),
-        skus=_sku_summaries(facts),
+        skus=_sku_summaries(facts, ctx),
         groups=_group_summaries(facts, findings),
         errors=tuple(errors),
     )

@@ -24,11 +24,13 @@ from licensing.settings.values import (
     is_guid,
     is_loopback_url,
     parse_any_url,
+    parse_currency,
     parse_emails,
     parse_graph_url,
     parse_guid,
     parse_http_url,
     parse_one_email,
+    parse_prices,
     parse_queue,
     parse_schedule,
     parse_skus,
@@ -225,6 +227,16 @@ class Settings:
     seat_min_free: int = _whole("SEAT_MIN_FREE", 5, 0, 1_000_000, "the seat_low threshold (seats)")
     seat_min_free_pct: float = _number("SEAT_MIN_FREE_PCT", 5.0, 0, 100, "the seat_low threshold (% of enabled)")
     forecast_days: int = _whole("FORECAST_DAYS", 30, 7, 365, "horizon of seat_forecast")
+    sku_prices: tuple[tuple[str, float], ...] = _setting(
+        "SKU_PRICES",
+        (),
+        parse_prices,
+        "SKU=price pairs (numbers, at least 0) separated by commas, or the path of a sku,price CSV file",
+        "monthly price per seat, for the cost of unused, reclaimable and missing seats",
+    )
+    sku_price_currency: str = _setting(
+        "SKU_PRICE_CURRENCY", "USD", parse_currency, "a three-letter currency code", "the currency of SKU_PRICES"
+    )
     inactive_days: int = _whole(
         "INACTIVE_DAYS", 90, 1, 3650, "inactive_user_licensed: days without a sign-in (needs AuditLog.Read.All)"
     )

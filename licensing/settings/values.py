@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import re
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -194,3 +196,53 @@ def connection_string_problem(cs: str) -> str | None:
         except (binascii.Error, ValueError):
             return "AccountKey in the connection string is not base64"
     return None
+
+
+def parse_prices(raw: str) -> tuple[tuple[str, float], ...]:
+    """``SKU_PRICES``: ``SKU=price`` pairs (``SPE_E3=36.00, EMS=10.60``), or the path of a CSV file of ``sku,price``
+    rows (a header row is allowed). SKUs are part numbers or skuIds; prices numbers of at least 0, per seat and
+    month. Graph has no prices: the admin supplies them, and no price means no cost column, never a guess."""
+    text = raw.strip()
+    if "=" not in text:
+        path = Path(text).expanduser()
+        try:
+            content = path.read_text(encoding="utf-8-sig")
+        except OSError:
+            raise ValueError from None
+        rows = [line.split(",", 1) for line in content.splitlines() if line.strip()]
+        if rows and not _is_price(rows[0][-1]):
+            rows = rows[1:]  # the header
+        pairs = [(r[0].strip(), r[1].strip()) for r in rows if len(r) == 2]
+        if len(pairs) != len(rows):
+            raise ValueError
+    else:
+        pairs = []
+        for item in (i.strip() for i in re.split(r"[,;\n]", text) if i.strip()):
+            sku, sep, price = item.partition("=")
+            if not sep:
+                raise ValueError
+            pairs.append((sku.strip(), price.strip()))
+    out: dict[str, float] = {}
+    for sku, price in pairs:
+        if not _SKU_TOKEN.match(sku) or not _is_price(price):
+            raise ValueError
+        out[sku.lower() if len(sku) == 36 else sku] = float(price)
+    if not out:
+        raise ValueError
+    return tuple(out.items())
+
+
+def _is_price(value: str) -> bool:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return False
+    return math.isfinite(number) and number >= 0
+
+
+def parse_currency(raw: str) -> str:
+    """``SKU_PRICE_CURRENCY``: an ISO 4217 style code (three letters), shown as given in capitals."""
+    code = raw.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise ValueError
+    return code

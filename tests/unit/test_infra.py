@@ -181,6 +181,9 @@ OPTIONAL_SETTINGS = {
     "AzureWebJobsStorage",
     # An admin's watch list: empty unless set (like ALERT_EXCLUDE_SKUS it could be a parameter; not one yet).
     "RENEWAL_WATCH_SKUS",
+    # Prices are the admin's (Graph has none): set in the app settings when wanted, never defaulted.
+    "SKU_PRICES",
+    "SKU_PRICE_CURRENCY",
     # Round one's single re-notification period: read when the per-severity ones are unset (docs/alerts.md).
     "ALERT_RENOTIFY_HOURS",
     # In Azure the Functions host exports telemetry to Application Insights; OTLP is for the CLI.
