@@ -220,6 +220,7 @@ var tableNames = [
   'SkuHistory'
   'AlertState'
   'AlertOutbox'
+  'AlertSuppressions'
   'AuditLeases'
   'AuditRunDetails'
   'AuditOverflow'
