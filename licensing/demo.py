@@ -122,6 +122,25 @@ def _fix_one_problem(graph: Any, report: Any) -> str:
     return "nothing (the tenant had no nested groups)"
 
 
+def _accept_one_problem(store: Any, report: Any, when: datetime) -> str:
+    """Between the nights, suppress the B2B members of one group (the admin licenses those partners on purpose):
+    the second night still reports them, marked, and does not alert them."""
+    from licensing.suppressions import SuppressionRequest, apply_request
+
+    guest = next((f for f in report.findings if f.kind == "b2b_member" and f.group_id), None)
+    if guest is None:
+        return "nothing (the tenant had no B2B members)"
+    request = SuppressionRequest(
+        reason="Partner accounts licensed on purpose (demo)",
+        by="demo:admin",
+        group_id=guest.group_id,
+        kind="b2b_member",
+        until=(when + timedelta(days=30)).date().isoformat(),
+    )
+    done = apply_request(store, report.run.tenant_id, request, when)
+    return done.summary
+
+
 def _write_alert_files(alerts_dir: Path, channel: str, item_id: str, body: bytes, night: int) -> Path:
     safe_id = "".join(c if c.isalnum() or c in "-_" else "-" for c in item_id)[-40:]
     if channel == "mail":
@@ -235,6 +254,8 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
                     _seed_history(store, outcome.report.run.tenant_id, list(outcome.report.skus), nights[0])
                     fixed = _fix_one_problem(graph, outcome.report)
                     console.print(f"• Between the nights an admin fixed something: {fixed}", markup=False)
+                    accepted = _accept_one_problem(store, outcome.report, when)
+                    console.print(f"• … and accepted something: {accepted}", markup=False)
                 with _step(console, f"Night {night} ({when:%Y-%m-%d %H:%M} UTC): enqueuing the scheduled audit"):
                     # What the timer does: reserve the occurrence's request id (its ticket), then enqueue it.
                     handle_timer(settings, now=when, store_factory=lambda _s: store)
@@ -281,6 +302,10 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
             write_html(report, output / "report.html", history=outcome.history or None, cloud=settings.graph_cloud)
 
     console.print()
+    for finding in report.findings:
+        if finding.kind in ("seat_shortage", "seat_low") and "reclaim" in finding.message:
+            console.print(f"Reclaim before you buy: {finding.message}", markup=False, soft_wrap=True)
+            break
     render_summary(report, console=console)
     console.print()
     console.print("Demo output:", markup=False)
