@@ -32,7 +32,7 @@ from licensing.settings import Secret, Settings, StorageConnection, load_setting
 # Findings about a group and its members: they disappear with the group when it cannot be read.
 GROUP_KINDS = frozenset(
     {"b2b_member", "nested_group", "license_error", "disabled_user_licensed", "empty_licensed_group",
-     "processing_incomplete", "redundant_direct_assignment"}
+     "processing_incomplete", "redundant_direct_assignment", "inactive_user_licensed"}
 )  # fmt: skip
 SEAT_KINDS = frozenset({"seat_shortage", "seat_low", "seat_forecast", "units_expiring"})
 

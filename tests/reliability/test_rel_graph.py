@@ -234,8 +234,14 @@ def test_group_deleted_mid_run_is_partial_and_names_it(graph_sleeps: SleepLog) -
 @pytest.mark.parametrize(
     ("route", "permission", "lost_kinds"),
     [
-        ("subscribedSkus", "LicenseAssignment.Read.All", SEAT_KINDS | {"expected_sku_not_group_assigned"}),
-        ("members", "GroupMember.Read.All", GROUP_KINDS),
+        # Subscriptions are read with the SKUs (their renewal dates join the SKUs), and P1 coverage counts SKU
+        # seats and every licensed group's members: each is lost with what it counts.
+        (
+            "subscribedSkus",
+            "LicenseAssignment.Read.All",
+            SEAT_KINDS | {"expected_sku_not_group_assigned", "subscription_renewal", "p1_coverage_short"},
+        ),
+        ("members", "GroupMember.Read.All", GROUP_KINDS | {"p1_coverage_short"}),
     ],
 )
 def test_403_for_one_permission_names_it_and_keeps_the_rest(
