@@ -334,8 +334,8 @@ def check_permissions_command(
     console = _console()
     missing = 0
     for check in results:
-        mark = {True: "granted", False: "MISSING", None: "unknown"}[check.granted]
-        missing += check.granted is False
+        mark = {True: "granted", False: "optional" if check.optional else "MISSING", None: "unknown"}[check.granted]
+        missing += check.granted is False and not check.optional
         console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False, soft_wrap=True)
     if missing:
         raise typer.Exit(EXIT_FAILED)

@@ -20,6 +20,7 @@ class PermissionCheck:
     permission: str
     granted: bool | None
     detail: str = ""
+    optional: bool = False  # the audit runs without it, with what it feeds "not evaluated"
 
 
 async def _probe(graph: GraphClient, permission: str, path: str, route: str) -> tuple[PermissionCheck, object]:
@@ -64,6 +65,17 @@ async def check_permissions(graph: GraphClient) -> list[PermissionCheck]:
         )
     results.append(check)
     results.append(await _check_users(graph))
+    check, _ = await _probe(
+        graph,
+        "AuditLog.Read.All (optional: sign-in activity for inactive_user_licensed)",
+        "/users?" + query({"$select": "id,signInActivity", "$top": 1}),
+        "/users",
+    )
+    results.append(
+        PermissionCheck(
+            check.permission, check.granted, check.detail.replace("/users", "/users with signInActivity"), True
+        )
+    )
     results.append(await _check_mail(graph))
     return results
 

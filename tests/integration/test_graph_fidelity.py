@@ -182,3 +182,21 @@ def test_reclaim_lines_and_safe_redundant_assignments_match_the_sandbox(
     # its group leaves Yammer off, which the direct assignment enables: not safe.
     assert redundant[tenant.user_id(U_REDUNDANT_BI)].endswith("is safe to remove")
     assert "compare them before removing it" in redundant[tenant.user_id(U_REDUNDANT_E3[0])]
+
+
+def test_audit_log_is_an_optional_permission_in_check_permissions(sandbox: SandboxServer) -> None:
+    async def checks() -> list[Any]:
+        settings = load_settings({"GRAPH_BASE_URL": sandbox.base_url})
+        async with open_graph(settings, credential="none") as graph:
+            return list(await check_permissions(graph))
+
+    [full] = [c for c in asyncio.run(checks()) if c.permission.startswith("AuditLog.Read.All")]
+    assert full.granted is True and full.optional
+    sandbox.set_faults(Faults(permissions=BASE | {"User.Read.All"}))
+    [without] = [c for c in asyncio.run(checks()) if c.permission.startswith("AuditLog.Read.All")]
+    assert without.granted is False and without.optional
+    from licensing.cli import main
+
+    assert main(["check-permissions", "--graph-url", sandbox.base_url, "--credential", "none"]) == 0, (
+        "an optional permission missing is not a failure"
+    )
