@@ -152,9 +152,13 @@ def parse_official_qualifying(text: str) -> list[SkuName]:
 
 def to_qualifying_csv(rows: Iterable[SkuName]) -> str:
     """The text of ``group_licensing_skus.csv``: header ``String_Id,GUID,Why``."""
+    return _csv_text(QUALIFYING_COLUMNS, rows)
+
+
+def _csv_text(header: tuple[str, ...], rows: Iterable[SkuName]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(QUALIFYING_COLUMNS)
+    writer.writerow(header)
     for row in rows:
         writer.writerow((row.string_id, row.guid, row.name))
     return out.getvalue()
@@ -197,12 +201,7 @@ def _office_ids() -> frozenset[str]:
 
 def to_table_csv(rows: Iterable[SkuName]) -> str:
     """The data file's text: header ``String_Id,GUID,Product_Display_Name`` and one row per SKU."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(DATA_COLUMNS)
-    for row in rows:
-        writer.writerow((row.string_id, row.guid, row.name))
-    return out.getvalue()
+    return _csv_text(DATA_COLUMNS, rows)
 
 
 def parse_table(text: str) -> list[SkuName]:

@@ -14,9 +14,11 @@ from typing import Final
 
 from licensing.errors import AuditError
 from licensing.graph.candidates import GroupCandidate
-from licensing.model import Part, Sku, User
+from licensing.model import Part, User
+from licensing.rules.dynamic import group_licensing_seats
 from licensing.rules.membership import rule_admits_guests
-from licensing.skus import product_name, qualifies_for_group_licensing
+from licensing.rules.reclaim import holds
+from licensing.skus import product_name
 
 __all__ = [
     "LARGE_GROUP_USERS",
@@ -34,7 +36,6 @@ __all__ = [
 # support ticket"; "When licenses are assigned or modified for a large group (for example, 100,000 users), it could
 # affect performance" (https://learn.microsoft.com/entra/identity/users/licensing-group-advanced, "Limitations").
 LARGE_GROUP_USERS: Final = 60_000
-_SEAT_STATES: Final = frozenset({"active", "activewitherror"})  # states that hold a seat (licenseAssignmentState)
 
 
 class Verdict(StrEnum):
@@ -109,33 +110,11 @@ class Plan:
         return Verdict.UNSUITABLE if self.blockers else Verdict.SUITABLE
 
 
-def holds(user: User, sku_id: str) -> bool:
-    """Whether the user holds a seat of the SKU from any source (direct or another group).
-
-    A state ``Error`` holds no seat ("a user holding it only in an error state still needs a seat"); Active and
-    ActiveWithError do (https://learn.microsoft.com/graph/api/resources/licenseassignmentstate). Without states for
-    the SKU, ``assignedLicenses`` decides.
-    """
-    states = [a for a in user.assignments if a.sku_id == sku_id]
-    if states:
-        return any(a.state.casefold() in _SEAT_STATES for a in states)
-    return sku_id in user.assigned_sku_ids
-
-
 def _label(user: User) -> str:
     name, upn = user.display_name.strip(), user.user_principal_name.strip()
     if name and upn and name != upn:
         return f"{name} ({upn})"
     return name or upn or user.id
-
-
-def _p1_seats(skus: tuple[Sku, ...]) -> int:
-    return sum(
-        max(s.enabled, 0)
-        for s in skus
-        if s.applies_to.casefold() == "user"
-        and qualifies_for_group_licensing(s.sku_id, s.service_plans, s.sku_part_number)
-    )
 
 
 def assess(candidate: GroupCandidate) -> Plan:
@@ -234,7 +213,7 @@ def assess(candidate: GroupCandidate) -> Plan:
                 )
             )
     benefit = len(candidate.group_licensed_users | {u.id for u in users})
-    p1 = _p1_seats(candidate.tenant_skus)
+    p1, _products = group_licensing_seats(candidate.tenant_skus)
     if benefit > p1:
         warnings.append(
             Reason(

@@ -3,7 +3,9 @@ and whether the tenant has Entra ID P1 for everyone who benefits from group-base
 
 from __future__ import annotations
 
-from licensing.model import FindingKind
+from collections.abc import Iterable
+
+from licensing.model import FindingKind, Sku
 from licensing.rules.base import Facts, RuleContext, RuleResult, make_finding, plural, quote
 from licensing.rules.membership import rule_admits_guests
 from licensing.skus import qualifies_for_group_licensing
@@ -13,7 +15,7 @@ __all__ = [
     "evaluate_dynamic_rule_admits_guests",
     "evaluate_licensed_group_shrank",
     "evaluate_p1_coverage_short",
-    "p1_seats",
+    "group_licensing_seats",
 ]
 
 
@@ -93,12 +95,12 @@ def evaluate_licensed_group_shrank(facts: Facts, ctx: RuleContext) -> RuleResult
     return result
 
 
-def p1_seats(facts: Facts) -> tuple[int, list[str]]:
-    """Enabled seats of the tenant's SKUs that license group-based licensing (Entra ID P1/P2, Office 365 E3 and
-    above: licensing.skus.qualifies_for_group_licensing), and those SKUs' part numbers."""
+def group_licensing_seats(skus: Iterable[Sku]) -> tuple[int, list[str]]:
+    """Enabled seats of the User SKUs that license group-based licensing (Entra ID P1/P2, Office 365 E3 and
+    above: licensing.skus.qualifies_for_group_licensing), and those SKUs' part numbers (rule and plan alike)."""
     seats = 0
     names: list[str] = []
-    for sku in facts.snapshot.skus:
+    for sku in skus:
         if sku.applies_to.casefold() == "user" and qualifies_for_group_licensing(
             sku.sku_id, sku.service_plans, sku.sku_part_number
         ):
@@ -132,7 +134,7 @@ def evaluate_p1_coverage_short(facts: Facts, ctx: RuleContext) -> RuleResult:
         result.blocked = f"members of {plural(len(unread), 'licensed group')} not read: {shown}{more}"
         return result
     users = {uid for g in facts.groups for uid in g.user_ids}
-    seats, names = p1_seats(facts)
+    seats, names = group_licensing_seats(facts.snapshot.skus)
     if len(users) > seats:
         short = len(users) - seats
         covered = ", ".join(names) if names else "none"

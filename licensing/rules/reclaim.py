@@ -10,7 +10,7 @@ from typing import Final
 from licensing.model import FindingKind, LicenseAssignment, User
 from licensing.rules.base import Facts, RuleContext, RuleResult, as_utc, make_finding, plural, quote
 
-__all__ = ["Reclaim", "direct_adds_nothing", "evaluate_inactive_user_licensed", "is_inactive", "reclaimable"]
+__all__ = ["Reclaim", "direct_adds_nothing", "evaluate_inactive_user_licensed", "holds", "is_inactive", "reclaimable"]
 
 _SEAT_STATES: Final = frozenset({"active", "activewitherror"})  # states that hold a seat (licenseAssignmentState)
 
@@ -24,7 +24,13 @@ def is_inactive(user: User, now: datetime, days: int) -> bool:
     return user.created is not None and as_utc(user.created) < cutoff
 
 
-def _holds(user: User, sku_id: str) -> bool:
+def holds(user: User, sku_id: str) -> bool:
+    """Whether the user holds a seat of the SKU from any source (direct or a group).
+
+    A state ``Error`` holds no seat (a user holding it only in an error state still needs one); Active and
+    ActiveWithError do (https://learn.microsoft.com/graph/api/resources/licenseassignmentstate). Without states for
+    the SKU, ``assignedLicenses`` decides.
+    """
     states = [a for a in user.assignments if a.sku_id == sku_id]
     if states:
         return any(a.state.casefold() in _SEAT_STATES for a in states)
@@ -86,7 +92,7 @@ def reclaimable(facts: Facts, ctx: RuleContext, sku_id: str) -> Reclaim | None:
     disabled = inactive = redundant = 0
     redundant_users = {uid for uid, s, _groups in facts.redundant if s == sku_id}
     for uid, user in snap.users.items():
-        if not _holds(user, sku_id):
+        if not holds(user, sku_id):
             continue
         if user.account_enabled is False:
             disabled += 1
