@@ -231,7 +231,8 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
 
     with _step(console, "Starting Azurite (local Table and Queue Storage, in memory)"), Azurite() as azurite:
         with _step(console, f"Generating a simulated tenant ({users} users, {groups} groups, seed {seed})"):
-            tenant = generate_tenant(TenantSpec(seed=seed, users=users, groups=groups))
+            # The demo's tenant stands today (the wall clock: the demo is the one place that wants it).
+            tenant = generate_tenant(TenantSpec(seed=seed, users=users, groups=groups), as_of=utcnow())
             first_night = utcnow().replace(hour=2, minute=30, second=0, microsecond=0) - timedelta(days=1)
             # License states went wrong in the days before the first night (license_error says how long).
             tenant.states_as_of = first_night - timedelta(hours=1)

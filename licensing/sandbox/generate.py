@@ -11,8 +11,10 @@ import itertools
 import math
 import random
 from array import array
+from datetime import UTC, datetime
 from typing import Any, Final
 
+from licensing.clock import utcnow
 from licensing.sandbox.catalog import (
     ERROR_KINDS,
     ODD_GROUP_NAMES,
@@ -92,9 +94,19 @@ def _group_name(index: int, rng_pick: int) -> tuple[str, str]:
     return f"{depts[rng_pick % len(depts)]} Team {j:04d}", "Department team"
 
 
-def generate_tenant(spec: TenantSpec) -> SandboxTenant:
-    """Generate the tenant for ``spec``: deterministic, seconds for 300,000 users."""
+def generate_tenant(spec: TenantSpec, as_of: datetime | None = None) -> SandboxTenant:
+    """Generate the tenant for ``spec`` as it stands at ``as_of``: deterministic, seconds for 300,000 users.
+
+    ``as_of`` is the tenant's "now": the server dates subscriptions, sign-ins and account creation from it, never
+    from the wall clock, so the tenant and its ground truth are a pure function of (spec, as_of). Tests that
+    evaluate at a fixed time pass that time. ``None`` takes the wall clock (to the minute): for the ``sandbox`` and
+    ``demo`` commands, and for tests whose pipeline runs on the wall clock too (both then move together).
+    """
     spec.validate()
+    if as_of is None:
+        as_of = utcnow().replace(second=0, microsecond=0)
+    elif as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware (UTC)")
     n, m = spec.users, spec.groups
     rng = random.Random(spec.seed)
     part = {c.part_number: i for i, c in enumerate(SKU_CATALOG)}
@@ -276,6 +288,7 @@ def generate_tenant(spec: TenantSpec) -> SandboxTenant:
         counts,
         ug_groups,
     )
+    tenant.as_of = as_of.astimezone(UTC)
     tenant.ground_truth = ground_truth(tenant)
     return tenant
 

@@ -15,7 +15,6 @@ import uuid
 from array import array
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -69,7 +68,6 @@ class GraphApp(Handlers, Metering):
         self._rng = random.Random(self._faults.seed)
         self._error_groups: dict[int, list[int]] | None = None
         self._body_fault_now: str | None = None  # set per request; requests run one at a time on the loop
-        self._lifecycle = datetime.now(UTC).replace(microsecond=0, second=0) + timedelta(days=20)
 
     # -------------------------------------------------------------- runtime switches
 

@@ -111,14 +111,15 @@ class Handlers(Filters):
         # The enabled subscription: a trial ending in 10 days (the free SKU), a month-to-month one renewing in 12
         # days (the over-consumed SKU: rolls over, never news), or an annual one (300 days after the grace date).
         plan = SKU_CATALOG[k].plan
+        renews = t.as_of + timedelta(days=20)  # the grace date, 20 days after the tenant's "now" (truth.py)
         enabled_next = {"free": timedelta(days=-10), "over": timedelta(days=-8)}.get(plan)
         parts: list[tuple[str, int, datetime | None]] = [
-            ("Enabled", s.enabled, self._lifecycle + enabled_next if enabled_next is not None else None)
+            ("Enabled", s.enabled, renews + enabled_next if enabled_next is not None else None)
         ]
         if s.warning:
-            parts.append(("Warning", s.warning, self._lifecycle))
+            parts.append(("Warning", s.warning, renews))
         if s.suspended:
-            parts.append(("Suspended", s.suspended, self._lifecycle + timedelta(days=30)))
+            parts.append(("Suspended", s.suspended, renews + timedelta(days=30)))
         if s.locked_out:
             parts.append(("LockedOut", s.locked_out, None))
         out = []
@@ -132,9 +133,7 @@ class Handlers(Filters):
                     "commerceSubscriptionId": ident,
                     "createdDateTime": STAMP,
                     "isTrial": plan == "free" and status == "Enabled",
-                    "nextLifecycleDateTime": (nxt or self._lifecycle + timedelta(days=300)).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ"
-                    ),
+                    "nextLifecycleDateTime": (nxt or renews + timedelta(days=300)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "ownerId": None,
                     "ownerTenantId": None,
                     "ownerType": None,

@@ -39,6 +39,8 @@ class Metering(AppState):
                 "code": exc.code,
                 "message": exc.message,
                 "innerError": {
+                    # When the server answered (as Graph's innerError.date): the wall clock on purpose, like an
+                    # HTTP Date header; nothing the audit judges is computed from it.
                     "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                     "request-id": request_id,
                     "client-request-id": client_id,

@@ -105,8 +105,14 @@ class Rendering(AppState):
             elif p == "licenseAssignmentStates":
                 out[p] = self._states_json(u)
             elif p == "createdDateTime":
-                recent = self._now() - timedelta(days=10)
-                out[p] = recent.strftime("%Y-%m-%dT%H:%M:%SZ") if t.created_recently(u) else STAMP
+                # New hires 10 days before the tenant's now; everyone else at the fixed STAMP, or a year before
+                # the tenant's now when that is earlier (an account is never created after the day it is read).
+                created = self._now() - timedelta(days=10 if t.created_recently(u) else 365)
+                out[p] = (
+                    created.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    if t.created_recently(u)
+                    else min(STAMP, created.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                )
             elif p == "signInActivity":
                 out[p] = self._sign_in_json(u)
             elif p == "department":
@@ -140,7 +146,7 @@ class Rendering(AppState):
         return out
 
     def _now(self) -> datetime:
-        return self._lifecycle - timedelta(days=20)  # the server's start (wire.AppState)
+        return self.tenant.as_of  # the tenant's "now": never the wall clock (SandboxTenant.as_of)
 
     def _sign_in_json(self, u: int) -> dict[str, Any]:
         """https://learn.microsoft.com/graph/api/resources/signinactivity, for the sandbox's activity pattern."""

@@ -17,6 +17,7 @@ import socket
 import struct
 import sys
 import threading
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
@@ -256,6 +257,15 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 # ------------------------------------------------------------------------------ command line
 
 
+def _as_of(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        example = "2026-11-24T02:30:00Z"
+        raise argparse.ArgumentTypeError(f"--as-of must be an ISO 8601 time such as {example}: {text!r}") from exc
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m licensing.sandbox", description="Serve a simulated Graph tenant.")
     p.add_argument("--host", default="127.0.0.1")
@@ -268,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ru-budget", default=None, help="RU per 10 s window, or 'auto' for Graph's budget")
     p.add_argument("--faults", action="append", default=[], help="fault spec, e.g. '429@members:first=2'")
     p.add_argument("--ground-truth", default=None, help="write the expected findings as JSON to this file")
+    p.add_argument(
+        "--as-of",
+        type=_as_of,
+        default=None,
+        help="the tenant's now, ISO 8601 UTC (e.g. 2026-11-24T02:30:00Z); default: the wall clock",
+    )
     return p
 
 
@@ -303,7 +319,7 @@ def serve(argv: list[str] | None = None, *, ready: threading.Event | None = None
     args = _parser().parse_args(argv)
     try:
         faults = build_faults(args.faults, args.per_object_us, args.ru_budget)
-        tenant = generate_tenant(TenantSpec(seed=args.seed, users=args.users, groups=args.groups))
+        tenant = generate_tenant(TenantSpec(seed=args.seed, users=args.users, groups=args.groups), as_of=args.as_of)
     except LicensingError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -322,6 +322,9 @@ class SandboxTenant:
         # lastUpdatedDateTime of the license states: states in error went wrong up to 14 days before it, each
         # user at its own time (license_error says how long a user waits). The demo moves it to its first night.
         self.states_as_of: datetime = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+        # The tenant's "now" (generate_tenant's as_of): subscriptions, sign-ins and creation dates are served
+        # relative to it, so what the server answers never depends on the day the tests run.
+        self.as_of: datetime = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 
     # -------------------------------------------------------------- identities and names
 

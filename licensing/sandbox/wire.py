@@ -208,7 +208,6 @@ class AppState:
     _rng: random.Random
     _error_groups: dict[int, list[int]] | None
     _body_fault_now: str | None
-    _lifecycle: datetime
 
 
 def in_index(indices: set[int]) -> Callable[[GroupDef], bool]:
@@ -294,5 +293,7 @@ def decode_token(token: str, sig: int) -> int:
 
 
 def http_date(seconds_from_now: float) -> str:
-    """An HTTP-date ``Retry-After`` value (RFC 9110), for tests of that form."""
+    """An HTTP-date ``Retry-After`` value (RFC 9110), for tests of that form.
+
+    The wall clock on purpose: the client measures the wait against its own clock, as it would against Graph."""
     return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now), usegmt=True)

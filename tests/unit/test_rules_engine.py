@@ -189,10 +189,14 @@ def test_a_large_tenant_evaluates_in_one_pass() -> None:
 # ---------------------------------------------------------------- the sandbox's independent ground truth
 
 
-@pytest.mark.parametrize("seed", [1, 2, 7])
-def test_rules_agree_with_the_sandbox_ground_truth(seed: int) -> None:
-    tenant = generate_tenant(TenantSpec(seed=seed, users=400, groups=30))
-    ev = evaluate(read_in_process(tenant), RuleContext.from_settings(Settings(), now=NOW))
+@pytest.mark.parametrize(
+    ("seed", "as_of"),
+    [(1, NOW), (2, NOW), (7, NOW), (1, datetime(2031, 2, 28, 12, tzinfo=UTC)), (7, datetime(2024, 2, 29, tzinfo=UTC))],
+)
+def test_rules_agree_with_the_sandbox_ground_truth(seed: int, as_of: datetime) -> None:
+    # The tenant stands at as_of and the rules judge at as_of: the same answer whatever the wall clock says.
+    tenant = generate_tenant(TenantSpec(seed=seed, users=400, groups=30), as_of=as_of)
+    ev = evaluate(read_in_process(tenant), RuleContext.from_settings(Settings(), now=as_of))
     got = {(f.id, f.kind, f.severity.value) for f in ev.findings}
     want = {(e.id, e.kind, e.severity.value) for e in tenant.ground_truth}
     assert got - want == set(), "findings the ground truth does not expect"

@@ -36,6 +36,32 @@ def test_same_spec_same_tenant_and_other_seed_differs():
     assert a.user_id(0) != c.user_id(0)
 
 
+def test_what_the_server_answers_is_a_function_of_spec_and_as_of_alone() -> None:
+    """The sandbox takes its now from the tenant (as_of), never from the wall clock: the same (spec, as_of) is
+    served byte for byte alike, and a later as_of moves every date it serves by exactly the difference."""
+    from datetime import UTC, datetime, timedelta
+
+    from licensing.sandbox.graph_api import GraphApp, Request
+
+    def answers(as_of: datetime) -> list[bytes]:
+        app = GraphApp(generate_tenant(TenantSpec(seed=5, users=120, groups=14), as_of=as_of))
+        paths = [
+            "/v1.0/users?$select=id,createdDateTime,signInActivity,licenseAssignmentStates&$top=500",
+            "/v1.0/directory/subscriptions",
+            "/v1.0/subscribedSkus",
+        ]
+        return [app.handle(Request("GET", path, {}, b"")).body for path in paths]
+
+    as_of = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
+    first = answers(as_of)
+    assert first == answers(as_of)
+    later = answers(as_of + timedelta(days=400))
+    assert later != first
+    shifted = [b.replace(b"2026-", b"2027-") for b in first]  # not a proof, but the dates must have moved
+    assert b"2026-12-14" in first[1] and b"2026-12-14" not in later[1]
+    assert any(b"2027-12-" in b or b"2028-01-" in b for b in later) and shifted
+
+
 def test_ids_are_guids_that_resolve_back_to_their_index(medium):
     ids = [medium.user_id(i) for i in range(medium.user_count)]
     assert len(set(ids)) == len(ids)
