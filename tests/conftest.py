@@ -69,10 +69,14 @@ class OTelCapture:
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
-                    seen = self._last.setdefault(m.name, {})
+                    fresh: dict[frozenset[tuple[str, Any]], float] = {}
                     for p in m.data.data_points:
                         value = getattr(p, "value", None)
-                        seen[frozenset((p.attributes or {}).items())] = value if value is not None else p.count
+                        # Two series whose attributes compare equal (an enum and its string) are one key here:
+                        # add them up rather than let one hide the other.
+                        key = frozenset((p.attributes or {}).items())
+                        fresh[key] = fresh.get(key, 0) + (value if value is not None else p.count)
+                    self._last.setdefault(m.name, {}).update(fresh)
         return dict(self._last.get(metric, {}))
 
 

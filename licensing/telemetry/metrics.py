@@ -118,14 +118,17 @@ def graph_request(
 
 
 def delivery(channel: str, outcome: str) -> None:
-    """An alert delivery attempt: outcome is ``delivered`` | ``failed`` | ``queued`` | ``replayed``."""
-    attrs = {"alert.channel": channel, "alert.outcome": outcome}
+    """An alert delivery attempt: outcome is ``delivered`` | ``failed`` | ``queued`` | ``replayed``.
+
+    Attribute values are plain strings: the SDK keys a series by its attribute values, so ``Channel.TEAMS`` and
+    ``"teams"`` would be two series of one channel (one of them hidden behind the other in every exporter)."""
+    attrs = {"alert.channel": str(channel), "alert.outcome": str(outcome)}
     _get().deliveries.add(1, attrs)
     trace.get_current_span().add_event("alert.delivery", attrs)
 
 
 def outbox_depth(channel: str, depth: int) -> None:
-    _get().outbox.set(depth, {"alert.channel": channel})
+    _get().outbox.set(depth, {"alert.channel": str(channel)})
 
 
 def run_finished(report: AuditReport, duration_s: float) -> None:

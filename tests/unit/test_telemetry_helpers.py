@@ -242,6 +242,30 @@ def test_delivery_counter_and_outbox_gauge(otel) -> None:
     assert [e.name for e in s.events] == ["alert.delivery"] * 3
 
 
+def test_a_channel_enum_and_its_name_are_one_series_of_plain_strings(otel) -> None:
+    """The notifier passes Channel members, other callers strings: one series per channel, exported as text."""
+    from licensing.model import Channel
+
+    def teams_failed() -> list[tuple[dict, float]]:
+        data = otel.reader.get_metrics_data()
+        return [
+            (dict(p.attributes), p.value)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "alerts.deliveries"
+            for p in m.data.data_points
+            if p.attributes.get("alert.outcome") == "failed" and p.attributes.get("alert.channel") == "teams"
+        ]
+
+    before = sum(v for _, v in teams_failed())
+    telemetry.delivery(Channel.TEAMS, "failed")
+    telemetry.delivery("teams", "failed")
+    series = teams_failed()
+    assert len(series) == 1 and sum(v for _, v in series) - before == 2
+    assert all(type(a["alert.channel"]) is str for a, _ in series)
+
+
 def _finding(kind: FindingKind, severity: Severity) -> Finding:
     return finding(kind=kind.value, severity=severity, message="m", user_name="Alice Smith")
 
