@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test unit lint typecheck pytest bench iac clean
+.PHONY: demo test unit clock debian lint typecheck pytest bench iac clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(NODE_STAMP): package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# faketime (the clock tier) and chromium (the browser tests): Debian's packages, installed when missing.
+debian:
+	@bash scripts/install-debian-packages.sh faketime chromium
+
 demo: $(PY_STAMP) $(NODE_STAMP)
 	@$(VENV)/bin/licensing-audit demo
 
@@ -35,16 +39,26 @@ typecheck: $(PY_STAMP)
 	@echo "==> mypy licensing/"
 	@$(VENV)/bin/mypy
 
-pytest: $(PY_STAMP) $(NODE_STAMP)
-	@echo "==> pytest"
+# The whole suite in random order (pytest-randomly prints its seed: PYTEST_ARGS=--randomly-seed=N repeats an
+# order, PYTEST_ARGS="-p no:randomly" keeps the file order). Under CI=true a missing Chromium fails the browser tests.
+pytest: $(PY_STAMP) $(NODE_STAMP) debian
+	@echo "==> pytest (random order)"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The fast tiers again under a shifted wall clock: a test that depends on today's date fails here.
+FAST_TIERS := tests/unit tests/conformance -q -m "not azurite and not slow and not chromium" \
+	--ignore=tests/unit/test_infra.py
+clock: $(PY_STAMP) debian
+	@echo "==> unit + conformance under faketime '+400 days'"
+	@faketime '+400 days' $(PY) -m pytest $(FAST_TIERS) $(PYTEST_ARGS)
+	@echo "==> unit + conformance under faketime '2031-02-28 12:00:00'"
+	@faketime '2031-02-28 12:00:00' $(PY) -m pytest $(FAST_TIERS) $(PYTEST_ARGS)
+
+test: lint typecheck pytest clock
 
 # The inner loop: unit and conformance tests, no Azurite, no browser, no Bicep toolchain (about 15 s).
 unit: $(PY_STAMP)
-	@$(PY) -m pytest tests/unit tests/conformance -q -m "not azurite and not slow and not chromium" \
-		--ignore=tests/unit/test_infra.py $(PYTEST_ARGS)
+	@$(PY) -m pytest $(FAST_TIERS) $(PYTEST_ARGS)
 
 iac: $(PY_STAMP)
 	@echo "==> Bicep parse + checkov (infra/)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from datetime import UTC, date, datetime, timedelta
@@ -98,7 +99,10 @@ def _report() -> tuple[AuditReport, dict[str, list[SkuDay]]]:
 
 def _chromium(tmp_path: Path, *args: str) -> str:
     if CHROMIUM is None:
-        pytest.skip("no Chromium installed (apt-get install chromium); the browser check of the HTML report is skipped")
+        message = "no Chromium installed (apt-get install chromium, or `make test`, which installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: CI runs the browser tests")
+        pytest.skip(f"{message}; the browser check of the HTML report is skipped")
     result = subprocess.run(
         [
             CHROMIUM,

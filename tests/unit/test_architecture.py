@@ -152,9 +152,21 @@ def test_no_module_is_over_600_lines_and_each_names_its_concern() -> None:
     assert not undocumented, f"modules without a first docstring line: {undocumented}"
 
 
+def test_the_simulated_tenant_reads_the_wall_clock_only_where_a_server_would() -> None:
+    # The tenant's now is its as_of (generate_tenant): what the audit judges never follows the day the tests run.
+    # The server's own clock is read only for what a server stamps with it: the error's innerError.date
+    # (metering.py) and an HTTP-date Retry-After (wire.py), which the client compares with its own clock.
+    readers = sorted(
+        path.name
+        for path in (ROOT / "licensing" / "sandbox").rglob("*.py")
+        if re.search(r"datetime\.(now|utcnow)\(|date\.today\(|time\.time\(", path.read_text(encoding="utf-8"))
+    )
+    assert readers == ["metering.py", "wire.py"]
+
+
 def test_one_clock_outside_the_simulated_tenant() -> None:
     # licensing/clock.py is the one UTC now the app reads (tests inject another); the sandbox plays
-    # Microsoft's servers and keeps its own time, as they do.
+    # Microsoft's servers and takes its now from the tenant it serves (the test above).
     direct = sorted(
         str(path.relative_to(ROOT))
         for path in [*(ROOT / "licensing").rglob("*.py"), ROOT / "function_app.py"]
