@@ -60,10 +60,10 @@ class Scenario:
         """The simulated latency of one response holding ``objects`` objects."""
         return (self.latency_ms + self.per_object_us * objects / 1000.0) / 1000.0
 
-    def chain_s(self, total: int) -> float:
+    def chain_s(self, total: int, page: int = PAGE) -> float:
         """Latency of reading ``total`` objects as one sequential chain of full pages (at least one page)."""
-        full, rest = divmod(total, PAGE)
-        return full * self.page_s(PAGE) + (self.page_s(rest) if rest or not full else 0.0)
+        full, rest = divmod(total, page)
+        return full * self.page_s(page) + (self.page_s(rest) if rest or not full else 0.0)
 
 
 def _peak_rss_mb() -> float:
@@ -77,6 +77,7 @@ def child_reader(url: str) -> dict[str, Any]:
     import asyncio
 
     from licensing.graph import open_graph, read_snapshot
+    from licensing.graph.reader import SIGN_IN_PAGE
     from licensing.model import AuditRequest
     from licensing.settings import Settings
 
@@ -96,6 +97,8 @@ def child_reader(url: str) -> dict[str, Any]:
             "groups": len(snap.groups),
             "users": len(snap.users),
             "users_scanned": USERS,  # the scan reads every user of the tenant
+            # With signInActivity in the scan, List users serves at most 500 a page (graph-fidelity.md).
+            "scan_page": SIGN_IN_PAGE if snap.sign_ins_read else PAGE,
             "member_objects": sum(sizes),
             "member_pages": sum(max(1, math.ceil(n / PAGE)) for n in sizes),
             "largest_group": max(sizes, default=0),
@@ -301,15 +304,22 @@ def run_scenario(sc: Scenario) -> None:
     member_chain = max(1, math.ceil(largest / PAGE))
     chain = group_pages + member_chain
     floor_groups = sc.chain_s(groups)
-    # The users scan is one sequential chain of full pages beside the groups and members.
-    scan_chain = sc.chain_s(reader["users_scanned"])
-    floor_chain = max(floor_groups + sc.chain_s(largest), scan_chain)
+    # The users scan is one sequential chain of full pages beside the groups and members: 500 users a page
+    # when it carries signInActivity, 999 otherwise.
+    scan_page = reader["scan_page"]
+    scan_chain = sc.chain_s(reader["users_scanned"], scan_page)
+    groups_chain = floor_groups + sc.chain_s(largest)
+    floor_chain = max(groups_chain, scan_chain)
+    scan_pages = max(1, math.ceil(reader["users_scanned"] / scan_page))
+    if scan_chain >= groups_chain:
+        chain, chain_name = scan_pages, f"the users scan ({scan_pages} pages of {scan_page})"
+    else:
+        chain_name = f"the groups list, then the largest group's members ({largest:,})"
     # Throttling is a floor too: the RU the read needs at the budget's rate (8,000 RU per 10 s for > 500 users).
     tenant_budget = 8000 if USERS > 500 else 5000 if USERS >= 50 else 3500
     ru_rate = (tenant_budget if RU_BUDGET in ("auto", "off") else int(RU_BUDGET)) / RU_WINDOW_S
     floor_ru = reader["ru"] / ru_rate if RU_BUDGET != "off" else 0.0
     # With $batch, first pages go 20 to a request; CONCURRENCY requests at a time, each at least the base latency.
-    scan_pages = max(1, math.ceil(reader["users_scanned"] / PAGE))
     min_requests = 3 + group_pages + max(math.ceil(reader["member_pages"] / 20), member_chain) + scan_pages
     floor_conc = floor_groups + math.ceil((min_requests - 3 - group_pages) / CONCURRENCY) * sc.page_s(0)
     floor = max(floor_chain, floor_conc, floor_ru)
@@ -342,7 +352,10 @@ def run_scenario(sc: Scenario) -> None:
         f"{'':>10}{'':>10}   extrapolated from {sdk['groups_read']} groups / {sdk['member_objects']:,} objects "
         f"({per_object_cpu * 1000:.2f} ms CPU per object)"
     )
-    print(f"{'(b) floor: longest chain x latency':34}{floor_chain:10.2f}{'':>23}{chain:10}   pages in the chain")
+    print(
+        f"{'(b) floor: longest chain x latency':34}{floor_chain:10.2f}{'':>23}{chain:10}   pages in the chain: "
+        f"{chain_name}"
+    )
     print(
         f"{'    floor: RU needed / RU rate':34}{floor_ru:10.2f}{'':>23}{reader['ru']:10,.0f}"
         f"   RU at {ru_rate:,.0f} RU/s (budget {RU_BUDGET}); 429s answered: {reader['throttled']}"
