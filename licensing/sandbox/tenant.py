@@ -399,6 +399,11 @@ class SandboxTenant:
             return 200
         return u % 20
 
+    def no_success_shape(self, u: int) -> str:
+        """How a user without a successful sign-in is served (rendering): "null", "attempts" (failed attempts
+        only), "placeholder" (0001-01-01) or "empty" (""), in turn. All mean no successful sign-in."""
+        return ("null", "attempts", "placeholder", "empty")[(u // 106) % 4]  # new hires and old accounts in each
+
     def created_recently(self, u: int) -> bool:
         """Half of the never-signed-in users were created 10 days ago (new hires: not inactive); the rest in 2024."""
         return u % 53 == 7 and u % 2 == 0

@@ -27,6 +27,8 @@ MAX_TOP: Final = 999  # https://learn.microsoft.com/graph/paging : $top 1..999 f
 DEFAULT_TOP: Final = 100
 MAX_BATCH: Final = 20  # https://learn.microsoft.com/graph/json-batching : at most 20 requests
 STAMP: Final = "2024-03-01T09:30:00Z"  # fixed timestamps keep responses deterministic
+# signInActivity's "no date" as Microsoft's List users example serves it (user-list, example 11).
+PLACEHOLDER: Final = "0001-01-01T00:00:00Z"
 # Object tags in collections: 3*i user, 3*i+1 group, 3*i+2 device.
 USER, GROUP, DEVICE = 0, 1, 2
 USER_TYPE, GROUP_TYPE, DEVICE_TYPE = "#microsoft.graph.user", "#microsoft.graph.group", "#microsoft.graph.device"
