@@ -125,6 +125,9 @@ class TenantSpec:
     # False: the SKUs that license group-based licensing (Entra ID P1/P2, Office 365 E3/E5) have no seats beyond
     # those in use, so a tenant whose groups also serve other products is short of them (p1_coverage_short).
     premium_spare: bool = True
+    # False: a tenant without Microsoft Entra ID P1/P2, which refuses signInActivity with 403
+    # Authentication_RequestFromNonPremiumTenantOrB2CTenant (docs/sandbox.md).
+    entra_premium: bool = True
 
     def validate(self) -> None:
         problems = []

@@ -263,3 +263,17 @@ def test_attempt_dates_stand_in_only_when_the_successful_property_is_absent() ->
         assert last_sign_in({**attempts, "lastSuccessfulSignInDateTime": empty}) is None
     served = {**attempts, "lastSuccessfulSignInDateTime": "2026-07-01T08:00:00Z"}
     assert last_sign_in(served) == datetime(2026, 7, 1, 8, tzinfo=UTC), "the successful one alone decides"
+
+
+def test_a_refused_sign_in_scan_names_the_licence_or_audit_log_never_user_read_all() -> None:
+    """The sign-in scan's 403s: a tenant without P1/P2 (our body in Graph's error shape) needs a licence, not a
+    permission; a missing permission there is AuditLog.Read.All (List users), never User.Read.All."""
+    from licensing.graph.responses import SIGN_IN_ROUTE, graph_error
+
+    error = body("ours-nonpremium-signinactivity-403.json")["error"]
+    licence = graph_error(403, SIGN_IN_ROUTE, "GET /users", error["code"], error["message"])
+    assert "P1 or P2" in licence.message and "Read.All" not in licence.message
+    assert getattr(licence, "permission", "x") is None
+    denied = graph_error(403, SIGN_IN_ROUTE, "GET /users", "Authorization_RequestDenied", "Insufficient privileges")
+    assert denied.message.endswith("AuditLog.Read.All") and "User.Read.All" not in denied.message
+    assert graph_error(403, "/users", "GET /users").message.endswith("User.Read.All"), "the plain scan is unchanged"

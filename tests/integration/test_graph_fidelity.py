@@ -152,6 +152,7 @@ def test_sign_in_activity_is_read_in_the_users_scan_and_its_absence_is_not_a_pas
     report = audit(sandbox)
     [outcome] = [o for o in report.outcomes if o.rule_id == "inactive_user_licensed"]
     assert outcome.status == "not_evaluated" and "sign-in activity not readable" in (outcome.reason or "")
+    assert "AuditLog.Read.All" in (outcome.reason or "") and "User.Read.All" not in (outcome.reason or "")
     assert not [f for f in report.findings if f.kind == "inactive_user_licensed"]
     assert report.run.status is RunStatus.SUCCEEDED
     others = {f.id for f in full.findings if f.kind not in ("inactive_user_licensed", "seat_shortage", "seat_low")}
@@ -200,3 +201,27 @@ def test_audit_log_is_an_optional_permission_in_check_permissions(sandbox: Sandb
     assert main(["check-permissions", "--graph-url", sandbox.base_url, "--credential", "none"]) == 0, (
         "an optional permission missing is not a failure"
     )
+
+
+def test_a_tenant_without_entra_premium_is_told_apart_from_a_missing_permission() -> None:
+    """Graph refuses signInActivity in a tenant without Entra ID P1/P2 (403
+    Authentication_RequestFromNonPremiumTenantOrB2CTenant) whatever the app holds: the remedy is a licence."""
+    tenant = generate_tenant(TenantSpec(seed=17, users=200, groups=12, entra_premium=False))
+    assert not [f for f in tenant.ground_truth if f.kind == "inactive_user_licensed"]
+    with SandboxServer(tenant) as server:
+        report = audit(server)
+        settings = load_settings({"GRAPH_BASE_URL": server.base_url})
+
+        async def checks() -> dict[str, Any]:
+            async with open_graph(settings, credential="none") as graph:
+                return {c.permission.split(" ")[0]: c for c in await check_permissions(graph)}
+
+        probes = asyncio.run(checks())
+    assert report.run.status is RunStatus.SUCCEEDED, report.run.errors
+    [outcome] = [o for o in report.outcomes if o.rule_id == "inactive_user_licensed"]
+    reason = outcome.reason or ""
+    assert outcome.status == "not_evaluated" and "P1 or P2" in reason, reason
+    assert "needs the Graph application permission" not in reason, "no permission fixes a missing licence"
+    audit_log = probes["AuditLog.Read.All"]
+    assert audit_log.granted is None and "P1 or P2" in audit_log.detail and "User.Read.All" not in audit_log.detail
+    assert probes["User.Read.All"].granted is True
