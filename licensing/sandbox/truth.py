@@ -55,7 +55,8 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
         gid = g.id
         if g.dynamic and g.rule_processing == "Paused":
             out.append(ExpectedFinding(FindingKind.DYNAMIC_GROUP_PAUSED, warn, group_id=gid))
-        # The sandbox's rules either name user.userType (restricted to members) or do not mention it at all.
+        # The sandbox's rules (with and without hyphens, in any case) either restrict user.userType to members or
+        # do not mention it at all.
         if g.dynamic and "user.usertype" not in (g.membership_rule or "").lower():
             out.append(ExpectedFinding(FindingKind.DYNAMIC_RULE_ADMITS_GUESTS, warn, group_id=gid))
         if g.processing_state != PROCESSING_COMPLETE:
