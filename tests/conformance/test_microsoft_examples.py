@@ -277,3 +277,44 @@ def test_a_refused_sign_in_scan_names_the_licence_or_audit_log_never_user_read_a
     denied = graph_error(403, SIGN_IN_ROUTE, "GET /users", "Authorization_RequestDenied", "Insufficient privileges")
     assert denied.message.endswith("AuditLog.Read.All") and "User.Read.All" not in denied.message
     assert graph_error(403, "/users", "GET /users").message.endswith("User.Read.All"), "the plain scan is unchanged"
+
+
+def _plan_for(sku_body: dict[str, Any]) -> Any:
+    from licensing.graph.candidates import GroupCandidate
+    from licensing.plan import assess
+
+    sku = parse_sku(sku_body)
+    members = {f"u{i}": User(id=f"u{i}", account_enabled=True, user_type="Member", usage_location="US") for i in "1234"}
+    group = LicensedGroup(id="g", display_name="Sales", user_ids=tuple(members), security_enabled=True)
+    return assess(
+        GroupCandidate(
+            tenant_id="t",
+            group=group,
+            members=members,
+            skus=(sku,),
+            tenant_skus=(sku,),
+            group_licensed_users=frozenset(),
+        )
+    )
+
+
+def test_plan_with_a_company_sku_is_a_blocker_never_seats_to_buy() -> None:
+    """subscribedSku.appliesTo: "Only SKUs with target class User are assignable" (our Company body)."""
+    from licensing.plan import Blocker, Verdict
+
+    plan = _plan_for(body("ours-subscribedsku-company.json")["value"][0])
+    assert plan.verdict is Verdict.UNSUITABLE
+    assert [b.kind for b in plan.blockers] == [Blocker.SKU_NOT_ASSIGNABLE]
+    assert "Company" in plan.blockers[0].message and "buy" not in plan.blockers[0].message
+
+
+def test_plan_on_microsofts_suspended_sku_says_one_free_count_never_negative() -> None:
+    """The Suspended SKU of List subscribedSkus: enabled 0, consumed 14: 0 free, the same in every line."""
+    from licensing.plan import summary_lines
+
+    plan = _plan_for(body("subscribedskus-list.json")["value"][1])
+    [row] = plan.skus
+    [short] = plan.blockers
+    assert row.free == 0 and "0 are free" in short.message and "buy 4" in short.message
+    lines = "\n".join(summary_lines(plan))
+    assert "-14" not in lines and "4 need a seat, 0 free" in lines
