@@ -41,6 +41,12 @@ def _seat_skus(facts: Facts) -> list[Sku]:
 
 
 def _undercount_note(facts: Facts) -> str | None:
+    if facts.scope is Scope.GROUP:
+        # Waiting users of other groups are not read: what this run does not see may still wait, so it opens
+        # what it sees and resolves nothing (alerts.policy skips a kind whose outcome carries a reason).
+        return (
+            "waiting users outside this group were not read (a group-scoped audit): seats are judged by a tenant audit"
+        )
     if facts.users_unreadable:
         return "waiting users may be undercounted: users could not be read"
     if facts.unreadable_members:

@@ -11,7 +11,8 @@ import pytest
 
 from licensing.alerts.policy import EvaluatedScope
 from licensing.graph import check_permissions, open_graph
-from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger
+from licensing.kinds import GROUP_SUBJECT_KINDS, SKU_SUBJECT_KINDS
+from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger, finding_id
 from licensing.pipeline.run import run_audit
 from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
@@ -225,3 +226,45 @@ def test_a_tenant_without_entra_premium_is_told_apart_from_a_missing_permission(
     audit_log = probes["AuditLog.Read.All"]
     assert audit_log.granted is None and "P1 or P2" in audit_log.detail and "User.Read.All" not in audit_log.detail
     assert probes["User.Read.All"].granted is True
+
+
+def scoped_audit(server: SandboxServer, scope: Scope, **ids: str) -> AuditReport:
+    config = load_settings({"GRAPH_BASE_URL": server.base_url})
+    request = AuditRequest(scope=scope, trigger=Trigger.CLI, **ids)  # type: ignore[arg-type]
+    outcome = asyncio.run(run_audit(request, Runtime(config, store=None, credential="none"), alerts=False))
+    return outcome.report
+
+
+def test_a_group_scoped_audit_opens_and_resolves_only_what_belongs_to_its_group(
+    sandbox: SandboxServer, tenant: SandboxTenant
+) -> None:
+    """subscription_renewal reads subscriptions tenant-wide: a group audit judges only its group's SKUs, exactly
+    as the tenant audit does; what it may open is what the tenant audit reports, and what it may resolve is its
+    group's and its SKUs' (the seats, whose waiting users it cannot all see, it never resolves)."""
+    full = audit(sandbox)
+    tenant_ids = {f.id for f in full.findings}
+    assert any(f.kind == "subscription_renewal" for f in full.findings)
+    for group in [g for g in tenant.groups if g.licensed]:
+        report = scoped_audit(sandbox, Scope.GROUP, group_id=group.id)
+        own = {s.sku_id for s in report.skus}
+        assert own == {tenant.skus[k].sku_id for k in group.sku_indices}
+        renewals = [f for f in report.findings if f.kind == "subscription_renewal"]
+        assert {f.sku_id for f in renewals} <= own, f"{group.display_name}: a product the group does not assign"
+        stray = {f.id for f in report.findings if f.kind in ("subscription_renewal", "units_expiring")} - tenant_ids
+        assert not stray, f"{group.display_name}: opened what the tenant audit never reports"
+        scope = EvaluatedScope.from_report(report)
+        seats = {finding_id(k, s) for k in ("seat_shortage", "seat_low") for s in own}
+        assert not scope.complete and not seats & scope.finding_ids, "seats are never resolved by a group audit"
+        mine = {finding_id(k, s) for k in SKU_SUBJECT_KINDS for s in own}
+        mine |= {finding_id(k, group.id) for k in GROUP_SUBJECT_KINDS}
+        assert scope.finding_ids <= mine, f"{group.display_name}: would resolve state outside its scope"
+
+
+def test_an_audit_of_a_group_that_assigns_no_license_says_so(sandbox: SandboxServer, tenant: SandboxTenant) -> None:
+    group = tenant.plan_group("plan_ready")  # a security group with members and no license
+    report = scoped_audit(sandbox, Scope.GROUP, group_id=group.id)
+    assert not report.findings and not report.skus
+    reasons = {o.reason for o in report.outcomes}
+    assert {o.status for o in report.outcomes} == {"not_evaluated"}
+    assert len(reasons) == 1 and f"group {group.id} assigns no license" in reasons.pop()
+    assert EvaluatedScope.from_report(report).kinds == frozenset(), "no alert state moves"
