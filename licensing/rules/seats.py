@@ -121,6 +121,10 @@ def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
 
 
 def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
+    if facts.scope is Scope.GROUP:
+        # Low or short is decided by the users waiting anywhere in the tenant, which a group audit does not read:
+        # judged here it would open "low" where the tenant audit says "short" (and the nightly resolve it).
+        return RuleResult(not_applicable="not evaluated in a group-scoped audit (waiting users of other groups decide)")
     result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
     if result.blocked:
         return result

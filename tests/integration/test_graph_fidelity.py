@@ -268,3 +268,25 @@ def test_an_audit_of_a_group_that_assigns_no_license_says_so(sandbox: SandboxSer
     assert {o.status for o in report.outcomes} == {"not_evaluated"}
     assert len(reasons) == 1 and f"group {group.id} assigns no license" in reasons.pop()
     assert EvaluatedScope.from_report(report).kinds == frozenset(), "no alert state moves"
+
+
+def test_group_then_nightly_alerts_neither_open_nor_resolve_anything_outside_the_group(
+    sandbox: SandboxServer, tenant: SandboxTenant
+) -> None:
+    """The README's joiner runbook, then the nightly: after the nightly's state, a group audit of every licensed
+    group sends nothing new that the nightly did not report, and the next nightly resolves nothing it opened."""
+    from licensing.alerts.policy import plan_alerts
+
+    settings = load_settings({"GRAPH_BASE_URL": sandbox.base_url, "ALERT_MIN_SEVERITY": "info"})
+    nightly = audit(sandbox)
+    now = nightly.run.started_at
+    states = {s.finding_id: s for s in plan_alerts(nightly, {}, settings, now).next_states}
+    for group in [g for g in tenant.groups if g.licensed]:
+        scoped = scoped_audit(sandbox, Scope.GROUP, group_id=group.id)
+        joiner = plan_alerts(scoped, states, settings, now)
+        assert not joiner.new and not joiner.resolved, (group.display_name, joiner.new, joiner.resolved)
+        after = {s.finding_id: s for s in joiner.next_states} | {
+            k: v for k, v in states.items() if k not in {s.finding_id for s in joiner.next_states}
+        }
+        again = plan_alerts(audit(sandbox), after, settings, now)
+        assert not again.new and not again.resolved, group.display_name
