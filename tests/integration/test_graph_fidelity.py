@@ -281,12 +281,14 @@ def test_group_then_nightly_alerts_neither_open_nor_resolve_anything_outside_the
     nightly = audit(sandbox)
     now = nightly.run.started_at
     states = {s.finding_id: s for s in plan_alerts(nightly, {}, settings, now).next_states}
-    for group in [g for g in tenant.groups if g.licensed]:
-        scoped = scoped_audit(sandbox, Scope.GROUP, group_id=group.id)
+    scopes = [(Scope.GROUP, {"group_id": g.id}) for g in tenant.groups if g.licensed]
+    scopes += [(Scope.SKU, {"sku": s.part_number}) for s in tenant.skus]
+    for scope, ids in scopes:
+        scoped = scoped_audit(sandbox, scope, **ids)
         joiner = plan_alerts(scoped, states, settings, now)
-        assert not joiner.new and not joiner.resolved, (group.display_name, joiner.new, joiner.resolved)
+        assert not joiner.new and not joiner.resolved, (ids, joiner.new, joiner.resolved)
         after = {s.finding_id: s for s in joiner.next_states} | {
             k: v for k, v in states.items() if k not in {s.finding_id for s in joiner.next_states}
         }
         again = plan_alerts(audit(sandbox), after, settings, now)
-        assert not again.new and not again.resolved, group.display_name
+        assert not again.new and not again.resolved, ids
