@@ -147,7 +147,7 @@ def test_sign_in_activity_is_read_in_the_users_scan_and_its_absence_is_not_a_pas
     inactive = {(f.group_id, f.user_id) for f in full.findings if f.kind == "inactive_user_licensed"}
     expected = {(f.group_id, f.user_id) for f in ground_truth(tenant) if f.kind == "inactive_user_licensed"}
     assert inactive == expected and inactive, "the sandbox's inactive members, exactly"
-    # (The scan asked for signInActivity at Graph's page limit for it: the sandbox answers 400 above 500.)
+    # (The scan asks for signInActivity at its documented page size, 500; a larger $top is served 500 a page.)
     # Without AuditLog.Read.All: the scan runs again without it, the rule says why, the run is not partial.
     sandbox.set_faults(Faults(permissions=BASE | {"User.Read.All"}))
     report = audit(sandbox)
