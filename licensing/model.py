@@ -290,9 +290,12 @@ class User:
     assigned_sku_ids: tuple[str, ...] = ()
     assignments: tuple[LicenseAssignment, ...] = ()
     created: datetime | None = None  # createdDateTime
-    # signInActivity (https://learn.microsoft.com/graph/api/resources/signinactivity): the last successful sign-in,
-    # else the later of the last interactive and non-interactive attempts; None: never, or not read.
+    # signInActivity (https://learn.microsoft.com/graph/api/resources/signinactivity): the last successful sign-in
+    # (attempt dates only when that property is not served, graph.parse.last_sign_in); None: none, or not read.
     last_sign_in: datetime | None = None
+    # Since when "no last sign-in" is known to mean none (2023-12-01: lastSuccessfulSignInDateTime is not
+    # backfilled); None: since the account was created.
+    sign_ins_since: datetime | None = None
 
     @property
     def is_b2b(self) -> bool:

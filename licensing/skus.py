@@ -5,9 +5,10 @@ per SKU), refreshed from the official download by ``scripts/refresh_sku_names.py
 lazily, once per process, and never needed for correctness: an unknown SKU shows its part number.
 
 Beside it, ``licensing/data/group_licensing_skus.csv`` (``String_Id,GUID,Why``) lists the SKUs of the same
-table that license a user for group-based licensing: those whose service plans include Microsoft Entra ID P1
-or P2, and the Office 365 E3-and-above suites Microsoft names (:data:`OFFICE_E3_AND_ABOVE`). The
-``p1_coverage_short`` rule and ``plan`` count their seats.
+table that license a user for group-based licensing, derived from the service plans each SKU carries
+(:func:`qualifies_by_plans`): Microsoft Entra ID P1 or P2, or the Office 365 E3-and-above service plans. The
+``p1_coverage_short`` rule and ``plan`` count their seats, told by the plans Graph serves for the tenant's SKUs
+when it serves them, else by that table.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from typing import Final
 __all__ = [
     "DATA_COLUMNS",
     "ENTRA_PREMIUM_PLANS",
-    "OFFICE_E3_AND_ABOVE",
+    "EXCHANGE_PLAN_2",
+    "OFFICE_WHY",
     "QUALIFYING_COLUMNS",
+    "SHAREPOINT_PLAN_2",
     "SkuName",
     "load_table",
     "parse_official_csv",
     "parse_official_qualifying",
     "parse_table",
     "product_name",
+    "qualifies_by_plans",
     "qualifies_for_group_licensing",
     "to_qualifying_csv",
     "to_table_csv",
@@ -43,31 +47,36 @@ QUALIFYING_COLUMNS: Final = ("String_Id", "GUID", "Why")
 # or Office 365 Enterprise E3 or Office 365 A3 or Office 365 GCC G3 or Office 365 E3 for GCCH or Office 365 E3 for
 # DOD and above" (https://learn.microsoft.com/entra/fundamentals/concept-group-based-licensing).
 # Entra ID P1 and P2 are these service plans of Microsoft's table ("AAD_PREMIUM", "AAD_PREMIUM_P2"); Business
-# Premium carries AAD_PREMIUM. The Office 365 suites carry neither, so they are named by their string ids.
+# Premium carries AAD_PREMIUM. The Office 365 suites carry neither.
 ENTRA_PREMIUM_PLANS: Final = frozenset({"41781fb2-bc02-4b7c-bd55-b576c07bb09d", "eec0eb4f-6444-4f95-aba0-50c24d67f998"})
-# "Office 365 Enterprise E3 ... A3 ... GCC G3 ... E3 for GCCH ... E3 for DOD and above", as Microsoft's table names
-# them (E5, A5 and G5 are "above"; developer and small-business editions are not named and not counted).
-OFFICE_E3_AND_ABOVE: Final = frozenset(
+# What Office 365 E3, A3, G3 and E3 for GCCH/DOD carry and the suites below them do not: Exchange Online (Plan 2)
+# ("EXCHANGE_S_ENTERPRISE", "EXCHANGE_S_ENTERPRISE_GOV") together with SharePoint Online (Plan 2)
+# ("SHAREPOINTENTERPRISE", "_EDU", "_GOV"), the plans of Microsoft's product table
+# (https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference). Every suite "above" E3
+# (E4, E5, A5, G5 and their variants without Teams, audio conferencing, Power BI or Phone System) carries both; E1,
+# F3, A1, Business and developer editions, and the standalone Exchange or SharePoint plans do not carry both.
+EXCHANGE_PLAN_2: Final = frozenset({"efb87545-963c-4e0d-99df-69c6916d9eb0", "8c3069c0-ccdb-44be-ab77-986203a67df2"})
+SHAREPOINT_PLAN_2: Final = frozenset(
     {
-        "ENTERPRISEPACK",
-        "Office_365_E3_(no_Teams)",
-        "O365_w/o_Teams_Bundle_E3",
-        "ENTERPRISEPACK_USGOV_DOD",
-        "ENTERPRISEPACK_USGOV_GCCHIGH",
-        "ENTERPRISEPACK_GOV",
-        "ENTERPRISEPACKWITHOUTPROPLUS_GOV",
-        "ENTERPRISEPACKPLUS_FACULTY",
-        "ENTERPRISEPACKPLUS_STUDENT",
-        "ENTERPRISEPREMIUM",
-        "ENTERPRISEPREMIUM_NOPSTNCONF",
-        "Office_365_w/o_Teams_Bundle_E5",
-        "Office_365_E5_EEA_(no_Teams)_without_Audio_Conferencing",
-        "ENTERPRISEPREMIUM_GOV",
-        "ENTERPRISEPREMIUM_FACULTY",
-        "ENTERPRISEPREMIUM_STUDENT",
+        "5dbe027f-2339-4123-9542-606e4d348a72",  # SHAREPOINTENTERPRISE
+        "63038b2c-28d0-45f6-bc36-33062963b498",  # SHAREPOINTENTERPRISE_EDU
+        "153f85dd-d912-4762-af6c-d6e0fb4f6692",  # SHAREPOINTENTERPRISE_GOV
     }
 )
-_OFFICE_WHY: Final = "Office 365 E3 and above"
+OFFICE_WHY: Final = "Office 365 E3 and above"
+
+
+def qualifies_by_plans(service_plan_ids: Iterable[str]) -> str | None:
+    """Why a SKU with these service plans licenses group-based licensing ("AAD_PREMIUM_P2", "AAD_PREMIUM" or
+    :data:`OFFICE_WHY`), or None when it does not."""
+    plans = {p.strip().lower() for p in service_plan_ids}
+    if "eec0eb4f-6444-4f95-aba0-50c24d67f998" in plans:
+        return "AAD_PREMIUM_P2"
+    if "41781fb2-bc02-4b7c-bd55-b576c07bb09d" in plans:
+        return "AAD_PREMIUM"
+    if plans & EXCHANGE_PLAN_2 and plans & SHAREPOINT_PLAN_2:
+        return OFFICE_WHY
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,37 +126,28 @@ def parse_official_csv(text: str) -> list[SkuName]:
 
 
 def parse_official_qualifying(text: str) -> list[SkuName]:
-    """The SKUs of Microsoft's CSV that license group-based licensing; ``name`` says why (the P1/P2 plan's name,
-    or "Office 365 E3 and above")."""
+    """The SKUs of Microsoft's CSV that license group-based licensing, judged by the service plans each carries
+    (:func:`qualifies_by_plans`); ``name`` says why (the P1/P2 plan, or "Office 365 E3 and above")."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = next(reader, None)
     if header is None:
         raise ValueError("the product names CSV is empty")
     index = {_header_key(h): i for i, h in enumerate(header)}
     try:
-        i_id, i_guid, i_plan, i_plan_id = (
-            index["string_id"],
-            index["guid"],
-            index["service_plan_name"],
-            index["service_plan_id"],
-        )
+        i_id, i_guid, i_plan_id = index["string_id"], index["guid"], index["service_plan_id"]
     except KeyError as exc:
         raise ValueError(f"the product names CSV has no {exc.args[0]!r} column (header: {header!r})") from None
-    seen: dict[str, SkuName] = {}
+    plans: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
     for row in reader:
-        if len(row) <= max(i_id, i_guid, i_plan, i_plan_id):
+        if len(row) <= max(i_id, i_guid, i_plan_id):
             continue
-        string_id, guid, plan = row[i_id].strip(), row[i_guid].strip().lower(), row[i_plan].strip()
-        if row[i_plan_id].strip().lower() not in ENTRA_PREMIUM_PLANS:
-            if string_id in OFFICE_E3_AND_ABOVE and guid and guid not in seen:
-                seen[guid] = SkuName(string_id, guid, _OFFICE_WHY)
-            continue
+        string_id, guid = row[i_id].strip(), row[i_guid].strip().lower()
         if string_id and guid:
-            key = guid
-            # P2 wins over P1 for a SKU that lists both (it includes P1).
-            if key not in seen or seen[key].name == _OFFICE_WHY or plan.endswith("P2"):
-                seen[key] = SkuName(string_id, guid, plan)
-    return sorted(seen.values(), key=lambda s: (s.string_id.casefold(), s.guid))
+            names.setdefault(guid, string_id)
+            plans.setdefault(guid, set()).add(row[i_plan_id])
+    out = [SkuName(names[g], g, why) for g, p in plans.items() if (why := qualifies_by_plans(p))]
+    return sorted(out, key=lambda s: (s.string_id.casefold(), s.guid))
 
 
 def to_qualifying_csv(rows: Iterable[SkuName]) -> str:
@@ -181,22 +181,15 @@ def _qualifying() -> frozenset[str]:
 def qualifies_for_group_licensing(
     sku_id: str, service_plan_ids: Iterable[str] | None = None, part_number: str | None = None
 ) -> bool:
-    """Whether a seat of this SKU licenses a user for group-based licensing: an Office 365 E3-and-above suite, or
-    a SKU with the Entra ID P1 or P2 plan, told by the service plans Graph returned for it when it did, else by
-    Microsoft's table shipped as data (by skuId, then by skuPartNumber)."""
-    if part_number and part_number in OFFICE_E3_AND_ABOVE:
-        return True
+    """Whether a seat of this SKU licenses a user for group-based licensing: told by the service plans Graph
+    returned for it when it did (:func:`qualifies_by_plans`), else by Microsoft's table shipped as data (by skuId,
+    then by skuPartNumber)."""
     if service_plan_ids is not None:
-        plans = {p.lower() for p in service_plan_ids}
+        plans = list(service_plan_ids)
         if plans:
-            return bool(plans & ENTRA_PREMIUM_PLANS) or sku_id.lower() in _office_ids()
+            return qualifies_by_plans(plans) is not None
     table = _qualifying()
     return sku_id.lower() in table or bool(part_number and part_number.casefold() in table)
-
-
-@lru_cache(maxsize=1)
-def _office_ids() -> frozenset[str]:
-    return frozenset(r.guid for r in load_table() if r.string_id in OFFICE_E3_AND_ABOVE and r.guid)
 
 
 def to_table_csv(rows: Iterable[SkuName]) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "parse_sku",
     "parse_subscription",
     "parse_user",
+    "sign_ins_recorded_since",
     "tenant_of_sku",
     "text",
 ]
@@ -100,20 +101,44 @@ def _plan_list(value: Any) -> tuple[str, ...]:
     return tuple(sorted({p.strip().lower() for p in value if isinstance(p, str) and p.strip()}))
 
 
+# lastSuccessfulSignInDateTime "is available" "effective December 1, 2023 ... The data isn't backfilled"
+# (https://learn.microsoft.com/graph/api/resources/signinactivity): an empty value means no successful sign-in
+# since then, not since ever.
+SUCCESS_RECORDED_SINCE: Final = datetime(2023, 12, 1, tzinfo=UTC)
+_SUCCESS: Final = "lastSuccessfulSignInDateTime"
+_ATTEMPTS: Final = ("lastSignInDateTime", "lastNonInteractiveSignInDateTime")
+
+
+def _sign_in_time(value: Any) -> datetime | None:
+    """A sign-in date, or None for null, "" and the placeholder ``0001-01-01T00:00:00Z`` that Microsoft's List users
+    example serves (https://learn.microsoft.com/graph/api/user-list, "Get users including their last sign-in
+    time"): a year before any sign-in record Microsoft keeps (April 2020) is not a date."""
+    when = _parse_time(value)
+    return when if when is not None and when.year >= 2000 else None
+
+
 def last_sign_in(activity: Any) -> datetime | None:
-    """signInActivity's last successful sign-in ("use this property if you need to determine when the account was
-    truly accessed"), else the later of lastSignInDateTime and lastNonInteractiveSignInDateTime (attempts)."""
+    """The last *successful* sign-in, or None when there is none to trust.
+
+    Microsoft: lastSignInDateTime "records the last time a user attempted an interactive sign-in ... whether the
+    attempt was successful or not ... For tracking actual account access, please use the
+    lastSuccessfulSignInDateTime property" (signInActivity). So when that property is served, it alone decides:
+    empty, null or the placeholder mean no successful sign-in (see :func:`sign_ins_recorded_since`), and failed
+    attempts (a password spray, a stale device) never count as activity. Only when it is absent (an answer that
+    predates it) do the attempt dates stand in, the later of the interactive and non-interactive one.
+    """
     if not isinstance(activity, dict):
         return None
-    success = _parse_time(activity.get("lastSuccessfulSignInDateTime"))
-    if success is not None:
-        return success
-    attempts = [
-        t
-        for t in (_parse_time(activity.get(k)) for k in ("lastSignInDateTime", "lastNonInteractiveSignInDateTime"))
-        if t
-    ]
+    if _SUCCESS in activity:
+        return _sign_in_time(activity.get(_SUCCESS))
+    attempts = [t for t in (_sign_in_time(activity.get(k)) for k in _ATTEMPTS) if t]
     return max(attempts) if attempts else None
+
+
+def sign_ins_recorded_since(activity: Any) -> datetime | None:
+    """Since when an empty last sign-in means "none": 2023-12-01 when lastSuccessfulSignInDateTime was served
+    (not backfilled), else None (not known)."""
+    return SUCCESS_RECORDED_SINCE if isinstance(activity, dict) and _SUCCESS in activity else None
 
 
 def parse_user(item: Mapping[str, Any]) -> User:
@@ -135,6 +160,7 @@ def parse_user(item: Mapping[str, Any]) -> User:
         assignments=assignments,
         created=_parse_time(item.get("createdDateTime")),
         last_sign_in=last_sign_in(item.get("signInActivity")),
+        sign_ins_since=sign_ins_recorded_since(item.get("signInActivity")),
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 import orjson
 
 from licensing.errors import GraphError, GraphPermissionError, GraphResponseError
 from licensing.graph.client import GraphClient, query
+from licensing.graph.responses import SIGN_IN_ROUTE, premium_required
 
 __all__ = ["PermissionCheck", "check_permissions"]
 
@@ -27,7 +28,9 @@ async def _probe(graph: GraphClient, permission: str, path: str, route: str) -> 
     try:
         body = await graph.get_json(path, route=route, what=f"the {permission} check")
     except GraphPermissionError as exc:
-        return PermissionCheck(permission, False, exc.message), None
+        # A tenant without Entra ID P1/P2 refuses sign-in data whatever is granted: not a missing permission.
+        granted = None if premium_required(exc.code, exc.message) else False
+        return PermissionCheck(permission, granted, exc.message), None
     except GraphError as exc:
         return PermissionCheck(permission, None, exc.message), None
     return PermissionCheck(permission, True, f"GET {route} answered"), body
@@ -67,15 +70,11 @@ async def check_permissions(graph: GraphClient) -> list[PermissionCheck]:
     results.append(await _check_users(graph))
     check, _ = await _probe(
         graph,
-        "AuditLog.Read.All (optional: sign-in activity for inactive_user_licensed)",
+        "AuditLog.Read.All (optional: sign-in activity for inactive_user_licensed; needs Entra ID P1 or P2)",
         "/users?" + query({"$select": "id,signInActivity", "$top": 1}),
-        "/users",
+        SIGN_IN_ROUTE,
     )
-    results.append(
-        PermissionCheck(
-            check.permission, check.granted, check.detail.replace("/users", "/users with signInActivity"), True
-        )
-    )
+    results.append(replace(check, optional=True))
     results.append(await _check_mail(graph))
     return results
 

@@ -44,6 +44,7 @@ from licensing.errors import (
 from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
 from licensing.graph.members import Members, prune_users, resolve_members
 from licensing.graph.parse import lifecycles, parse_group, parse_sku, parse_subscription, tenant_of_sku, text
+from licensing.graph.responses import SIGN_IN_ROUTE
 from licensing.model import (
     UNKNOWN_TENANT,
     AuditRequest,
@@ -82,9 +83,11 @@ USER_FIELDS: Final = (
     "accountEnabled,usageLocation,assignedLicenses,licenseAssignmentStates,createdDateTime"
 )
 # signInActivity in the same scan: "returned only on $select", needs AuditLog.Read.All and a tenant with Entra ID
-# P1 (https://learn.microsoft.com/graph/api/resources/signinactivity, user resource), and caps the page at 500
-# (List users, "Optional query parameters"). Refused (403, or a 400 in a tenant without P1), the scan runs again
-# without it and inactive_user_licensed is "not evaluated", never passed.
+# P1 or P2; "the maximum page size for $top is 500. Requests with $top set higher than 500 return pages with up to
+# 500 users" (https://learn.microsoft.com/graph/api/user-list, "Get users including their last sign-in time").
+# Refused (403 for the permission, 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant in a tenant without
+# P1/P2: responses.premium_required), the scan runs again without it and inactive_user_licensed is "not
+# evaluated" with the right remedy, never passed.
 SIGN_IN_PAGE: Final = 500
 # Members: who is in the group; the users' properties come from the users scan. userPrincipalName and
 # securityEnabled tell a user from a group when a page omits @odata.type (see members.member_kind).
@@ -116,7 +119,8 @@ def _member_request(group_id: str) -> CollectionRequest:
 def _users_request(sign_ins: bool = False) -> CollectionRequest:
     """The tenant-wide users scan (https://learn.microsoft.com/graph/api/user-list: $select, $top up to 999)."""
     fields, top = (USER_FIELDS + ",signInActivity", SIGN_IN_PAGE) if sign_ins else (USER_FIELDS, PAGE)
-    return CollectionRequest(USERS_KEY, "/users?" + query({"$select": fields, "$top": top}), "/users")
+    route = SIGN_IN_ROUTE if sign_ins else "/users"  # a refusal names AuditLog.Read.All (or P1), not User.Read.All
+    return CollectionRequest(USERS_KEY, "/users?" + query({"$select": fields, "$top": top}), route)
 
 
 def _unreadable(what: Part, subject: str | None, exc: GraphError) -> Unreadable:

@@ -25,6 +25,7 @@ from licensing.errors import (
 )
 
 __all__ = [
+    "SIGN_IN_ROUTE",
     "Exchange",
     "Response",
     "bulk_allocation",
@@ -33,16 +34,21 @@ __all__ = [
     "header",
     "observer_middleware",
     "permission_for",
+    "premium_required",
     "redirect_error",
     "resource_units",
     "throttle_pause",
 ]
 
+SIGN_IN_ROUTE: Final = "/users?signInActivity"  # /users with signInActivity selected (its own permission)
 # The least-privileged application permission behind each route, from each page's permissions table:
 # https://learn.microsoft.com/graph/api/subscribedsku-list, .../companysubscription-list (Organization.Read.All:
 # LicenseAssignment.Read.All does not cover /directory/subscriptions), .../organization-list,
 # .../user-sendmail, .../group-list and .../group-list-members, .../user-list.
 _PERMISSIONS: Final = (
+    # signInActivity on /users: "require a Microsoft Entra ID P1 or P2 license and the AuditLog.Read.All
+    # permission" (https://learn.microsoft.com/graph/api/user-list, "Get users including their last sign-in time").
+    ("/users?signInActivity", "AuditLog.Read.All"),
     ("/subscribedSkus", "LicenseAssignment.Read.All or Organization.Read.All"),
     ("/directory/subscriptions", "Organization.Read.All"),
     ("/organization", "Organization.Read.All"),
@@ -50,6 +56,24 @@ _PERMISSIONS: Final = (
     ("/groups", "GroupMember.Read.All"),
     ("/users", "User.Read.All"),
 )
+
+
+# A tenant without Entra ID P1/P2 refuses sign-in data with this 403, whatever the app's permissions: "Neither
+# tenant is B2C or tenant doesn't have premium license: Accessing sign-in reports requires a Microsoft Entra ID P1
+# or P2 license" (https://learn.microsoft.com/entra/identity/monitoring-health/howto-configure-prerequisites-for-reporting-api,
+# "Common errors"). The code is the one Graph sends with that message; the message is matched too.
+NON_PREMIUM_CODE: Final = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+PREMIUM_REMEDY: Final = (
+    "the tenant has no Microsoft Entra ID P1 or P2 licence, which sign-in activity needs (no app permission fixes "
+    "this; a P1 or P2 subscription in the tenant does)"
+)
+
+
+def premium_required(code: str | None, message: str | None = None) -> bool:
+    """Whether a refusal says the tenant lacks Entra ID P1/P2 (not that the app lacks a permission)."""
+    if code and code.casefold() == NON_PREMIUM_CODE.casefold():
+        return True
+    return bool(message and "premium license" in message.casefold())
 
 
 def permission_for(route: str) -> str | None:
@@ -176,6 +200,8 @@ def graph_error(status: int, route: str, what: str, code: str | None = None, mes
         detail += f" ({redact_text(message)[:200]})"
     if status == 401:
         return GraphAuthError(f"Graph refused the token for {what} (401){detail}", status=status, code=code)
+    if status == 403 and premium_required(code, message):
+        return GraphPermissionError(f"Graph denied {what} (403){detail}; {PREMIUM_REMEDY}", code=code)
     if status == 403:
         permission = permission_for(route)
         needs = f"; the app needs the Graph application permission {permission}" if permission else ""

@@ -51,6 +51,7 @@ class Blocker(StrEnum):
     NESTED_GROUP = "nested_group"
     NOT_SECURITY_ENABLED = "not_security_enabled"
     DYNAMIC_RULE_ADMITS_GUESTS = "dynamic_rule_admits_guests"
+    SKU_NOT_ASSIGNABLE = "sku_not_assignable"
 
 
 class Warning(StrEnum):
@@ -78,7 +79,7 @@ class PlanGroup:
 class PlanSku:
     sku_id: str
     sku_part_number: str
-    free: int  # enabled - consumed, as the audit counts seats
+    free: int  # enabled - consumed as the audit counts seats, never below 0 (over-consumed or suspended: none free)
     needed: int  # direct user members who do not hold it yet
     already_licensed: int
 
@@ -132,15 +133,26 @@ def assess(candidate: GroupCandidate) -> Plan:
     skus: list[PlanSku] = []
     for sku in candidate.skus:
         have = sum(holds(u, sku.sku_id) for u in users)
-        row = PlanSku(sku.sku_id, sku.sku_part_number, sku.available, len(users) - have, have)
+        row = PlanSku(sku.sku_id, sku.sku_part_number, max(sku.available, 0), len(users) - have, have)
         skus.append(row)
-        if row.needed > max(row.free, 0):
+        if sku.applies_to != "User":
+            # subscribedSku.appliesTo: "Only SKUs with target class User are assignable" (User, Company;
+            # https://learn.microsoft.com/graph/api/resources/subscribedsku): no seat count makes it fit.
+            blockers.append(
+                Reason(
+                    Blocker.SKU_NOT_ASSIGNABLE,
+                    f"{row.product} applies to the {sku.applies_to or 'unknown'} (appliesTo), not to users: only SKUs "
+                    "with target class User can be assigned to a group",
+                    sku_id=sku.sku_id,
+                )
+            )
+        elif row.needed > row.free:
             lifecycle = " (no active units: renew or reactivate it first)" if sku.in_lifecycle_only else ""
             blockers.append(
                 Reason(
                     Blocker.SEATS_SHORT,
                     f"{row.product} needs {row.needed} seats for the members who do not hold it, "
-                    f"{max(row.free, 0)} are free{lifecycle}: buy {row.needed - max(row.free, 0)} or reclaim them",
+                    f"{row.free} are free{lifecycle}: buy {row.needed - row.free} or reclaim them",
                     sku_id=sku.sku_id,
                 )
             )

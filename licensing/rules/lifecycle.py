@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from licensing.model import FindingKind, Subscription
+from licensing.model import FindingKind, Scope, Subscription
 from licensing.rules.base import Facts, RuleContext, RuleResult, as_utc, make_finding, plural
 
 __all__ = ["evaluate_subscription_renewal", "renewal_due"]
@@ -44,9 +44,14 @@ def evaluate_subscription_renewal(facts: Facts, ctx: RuleContext) -> RuleResult:
         result.not_applicable = "subscriptions not readable (/directory/subscriptions needs Organization.Read.All)"
         return result
     earliest: dict[str, tuple[Subscription, str]] = {}
+    # Subscriptions are read tenant-wide; a group-scoped audit judges only the SKUs its group assigns (exactly as
+    # the tenant audit judges them), never a product unrelated to the group: it must not open or resolve those.
+    group_skus = {s.sku_id for s in facts.skus} | {k for g in facts.groups for k in g.sku_ids}
     for sub in snap.subscriptions:
         sku = facts.sku_index.get(sub.sku_id)
-        if not facts.sku_in_scope(sub.sku_id) or (sku is not None and sku.applies_to.casefold() == "company"):
+        if not facts.sku_in_scope(sub.sku_id) or (facts.scope is Scope.GROUP and sub.sku_id not in group_skus):
+            continue
+        if sku is not None and sku.applies_to.casefold() == "company":
             continue  # Company SKUs (tenant-wide add-ons) never alert, as in the seat rules
         part = facts.part_number(sub.sku_id) or sub.sku_part_number
         why = renewal_due(sub, ctx, part)

@@ -16,12 +16,24 @@ _SEAT_STATES: Final = frozenset({"active", "activewitherror"})  # states that ho
 
 
 def is_inactive(user: User, now: datetime, days: int) -> bool:
-    """No sign-in for ``days``: the last one is older, or there was none and the account is older than that.
+    """No successful sign-in for ``days``: the last one is older, or there was none and both the account and the
+    record of sign-ins (``sign_ins_since``: 2023-12-01 for lastSuccessfulSignInDateTime) are older than that.
     An account created within the period is not inactive; one whose age is unknown is not called inactive."""
     cutoff = as_utc(now) - timedelta(days=days)
     if user.last_sign_in is not None:
         return as_utc(user.last_sign_in) < cutoff
-    return user.created is not None and as_utc(user.created) < cutoff
+    if user.created is None:
+        return False
+    known = max(as_utc(user.created), as_utc(user.sign_ins_since)) if user.sign_ins_since else as_utc(user.created)
+    return known < cutoff
+
+
+def _since(user: User) -> str:
+    if user.last_sign_in is not None:
+        return f"last signed in {as_utc(user.last_sign_in):%Y-%m-%d}"
+    if user.sign_ins_since is not None and (user.created is None or as_utc(user.created) < user.sign_ins_since):
+        return f"not signed in successfully since {user.sign_ins_since:%Y-%m-%d}"
+    return "never signed in"
 
 
 def holds(user: User, sku_id: str) -> bool:
@@ -125,7 +137,7 @@ def evaluate_inactive_user_licensed(facts: Facts, ctx: RuleContext) -> RuleResul
             held = any(a.assigned_by_group == group.id and a.state.casefold() in _SEAT_STATES for a in user.assignments)
             if not held or not is_inactive(user, ctx.now, ctx.inactive_days):
                 continue
-            since = f"last signed in {as_utc(user.last_sign_in):%Y-%m-%d}" if user.last_sign_in else "never signed in"
+            since = _since(user)
             message = (
                 f"{facts.user_label(uid)} holds licenses from group {name} and has {since} "
                 f"(more than {plural(ctx.inactive_days, 'day')}): a seat to reclaim if the account is not needed"

@@ -14,6 +14,7 @@ from licensing.model import (
     GroupSummary,
     OutcomeStatus,
     RuleOutcome,
+    Scope,
     Severity,
     SkuSummary,
     TenantSnapshot,
@@ -144,12 +145,26 @@ def _group_summaries(facts: Facts, findings: list[Finding]) -> tuple[GroupSummar
     return tuple(sorted(rows, key=lambda g: (g.display_name.casefold(), g.id)))
 
 
+def _unlicensed_group(facts: Facts) -> str | None:
+    """Why a group-scoped audit has nothing to judge: its group was read and assigns no license (the reader keeps
+    only groups that assign one), or None."""
+    gid = facts.scope_group_id
+    if facts.scope is not Scope.GROUP or gid is None or facts.groups or gid in facts.unreadable_members:
+        return None
+    return f"group {gid} assigns no license: nothing of group-based licensing to audit (is it fit? see plan)"
+
+
 def evaluate(snapshot: TenantSnapshot, ctx: RuleContext) -> Evaluation:
     """Run every rule on the snapshot (within its scope). Pure: no I/O, deterministic output order."""
     facts = build_facts(snapshot)
     findings: list[Finding] = []
     outcomes: list[RuleOutcome] = []
     errors: list[str] = []
+    unlicensed = _unlicensed_group(facts)
+    if unlicensed:
+        # Nothing of group-based licensing to audit: every rule says so, none passes, no alert state moves.
+        outcomes = [RuleOutcome(rule.id, OutcomeStatus.NOT_EVALUATED, 0, unlicensed) for rule in RULES.values()]
+        return Evaluation(findings=(), outcomes=tuple(outcomes), skus=(), groups=(), errors=())
     for rule in RULES.values():
         result = rule.evaluate(facts, ctx)
         findings.extend(result.findings)

@@ -41,6 +41,14 @@ def _seat_skus(facts: Facts) -> list[Sku]:
 
 
 def _undercount_note(facts: Facts) -> str | None:
+    if facts.scope is Scope.GROUP:
+        # Waiting users of other groups are not read: what this run does not see may still wait, so it opens
+        # what it sees and resolves nothing (alerts.policy skips a kind whose outcome carries a reason).
+        return "waiting users outside this group were not read (group-scoped audit): a tenant audit judges the seats"
+    if facts.scope is Scope.SKU:
+        # Only the groups assigning the SKU are read (and only its counters): users waiting outside them, and the
+        # other products of an all-or-nothing group, are not seen.
+        return "waiting users outside the groups assigning this SKU were not read (SKU-scoped audit)"
     if facts.users_unreadable:
         return "waiting users may be undercounted: users could not be read"
     if facts.unreadable_members:
@@ -115,6 +123,10 @@ def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
 
 
 def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
+    if facts.scope is not Scope.TENANT:
+        # Low or short is decided by the users waiting anywhere in the tenant, which a scoped audit does not read:
+        # judged here it would open "low" where the tenant audit says "short" (and the nightly resolve it).
+        return RuleResult(not_applicable="a tenant audit judges it (users waiting outside this scope decide)")
     result = RuleResult(blocked=_blocked(facts), note=_undercount_note(facts))
     if result.blocked:
         return result

@@ -228,9 +228,11 @@ def generate_tenant(spec: TenantSpec, as_of: datetime | None = None) -> SandboxT
     # Users in several licensed groups appear in order of first membership; keep member lists sorted.
     processing = {G_PROC: "QueuedForProcessing"}
     # Two licensed dynamic groups: the new hires' rule admits anyone (guests included) and Power BI's is paused.
+    # Rules are written as admins write them: with and without the hyphen prefix, in any case (Microsoft: operators
+    # "can be used with or without the hyphen (-) prefix", groups-dynamic-membership).
     dynamic = {
-        G_PROC: ('(user.department -eq "New Hires")', "On"),
-        G_BI: ('(user.userType -eq "Member") -and (user.jobTitle -eq "Analyst")', "Paused"),
+        G_PROC: ('(user.department eq "New Hires")', "On"),
+        G_BI: ('(user.userType eq "Member") and (user.jobTitle eq "Analyst")', "Paused"),
     }
     gids = _Ids(spec.seed, "group")
     groups = []
@@ -316,7 +318,7 @@ def _plan_groups(first: int, gids: _Ids) -> list[GroupDef]:
             "name": "SG-Plan-Dynamic-Employees",
             "users": ready,
             "group_types": ("DynamicMembership",),
-            "membership_rule": '(user.userType -eq "Member") -and (user.department -eq "Sales")',
+            "membership_rule": 'user.usertype EQ "member" -AND user.department -eq "Sales"',
             "rule_processing": "On",
         },
         "plan_dynamic_paused": {

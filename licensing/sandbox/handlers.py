@@ -6,6 +6,7 @@ import base64
 import re
 from array import array
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,8 @@ from licensing.sandbox.wire import (
     GROUP,
     GROUP_DEFAULT,
     GROUP_SELECT_ONLY,
+    NON_PREMIUM_CODE,
+    SIGN_IN_MAX_TOP,
     STAMP,
     USER,
     USER_DEFAULT,
@@ -280,14 +283,17 @@ class Handlers(Filters):
     def _users(self, query: Query, key: str) -> tuple[Any, int]:
         self._check_select(query.select, (USER_DEFAULT, USER_SELECT_ONLY), "microsoft.graph.user")
         if query.select and "signInActivity" in query.select:
-            # signInActivity: AuditLog.Read.All, and at most 500 a page (List users). The 400's wording is ours.
+            # signInActivity: AuditLog.Read.All and a tenant with Entra ID P1/P2; "Requests with $top set higher
+            # than 500 return pages with up to 500 users" (https://learn.microsoft.com/graph/api/user-list).
             granted = self._faults.permissions
             if granted is not None and "AuditLog.Read.All" not in granted:
                 raise GraphError(
                     403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
                 )
-            if query.top is not None and query.top > 500:
-                raise bad_request("The maximum page size is 500 when signInActivity is selected.")
+            if not self.tenant.spec.entra_premium:
+                raise GraphError(403, NON_PREMIUM_CODE, "Neither tenant is B2C or tenant doesn't have premium license")
+            if query.top is not None and query.top > SIGN_IN_MAX_TOP:
+                query = replace(query, top=SIGN_IN_MAX_TOP)
         items = self._user_tags(query)
         ctx = self._context("users" + (f"({','.join(query.select)})" if query.select else ""))
         return self._page(

@@ -31,6 +31,7 @@ from licensing.sandbox.wire import (
     GROUP,
     GROUP_DEFAULT,
     GROUP_TYPE,
+    PLACEHOLDER,
     STAMP,
     USER,
     USER_DEFAULT,
@@ -149,10 +150,16 @@ class Rendering(AppState):
         return self.tenant.as_of  # the tenant's "now": never the wall clock (SandboxTenant.as_of)
 
     def _sign_in_json(self, u: int) -> dict[str, Any]:
-        """https://learn.microsoft.com/graph/api/resources/signinactivity, for the sandbox's activity pattern."""
+        """https://learn.microsoft.com/graph/api/resources/signinactivity, for the sandbox's activity pattern.
+
+        Users without a successful sign-in come in the shapes Microsoft serves (user-list example 11): all null;
+        an empty lastSuccessfulSignInDateTime beside failed attempts and the ``0001-01-01T00:00:00Z`` placeholder;
+        the placeholder as the successful date; empty strings throughout."""
         days = self.tenant.sign_in_days_ago(u)
-        when = None if days is None else (self._now() - timedelta(days=days, hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        rid = None if days is None else guid_of(f"{self.tenant.spec.seed}:signin:{u}")
+        if days is None:
+            return self._no_success_json(u)
+        when = (self._now() - timedelta(days=days, hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rid = guid_of(f"{self.tenant.spec.seed}:signin:{u}")
         return {
             "lastSignInDateTime": when,
             "lastSignInRequestId": rid,
@@ -160,6 +167,31 @@ class Rendering(AppState):
             "lastNonInteractiveSignInRequestId": rid,
             "lastSuccessfulSignInDateTime": when,
             "lastSuccessfulSignInRequestId": rid,
+        }
+
+    def _no_success_json(self, u: int) -> dict[str, Any]:
+        shape = self.tenant.no_success_shape(u)
+        if shape == "null":
+            keys = ("lastSignInDateTime", "lastNonInteractiveSignInDateTime", "lastSuccessfulSignInDateTime")
+            return dict.fromkeys(keys + tuple(k.replace("DateTime", "RequestId") for k in keys))
+        if shape == "attempts":  # a password spray or a stale device: recent failures, never a success
+            attempt = (self._now() - timedelta(days=1, hours=u % 24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {
+                "lastSignInDateTime": attempt,
+                "lastSignInRequestId": guid_of(f"{self.tenant.spec.seed}:attempt:{u}"),
+                "lastNonInteractiveSignInDateTime": PLACEHOLDER,
+                "lastNonInteractiveSignInRequestId": "",
+                "lastSuccessfulSignInDateTime": "",
+                "lastSuccessfulSignInRequestId": "",
+            }
+        value = PLACEHOLDER if shape == "placeholder" else ""
+        return {
+            "lastSignInDateTime": value,
+            "lastSignInRequestId": "",
+            "lastNonInteractiveSignInDateTime": value,
+            "lastNonInteractiveSignInRequestId": "",
+            "lastSuccessfulSignInDateTime": value,
+            "lastSuccessfulSignInRequestId": "",
         }
 
     def _assigned_licenses(self, u: int) -> list[dict[str, Any]]:

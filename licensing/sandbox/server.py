@@ -277,6 +277,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--per-object-us", type=float, default=0.0)
     p.add_argument("--ru-budget", default=None, help="RU per 10 s window, or 'auto' for Graph's budget")
     p.add_argument("--faults", action="append", default=[], help="fault spec, e.g. '429@members:first=2'")
+    p.add_argument(
+        "--without-entra-premium",
+        action="store_true",
+        help="a tenant without Entra ID P1/P2: signInActivity is refused (403 as Graph answers)",
+    )
     p.add_argument("--ground-truth", default=None, help="write the expected findings as JSON to this file")
     p.add_argument(
         "--as-of",
@@ -319,7 +324,10 @@ def serve(argv: list[str] | None = None, *, ready: threading.Event | None = None
     args = _parser().parse_args(argv)
     try:
         faults = build_faults(args.faults, args.per_object_us, args.ru_budget)
-        tenant = generate_tenant(TenantSpec(seed=args.seed, users=args.users, groups=args.groups), as_of=args.as_of)
+        spec = TenantSpec(
+            seed=args.seed, users=args.users, groups=args.groups, entra_premium=not args.without_entra_premium
+        )
+        tenant = generate_tenant(spec, as_of=args.as_of)
     except LicensingError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

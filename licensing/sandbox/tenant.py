@@ -125,6 +125,9 @@ class TenantSpec:
     # False: the SKUs that license group-based licensing (Entra ID P1/P2, Office 365 E3/E5) have no seats beyond
     # those in use, so a tenant whose groups also serve other products is short of them (p1_coverage_short).
     premium_spare: bool = True
+    # False: a tenant without Microsoft Entra ID P1/P2, which refuses signInActivity with 403
+    # Authentication_RequestFromNonPremiumTenantOrB2CTenant (docs/sandbox.md).
+    entra_premium: bool = True
 
     def validate(self) -> None:
         problems = []
@@ -398,6 +401,11 @@ class SandboxTenant:
         if u % 11 == 3:
             return 200
         return u % 20
+
+    def no_success_shape(self, u: int) -> str:
+        """How a user without a successful sign-in is served (rendering): "null", "attempts" (failed attempts
+        only), "placeholder" (0001-01-01) or "empty" (""), in turn. All mean no successful sign-in."""
+        return ("null", "attempts", "placeholder", "empty")[(u // 106) % 4]  # new hires and old accounts in each
 
     def created_recently(self, u: int) -> bool:
         """Half of the never-signed-in users were created 10 days ago (new hires: not inactive); the rest in 2024."""

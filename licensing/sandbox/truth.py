@@ -3,6 +3,8 @@ tenant scope), independently of ``licensing.rules``; the integration tests compa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from licensing.model import FindingKind, Severity
 from licensing.sandbox.tenant import (
     ENABLED,
@@ -31,6 +33,13 @@ def _lifecycle_only(s: SkuState) -> bool:
     return s.capability_status != "Enabled" or (s.enabled <= 0 and s.warning + s.suspended + s.locked_out > 0)
 
 
+def _unseen_since(t: SandboxTenant) -> datetime:
+    """Since when an old account without a successful sign-in is known to have none: its creation (the STAMP, or a
+    year before the tenant's now when earlier) or 2023-12-01, whichever is later."""
+    created = min(datetime(2024, 3, 1, 9, 30, tzinfo=UTC), t.as_of - timedelta(days=365))
+    return max(created, datetime(2023, 12, 1, tzinfo=UTC))
+
+
 def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
     """docs/findings.md, default settings, tenant scope, no SKU history (so no seat_forecast)."""
     out: list[ExpectedFinding] = []
@@ -46,7 +55,8 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
         gid = g.id
         if g.dynamic and g.rule_processing == "Paused":
             out.append(ExpectedFinding(FindingKind.DYNAMIC_GROUP_PAUSED, warn, group_id=gid))
-        # The sandbox's rules either name user.userType (restricted to members) or do not mention it at all.
+        # The sandbox's rules (with and without hyphens, in any case) either restrict user.userType to members or
+        # do not mention it at all.
         if g.dynamic and "user.usertype" not in (g.membership_rule or "").lower():
             out.append(ExpectedFinding(FindingKind.DYNAMIC_RULE_ADMITS_GUESTS, warn, group_id=gid))
         if g.processing_state != PROCESSING_COMPLETE:
@@ -78,10 +88,14 @@ def ground_truth(t: SandboxTenant) -> tuple[ExpectedFinding, ...]:
                     active_here = True
             if active_here and not t.flags[u] & ENABLED:
                 out.append(ExpectedFinding(FindingKind.DISABLED_USER_LICENSED, info, group_id=gid, user_id=uid))
-            # INACTIVE_DAYS 90: 200 days since the last sign-in, or never and created in 2024 (sandbox.tenant).
+            # INACTIVE_DAYS 90: 200 days since the last successful sign-in; or none (failed attempts, the
+            # placeholder and empty values are none), with the account and the record of successful sign-ins
+            # (kept since 2023-12-01, not backfilled) both older than 90 days.
             days = t.sign_in_days_ago(u)
-            never_old = days is None and not t.created_recently(u)
-            if active_here and t.flags[u] & ENABLED and (never_old or (days is not None and days > 90)):
+            never_old = days is None and not t.created_recently(u) and _unseen_since(t) < t.as_of - timedelta(days=90)
+            # A tenant without Entra ID P1/P2 refuses sign-in activity: the rule is not evaluated there.
+            stale = never_old or (days is not None and days > 90)
+            if active_here and t.flags[u] & ENABLED and t.spec.entra_premium and stale:
                 out.append(ExpectedFinding(FindingKind.INACTIVE_USER_LICENSED, info, group_id=gid, user_id=uid))
     # Former members still holding a group's seat because the removal failed (license_error, any membership).
     for u, left in sorted(t.removed.items()):

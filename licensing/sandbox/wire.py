@@ -27,6 +27,12 @@ MAX_TOP: Final = 999  # https://learn.microsoft.com/graph/paging : $top 1..999 f
 DEFAULT_TOP: Final = 100
 MAX_BATCH: Final = 20  # https://learn.microsoft.com/graph/json-batching : at most 20 requests
 STAMP: Final = "2024-03-01T09:30:00Z"  # fixed timestamps keep responses deterministic
+# signInActivity: pages of at most 500 (a larger $top is served 500 a page, List users); a tenant without Entra ID
+# P1/P2 refuses it with this code (the message of howto-configure-prerequisites-for-reporting-api, "Common errors").
+SIGN_IN_MAX_TOP: Final = 500
+NON_PREMIUM_CODE: Final = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+# signInActivity's "no date" as Microsoft's List users example serves it (user-list, example 11).
+PLACEHOLDER: Final = "0001-01-01T00:00:00Z"
 # Object tags in collections: 3*i user, 3*i+1 group, 3*i+2 device.
 USER, GROUP, DEVICE = 0, 1, 2
 USER_TYPE, GROUP_TYPE, DEVICE_TYPE = "#microsoft.graph.user", "#microsoft.graph.group", "#microsoft.graph.device"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,99 @@ def test_service_plans_of_microsofts_subscribed_skus_example() -> None:
     assert plans["ENTERPRISEPREMIUM"] and all(len(p) == 36 for p in plans["ENTERPRISEPREMIUM"])
     # Without servicePlans in the answer the plans are unknown (None), not "none".
     assert parse_sku({"skuId": "x", "skuPartNumber": "Y"}).service_plans is None
+
+
+def test_failed_attempts_and_the_placeholder_of_microsofts_list_users_example_are_no_sign_in() -> None:
+    """user-list example 11: both users only *attempted* to sign in (lastSuccessfulSignInDateTime is ""), and one
+    non-interactive date is the placeholder 0001-01-01: neither is activity (signInActivity resource)."""
+    from licensing.graph.parse import SUCCESS_RECORDED_SINCE
+    from licensing.model import LicenseAssignment
+    from licensing.rules.reclaim import is_inactive
+
+    users = [parse_user(u) for u in body("user-list-signinactivity.json")["value"]]
+    assert [u.last_sign_in for u in users] == [None, None], "attempts are not successful sign-ins"
+    assert all(u.sign_ins_since == SUCCESS_RECORDED_SINCE for u in users)
+    # Accounts from 2021 that only receive failed attempts are inactive; one created 10 days ago is not.
+    old = [replace(u, created=datetime(2021, 1, 4, tzinfo=UTC)) for u in users]
+    assert all(is_inactive(u, NOW, 90) for u in old)
+    assert not is_inactive(replace(users[0], created=NOW - timedelta(days=10)), NOW, 90)
+    # Early in 2024 an empty value says only "none since 2023-12-01": not yet 90 days without one.
+    assert not is_inactive(old[0], datetime(2024, 2, 1, tzinfo=UTC), 90)
+    # The finding says what is known, never "last signed in 1-01-01".
+    seat = (LicenseAssignment("s1", "g1", "Active"),)
+    who = replace(old[0], account_enabled=True, user_type="Member", assignments=seat)
+    group = LicensedGroup(id="g1", sku_ids=("s1",), user_ids=(who.id,), processing_state="ProcessingComplete")
+    snapshot = TenantSnapshot(
+        tenant_id="t", scope=Scope.TENANT, groups=(group,), users={who.id: who}, read_at=NOW, sign_ins_read=True
+    )
+    [finding] = [f for f in evaluate(snapshot, RuleContext(now=NOW)).findings if f.kind == "inactive_user_licensed"]
+    assert "not signed in successfully since 2023-12-01" in finding.message and "1-01-01" not in finding.message
+
+
+def test_attempt_dates_stand_in_only_when_the_successful_property_is_absent() -> None:
+    from licensing.graph.parse import last_sign_in
+
+    attempts = {
+        "lastSignInDateTime": "2026-08-01T00:00:00Z",
+        "lastNonInteractiveSignInDateTime": "0001-01-01T00:00:00Z",
+    }
+    assert last_sign_in(attempts) == datetime(2026, 8, 1, tzinfo=UTC), "an answer without the property: attempts"
+    for empty in ("", None, "0001-01-01T00:00:00Z", "not a date"):
+        assert last_sign_in({**attempts, "lastSuccessfulSignInDateTime": empty}) is None
+    served = {**attempts, "lastSuccessfulSignInDateTime": "2026-07-01T08:00:00Z"}
+    assert last_sign_in(served) == datetime(2026, 7, 1, 8, tzinfo=UTC), "the successful one alone decides"
+
+
+def test_a_refused_sign_in_scan_names_the_licence_or_audit_log_never_user_read_all() -> None:
+    """The sign-in scan's 403s: a tenant without P1/P2 (our body in Graph's error shape) needs a licence, not a
+    permission; a missing permission there is AuditLog.Read.All (List users), never User.Read.All."""
+    from licensing.graph.responses import SIGN_IN_ROUTE, graph_error
+
+    error = body("ours-nonpremium-signinactivity-403.json")["error"]
+    licence = graph_error(403, SIGN_IN_ROUTE, "GET /users", error["code"], error["message"])
+    assert "P1 or P2" in licence.message and "Read.All" not in licence.message
+    assert getattr(licence, "permission", "x") is None
+    denied = graph_error(403, SIGN_IN_ROUTE, "GET /users", "Authorization_RequestDenied", "Insufficient privileges")
+    assert denied.message.endswith("AuditLog.Read.All") and "User.Read.All" not in denied.message
+    assert graph_error(403, "/users", "GET /users").message.endswith("User.Read.All"), "the plain scan is unchanged"
+
+
+def _plan_for(sku_body: dict[str, Any]) -> Any:
+    from licensing.graph.candidates import GroupCandidate
+    from licensing.plan import assess
+
+    sku = parse_sku(sku_body)
+    members = {f"u{i}": User(id=f"u{i}", account_enabled=True, user_type="Member", usage_location="US") for i in "1234"}
+    group = LicensedGroup(id="g", display_name="Sales", user_ids=tuple(members), security_enabled=True)
+    return assess(
+        GroupCandidate(
+            tenant_id="t",
+            group=group,
+            members=members,
+            skus=(sku,),
+            tenant_skus=(sku,),
+            group_licensed_users=frozenset(),
+        )
+    )
+
+
+def test_plan_with_a_company_sku_is_a_blocker_never_seats_to_buy() -> None:
+    """subscribedSku.appliesTo: "Only SKUs with target class User are assignable" (our Company body)."""
+    from licensing.plan import Blocker, Verdict
+
+    plan = _plan_for(body("ours-subscribedsku-company.json")["value"][0])
+    assert plan.verdict is Verdict.UNSUITABLE
+    assert [b.kind for b in plan.blockers] == [Blocker.SKU_NOT_ASSIGNABLE]
+    assert "Company" in plan.blockers[0].message and "buy" not in plan.blockers[0].message
+
+
+def test_plan_on_microsofts_suspended_sku_says_one_free_count_never_negative() -> None:
+    """The Suspended SKU of List subscribedSkus: enabled 0, consumed 14: 0 free, the same in every line."""
+    from licensing.plan import summary_lines
+
+    plan = _plan_for(body("subscribedskus-list.json")["value"][1])
+    [row] = plan.skus
+    [short] = plan.blockers
+    assert row.free == 0 and "0 are free" in short.message and "buy 4" in short.message
+    lines = "\n".join(summary_lines(plan))
+    assert "-14" not in lines and "4 need a seat, 0 free" in lines

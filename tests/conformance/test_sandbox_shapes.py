@@ -188,3 +188,34 @@ def test_throttled_requests_are_charged_and_usage_is_announced(client: httpx.Cli
     assert pct[:8] == [None] * 8 and pct[8:10] == ["0.90", "1.00"]
     # Charged while throttled: the usage keeps rising past the budget.
     assert pct[10:] == ["1.10", "1.20", "1.30", "1.40"]
+
+
+def test_sign_in_activity_as_microsofts_list_users_example_serves_it(client: httpx.Client) -> None:
+    """user-list: "Requests with $top set higher than 500 return pages with up to 500 users" (no 400); the sign-in
+    shapes of Microsoft's example 11 (empty success beside failed attempts, the 0001-01-01 placeholder) appear."""
+    theirs = body("user-list-signinactivity.json")["value"][0]
+    page = client.get("/users", params={"$select": "id,displayName,userPrincipalName,signInActivity", "$top": "999"})
+    assert page.status_code == 200, page.text
+    users = page.json()["value"]
+    assert len(users) == 300 or len(users) == 500, "at most 500 a page"
+    same_shape(users[0], theirs)
+    activities = [u["signInActivity"] for u in users]
+    attempts_only = [
+        a for a in activities if a["lastSuccessfulSignInDateTime"] == "" and (a["lastSignInDateTime"] or "")[:2] == "20"
+    ]
+    assert attempts_only, "failed attempts without a success"
+    assert any(a["lastSuccessfulSignInDateTime"] == "0001-01-01T00:00:00Z" for a in activities), "the placeholder"
+    assert any(a["lastSuccessfulSignInDateTime"] is None for a in activities)
+    refused = client.get("/users", params={"$select": "id,signInActivity", "$top": "501"})
+    assert refused.status_code == 200 and len(refused.json()["value"]) <= 500
+
+
+def test_a_tenant_without_entra_premium_refuses_sign_in_activity_as_graph_does() -> None:
+    ours = body("ours-nonpremium-signinactivity-403.json")["error"]
+    tenant = generate_tenant(TenantSpec(seed=3, users=100, groups=12, entra_premium=False))
+    with SandboxServer(tenant) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
+        refused = c.get("/users", params={"$select": "id,signInActivity"})
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert (error["code"], error["message"]) == (ours["code"], ours["message"])
+        assert c.get("/users", params={"$select": "id,accountEnabled"}).status_code == 200, "the rest is served"

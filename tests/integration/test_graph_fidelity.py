@@ -11,7 +11,8 @@ import pytest
 
 from licensing.alerts.policy import EvaluatedScope
 from licensing.graph import check_permissions, open_graph
-from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger
+from licensing.kinds import GROUP_SUBJECT_KINDS, SKU_SUBJECT_KINDS
+from licensing.model import AuditReport, AuditRequest, RunStatus, Scope, Trigger, finding_id
 from licensing.pipeline.run import run_audit
 from licensing.pipeline.runtime import Runtime
 from licensing.sandbox import Faults, SandboxServer, SandboxTenant, TenantSpec, generate_tenant
@@ -146,12 +147,13 @@ def test_sign_in_activity_is_read_in_the_users_scan_and_its_absence_is_not_a_pas
     inactive = {(f.group_id, f.user_id) for f in full.findings if f.kind == "inactive_user_licensed"}
     expected = {(f.group_id, f.user_id) for f in ground_truth(tenant) if f.kind == "inactive_user_licensed"}
     assert inactive == expected and inactive, "the sandbox's inactive members, exactly"
-    # (The scan asked for signInActivity at Graph's page limit for it: the sandbox answers 400 above 500.)
+    # (The scan asks for signInActivity at its documented page size, 500; a larger $top is served 500 a page.)
     # Without AuditLog.Read.All: the scan runs again without it, the rule says why, the run is not partial.
     sandbox.set_faults(Faults(permissions=BASE | {"User.Read.All"}))
     report = audit(sandbox)
     [outcome] = [o for o in report.outcomes if o.rule_id == "inactive_user_licensed"]
     assert outcome.status == "not_evaluated" and "sign-in activity not readable" in (outcome.reason or "")
+    assert "AuditLog.Read.All" in (outcome.reason or "") and "User.Read.All" not in (outcome.reason or "")
     assert not [f for f in report.findings if f.kind == "inactive_user_licensed"]
     assert report.run.status is RunStatus.SUCCEEDED
     others = {f.id for f in full.findings if f.kind not in ("inactive_user_licensed", "seat_shortage", "seat_low")}
@@ -200,3 +202,93 @@ def test_audit_log_is_an_optional_permission_in_check_permissions(sandbox: Sandb
     assert main(["check-permissions", "--graph-url", sandbox.base_url, "--credential", "none"]) == 0, (
         "an optional permission missing is not a failure"
     )
+
+
+def test_a_tenant_without_entra_premium_is_told_apart_from_a_missing_permission() -> None:
+    """Graph refuses signInActivity in a tenant without Entra ID P1/P2 (403
+    Authentication_RequestFromNonPremiumTenantOrB2CTenant) whatever the app holds: the remedy is a licence."""
+    tenant = generate_tenant(TenantSpec(seed=17, users=200, groups=12, entra_premium=False))
+    assert not [f for f in tenant.ground_truth if f.kind == "inactive_user_licensed"]
+    with SandboxServer(tenant) as server:
+        report = audit(server)
+        settings = load_settings({"GRAPH_BASE_URL": server.base_url})
+
+        async def checks() -> dict[str, Any]:
+            async with open_graph(settings, credential="none") as graph:
+                return {c.permission.split(" ")[0]: c for c in await check_permissions(graph)}
+
+        probes = asyncio.run(checks())
+    assert report.run.status is RunStatus.SUCCEEDED, report.run.errors
+    [outcome] = [o for o in report.outcomes if o.rule_id == "inactive_user_licensed"]
+    reason = outcome.reason or ""
+    assert outcome.status == "not_evaluated" and "P1 or P2" in reason, reason
+    assert "needs the Graph application permission" not in reason, "no permission fixes a missing licence"
+    audit_log = probes["AuditLog.Read.All"]
+    assert audit_log.granted is None and "P1 or P2" in audit_log.detail and "User.Read.All" not in audit_log.detail
+    assert probes["User.Read.All"].granted is True
+
+
+def scoped_audit(server: SandboxServer, scope: Scope, **ids: str) -> AuditReport:
+    config = load_settings({"GRAPH_BASE_URL": server.base_url})
+    request = AuditRequest(scope=scope, trigger=Trigger.CLI, **ids)  # type: ignore[arg-type]
+    outcome = asyncio.run(run_audit(request, Runtime(config, store=None, credential="none"), alerts=False))
+    return outcome.report
+
+
+def test_a_group_scoped_audit_opens_and_resolves_only_what_belongs_to_its_group(
+    sandbox: SandboxServer, tenant: SandboxTenant
+) -> None:
+    """subscription_renewal reads subscriptions tenant-wide: a group audit judges only its group's SKUs, exactly
+    as the tenant audit does; what it may open is what the tenant audit reports, and what it may resolve is its
+    group's and its SKUs' (the seats, whose waiting users it cannot all see, it never resolves)."""
+    full = audit(sandbox)
+    tenant_ids = {f.id for f in full.findings}
+    assert any(f.kind == "subscription_renewal" for f in full.findings)
+    for group in [g for g in tenant.groups if g.licensed]:
+        report = scoped_audit(sandbox, Scope.GROUP, group_id=group.id)
+        own = {s.sku_id for s in report.skus}
+        assert own == {tenant.skus[k].sku_id for k in group.sku_indices}
+        renewals = [f for f in report.findings if f.kind == "subscription_renewal"]
+        assert {f.sku_id for f in renewals} <= own, f"{group.display_name}: a product the group does not assign"
+        stray = {f.id for f in report.findings if f.kind in ("subscription_renewal", "units_expiring")} - tenant_ids
+        assert not stray, f"{group.display_name}: opened what the tenant audit never reports"
+        scope = EvaluatedScope.from_report(report)
+        seats = {finding_id(k, s) for k in ("seat_shortage", "seat_low") for s in own}
+        assert not scope.complete and not seats & scope.finding_ids, "seats are never resolved by a group audit"
+        mine = {finding_id(k, s) for k in SKU_SUBJECT_KINDS for s in own}
+        mine |= {finding_id(k, group.id) for k in GROUP_SUBJECT_KINDS}
+        assert scope.finding_ids <= mine, f"{group.display_name}: would resolve state outside its scope"
+
+
+def test_an_audit_of_a_group_that_assigns_no_license_says_so(sandbox: SandboxServer, tenant: SandboxTenant) -> None:
+    group = tenant.plan_group("plan_ready")  # a security group with members and no license
+    report = scoped_audit(sandbox, Scope.GROUP, group_id=group.id)
+    assert not report.findings and not report.skus
+    reasons = {o.reason for o in report.outcomes}
+    assert {o.status for o in report.outcomes} == {"not_evaluated"}
+    assert len(reasons) == 1 and f"group {group.id} assigns no license" in reasons.pop()
+    assert EvaluatedScope.from_report(report).kinds == frozenset(), "no alert state moves"
+
+
+def test_group_then_nightly_alerts_neither_open_nor_resolve_anything_outside_the_group(
+    sandbox: SandboxServer, tenant: SandboxTenant
+) -> None:
+    """The README's joiner runbook, then the nightly: after the nightly's state, a group audit of every licensed
+    group sends nothing new that the nightly did not report, and the next nightly resolves nothing it opened."""
+    from licensing.alerts.policy import plan_alerts
+
+    settings = load_settings({"GRAPH_BASE_URL": sandbox.base_url, "ALERT_MIN_SEVERITY": "info"})
+    nightly = audit(sandbox)
+    now = nightly.run.started_at
+    states = {s.finding_id: s for s in plan_alerts(nightly, {}, settings, now).next_states}
+    scopes = [(Scope.GROUP, {"group_id": g.id}) for g in tenant.groups if g.licensed]
+    scopes += [(Scope.SKU, {"sku": s.part_number}) for s in tenant.skus]
+    for scope, ids in scopes:
+        scoped = scoped_audit(sandbox, scope, **ids)
+        joiner = plan_alerts(scoped, states, settings, now)
+        assert not joiner.new and not joiner.resolved, (ids, joiner.new, joiner.resolved)
+        after = {s.finding_id: s for s in joiner.next_states} | {
+            k: v for k, v in states.items() if k not in {s.finding_id for s in joiner.next_states}
+        }
+        again = plan_alerts(audit(sandbox), after, settings, now)
+        assert not again.new and not again.resolved, ids

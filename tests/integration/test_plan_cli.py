@@ -258,3 +258,17 @@ def test_the_sandbox_serves_the_group_properties_over_http(server: SandboxServer
     assert unified.id not in {g["id"] for g in listed} and paused.id in {g["id"] for g in listed}
     user = httpx.get(f"{server.base_url}/users/{TENANT.user_id(24)}", params={"$select": "id,usageLocation"}).json()
     assert user["usageLocation"] is None
+
+
+def test_a_tenant_level_sku_is_a_blocker_and_a_suspended_one_has_no_free_seat(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    """subscribedSku.appliesTo: "Only SKUs with target class User are assignable" (Office 365 Extra File Storage
+    is Company); the suspended EMSPREMIUM (enabled 0, consumed > 0) has 0 free, the same count on every line."""
+    ready = TENANT.plan_group("plan_ready").id
+    code, doc = plan(server, tmp_path, ready, "SHAREPOINTSTORAGE")
+    assert code == EXIT_FINDINGS and kinds(doc, "blockers") == ["sku_not_assignable"]
+    code, doc = plan(server, tmp_path, ready, "EMSPREMIUM")
+    [row] = doc["skus"]
+    assert row["free"] == 0 and kinds(doc, "blockers") == ["seats_short"]
+    assert "0 are free" in doc["blockers"][0]["message"]

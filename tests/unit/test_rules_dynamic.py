@@ -109,10 +109,19 @@ def test_p1_coverage_reads_the_service_plans_graph_returned() -> None:
 
 def test_office_365_e3_and_above_count_as_microsoft_says() -> None:
     a = group("a", 4)
-    # Office 365 E3 has no Entra ID P1 plan, yet Microsoft names it (and above) as licensing group-based licensing.
-    o365 = Sku("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", enabled=1, service_plans=("x-plan",))
+    # Office 365 E3 has no Entra ID P1 plan, yet Microsoft names it (and above) as licensing group-based licensing:
+    # told by the plans Graph serves (Exchange Online Plan 2 and SharePoint Online Plan 2, commercial or GCC).
+    exo2, spo2 = "efb87545-963c-4e0d-99df-69c6916d9eb0", "5dbe027f-2339-4123-9542-606e4d348a72"
+    o365 = Sku("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", enabled=1, service_plans=(exo2, spo2))
     assert "p1_coverage_short" not in findings(snap(a, skus=(E3, M365_E3, o365)))
     assert findings(snap(a, skus=(E3, M365_E3)))["p1_coverage_short"] == ["tenant"]
+    gcc_g5 = ("8c3069c0-ccdb-44be-ab77-986203a67df2", "153f85dd-d912-4762-af6c-d6e0fb4f6692")
+    g5 = Sku("1341559b-49df-443c-8e79-fa604fed2d82", "ENTERPRISEPREMIUM_NOPSTNCONF_NOPBI_GOV", enabled=1)
+    assert "p1_coverage_short" not in findings(snap(a, skus=(E3, M365_E3, g5))), "GCC G5 by the shipped table"
+    served = Sku(g5.sku_id, g5.sku_part_number, enabled=1, service_plans=gcc_g5)
+    assert "p1_coverage_short" not in findings(snap(a, skus=(E3, M365_E3, served))), "and by its plans"
+    e4 = Sku("1392051d-0cb9-4b7a-88d5-621fee5e8711", "ENTERPRISEWITHSCAL", enabled=1)
+    assert "p1_coverage_short" not in findings(snap(a, skus=(E3, M365_E3, e4))), "Office 365 E4"
 
 
 def test_p1_coverage_is_not_evaluated_on_what_was_not_read() -> None:

@@ -37,7 +37,8 @@ def test_microsofts_sign_in_shape_and_the_fallbacks() -> None:
         {"lastSuccessfulSignInDateTime": "2026-11-30T10:00:00Z", "lastSignInDateTime": "2026-12-01T10:00:00Z"}
     ) == datetime(2026, 11, 30, 10, 0, tzinfo=UTC), "success wins over attempts"
     both = {"lastSignInDateTime": "2026-08-01T00:00:00Z", "lastNonInteractiveSignInDateTime": "2026-10-01T00:00:00Z"}
-    assert last_sign_in(both) == datetime(2026, 10, 1, tzinfo=UTC), "else the later attempt"
+    assert last_sign_in(both) == datetime(2026, 10, 1, tzinfo=UTC), "without the successful property: the later attempt"
+    assert last_sign_in({**both, "lastSuccessfulSignInDateTime": None}) is None, "served empty: no success"
     user = parse_user({"id": "u", "createdDateTime": "2026-01-05T00:00:00Z", "signInActivity": both})
     assert user.created == datetime(2026, 1, 5, tzinfo=UTC) and user.last_sign_in == datetime(2026, 10, 1, tzinfo=UTC)
 

@@ -338,3 +338,20 @@ def test_sku_scope_by_part_number_reports_only_that_sku() -> None:
 def test_history_day_type() -> None:
     # SkuDay.day is a date; the forecast must not depend on datetimes sneaking in.
     assert isinstance(rising_history(7)[0].day, date)
+
+
+@pytest.mark.parametrize(("scope", "scope_id"), [(Scope.GROUP, "g1"), (Scope.SKU, "enterprisepack")])
+def test_scoped_audits_leave_low_or_short_to_the_tenant_audit(scope: Scope, scope_id: str) -> None:
+    """Low or short depends on users waiting anywhere in the tenant: a scoped audit does not judge seat_low, and
+    its seat_shortage carries a reason, so it opens what it sees and never resolves (alerts.policy)."""
+    snap = snapshot([sku(E3, enabled=100, consumed=98)], waiting_users(1), scope=scope, scope_id=scope_id)
+    ev = run(snap)
+    assert not of(ev, "seat_low"), "low here may be short for the tenant"
+    assert outcome(ev, "seat_low").status == "not_evaluated" and "tenant audit" in (
+        outcome(ev, "seat_low").reason or ""
+    )
+    shortage = outcome(ev, "seat_shortage")
+    assert shortage.status == "passed" and "were not read" in (shortage.reason or "")
+    assert not ev.errors, "not an error of the run"
+    tenant = run(snapshot([sku(E3, enabled=100, consumed=98)], waiting_users(1)))
+    assert len(of(tenant, "seat_low")) == 1, "the tenant audit still judges it"

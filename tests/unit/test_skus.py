@@ -135,12 +135,11 @@ def test_every_sku_the_sandbox_serves_has_a_product_name() -> None:
 
 
 def test_the_whole_table_ships_and_the_group_licensing_skus_follow_microsofts_list() -> None:
-    from licensing.skus import OFFICE_E3_AND_ABOVE, qualifies_for_group_licensing
+    from licensing.skus import qualifies_for_group_licensing
 
     rows = load_table()
     assert len(rows) > 500, "Microsoft's table names several hundred SKUs"
     by_part = {r.string_id: r.guid for r in rows}
-    assert set(by_part) >= OFFICE_E3_AND_ABOVE, "every Office 365 suite named is in the table"
     # Entra ID P1/P2 themselves, the suites that carry them, and Office 365 E3 and above count; others do not.
     for part in (
         "AAD_PREMIUM",
@@ -155,3 +154,85 @@ def test_the_whole_table_ships_and_the_group_licensing_skus_follow_microsofts_li
         assert qualifies_for_group_licensing(by_part[part], None, part), part
     for part in ("POWER_BI_PRO", "FLOW_FREE", "O365_BUSINESS_ESSENTIALS", "STANDARDPACK", "VISIOCLIENT"):
         assert not qualifies_for_group_licensing(by_part[part], None, part), part
+
+
+# Microsoft's names for "Office 365 Enterprise E3 or Office 365 A3 or Office 365 GCC G3 or Office 365 E3 for GCCH or
+# Office 365 E3 for DOD and above" (concept-group-based-licensing): E3/E4/E5, A3/A5, G3/G5 and their variants.
+OFFICE_E3_AND_ABOVE_NAME = re.compile(r"^Office 365 (?:GCC )?[EAG][345](?![0-9A-Za-z])(?! Developer)")
+OFFICE_BELOW_E3_NAME = re.compile(r"^Office 365 (?:GCC )?(?:[EAFG][12]|E3 Developer|F3)(?![0-9A-Za-z])")
+
+
+def test_every_office_365_e3_and_above_suite_of_the_whole_shipped_table_licenses_group_based_licensing() -> None:
+    """Over the whole shipped product table: every Office 365 E3-and-above suite (E4 and the GCC G5 variants
+    included) is in the derived qualifying table, nothing below E3 is, and every qualifying row is a SKU of the
+    table with the same GUID and a reason derived from service plans."""
+    import csv
+    import io
+
+    from licensing.skus import OFFICE_WHY, qualifies_for_group_licensing
+
+    rows = load_table()
+    suites = [r for r in rows if OFFICE_E3_AND_ABOVE_NAME.match(r.name)]
+    assert {"ENTERPRISEWITHSCAL", "ENTERPRISEPREMIUM_NOPBIPBX_GOV", "ENTERPRISEPREMIUM_NOPSTNCONF_NOPBI_GOV"} <= {
+        r.string_id for r in suites
+    }
+    missing = [r.string_id for r in suites if not qualifies_for_group_licensing(r.guid, None, r.string_id)]
+    assert missing == [], "Office 365 E3-and-above suites that would raise a false p1_coverage_short"
+    below = [r for r in rows if OFFICE_BELOW_E3_NAME.match(r.name)]
+    assert below and not [r.string_id for r in below if qualifies_for_group_licensing(r.guid, None, r.string_id)]
+    text = (ROOT / "licensing" / "data" / "group_licensing_skus.csv").read_text(encoding="utf-8")
+    guids = {r.string_id: r.guid for r in rows}
+    for q in csv.DictReader(io.StringIO(text)):
+        assert guids.get(q["String_Id"]) == q["GUID"], q
+        assert q["Why"] in ("AAD_PREMIUM", "AAD_PREMIUM_P2", OFFICE_WHY), q
+
+
+# Rows in the format of Microsoft's CSV with the service plans the table lists for these SKUs (Exchange Online Plan 2
+# efb87545/8c3069c0, SharePoint Online Plan 2 5dbe027f/153f85dd, Entra ID P1 41781fb2; E1: Plan 1 of both; the E3
+# developer edition: Exchange Plan 2 and SharePoint for developers; standalone Exchange Online Plan 2).
+PLANS_SAMPLE = (
+    "Product_Display_Name,String_Id,GUID,Service_Plan_Name,Service_Plan_Id,Service_Plans_Included_Friendly_Names\n"
+    "Office 365 E4,ENTERPRISEWITHSCAL,1392051d-0cb9-4b7a-88d5-621fee5e8711,EXCHANGE_S_ENTERPRISE,"
+    "efb87545-963c-4e0d-99df-69c6916d9eb0,EXCHANGE ONLINE (PLAN 2)\n"
+    "Office 365 E4,ENTERPRISEWITHSCAL,1392051d-0cb9-4b7a-88d5-621fee5e8711,SHAREPOINTENTERPRISE,"
+    "5dbe027f-2339-4123-9542-606e4d348a72,SHAREPOINT ONLINE (PLAN 2)\n"
+    "Office 365 GCC G5 without Audio Conferencing,ENTERPRISEPREMIUM_NOPSTNCONF_NOPBI_GOV,"
+    "1341559b-49df-443c-8e79-fa604fed2d82,EXCHANGE_S_ENTERPRISE_GOV,8c3069c0-ccdb-44be-ab77-986203a67df2,"
+    "Exchange Online (Plan 2) for Government\n"
+    "Office 365 GCC G5 without Audio Conferencing,ENTERPRISEPREMIUM_NOPSTNCONF_NOPBI_GOV,"
+    "1341559b-49df-443c-8e79-fa604fed2d82,SHAREPOINTENTERPRISE_GOV,153f85dd-d912-4762-af6c-d6e0fb4f6692,"
+    "SharePoint Plan 2G\n"
+    "Office 365 E1,STANDARDPACK,18181a46-0d4e-45cd-891e-60aabd171b4e,EXCHANGE_S_STANDARD,"
+    "9aaf7827-d63c-4b61-89c3-182f06f82e5c,EXCHANGE ONLINE (PLAN 1)\n"
+    "Office 365 E1,STANDARDPACK,18181a46-0d4e-45cd-891e-60aabd171b4e,SHAREPOINTSTANDARD,"
+    "c7699d2e-19aa-44de-8edf-1736da088ca1,SHAREPOINT ONLINE (PLAN 1)\n"
+    "Office 365 E3 Developer,DEVELOPERPACK,189a915c-fe4f-4ffa-bde4-85b9628d07a0,EXCHANGE_S_ENTERPRISE,"
+    "efb87545-963c-4e0d-99df-69c6916d9eb0,EXCHANGE ONLINE (PLAN 2)\n"
+    "Exchange Online (Plan 2),EXCHANGEENTERPRISE,19ec0d23-8335-4cbd-94ac-6050e30712fa,EXCHANGE_S_ENTERPRISE,"
+    "efb87545-963c-4e0d-99df-69c6916d9eb0,EXCHANGE ONLINE (PLAN 2)\n"
+    "Microsoft Entra ID P1,AAD_PREMIUM,078d2b04-f1bd-4111-bbd4-b4b1b354cef4,AAD_PREMIUM,"
+    "41781fb2-bc02-4b7c-bd55-b576c07bb09d,Microsoft Entra ID P1\n"
+)
+
+
+def test_the_refresh_derives_the_qualifying_skus_from_their_service_plans() -> None:
+    from licensing.skus import OFFICE_WHY, parse_official_qualifying, qualifies_by_plans
+
+    rows = parse_official_qualifying(PLANS_SAMPLE)
+    assert [(r.string_id, r.name) for r in rows] == [
+        ("AAD_PREMIUM", "AAD_PREMIUM"),
+        ("ENTERPRISEPREMIUM_NOPSTNCONF_NOPBI_GOV", OFFICE_WHY),
+        ("ENTERPRISEWITHSCAL", OFFICE_WHY),
+    ]
+    assert qualifies_by_plans(["EFB87545-963C-4E0D-99DF-69C6916D9EB0"]) is None, "Exchange Plan 2 alone is not E3"
+
+
+def test_the_plans_graph_serves_decide_before_the_table() -> None:
+    """A subscribedSku's servicePlans (as Graph serves them) decide: E4's plans qualify even for an id the shipped
+    table does not know; Office 365 E1's plans do not, whatever its part number."""
+    from licensing.skus import qualifies_for_group_licensing
+
+    e4 = ["efb87545-963c-4e0d-99df-69c6916d9eb0", "5dbe027f-2339-4123-9542-606e4d348a72"]
+    assert qualifies_for_group_licensing("00000000-0000-4000-8000-00000000e400", e4, "SOMETHING_NEW")
+    e1 = ["9aaf7827-d63c-4b61-89c3-182f06f82e5c", "c7699d2e-19aa-44de-8edf-1736da088ca1"]
+    assert not qualifies_for_group_licensing("18181a46-0d4e-45cd-891e-60aabd171b4e", e1, "STANDARDPACK")
