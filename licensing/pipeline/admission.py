@@ -40,6 +40,7 @@ __all__ = [
     "owner_token",
     "record_rejection",
     "reserved_reason",
+    "timer_request",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,22 @@ def reserved_reason(request: AuditRequest, store: AuditStore | None) -> str | No
         return None
     genuine = (
         request.trigger is Trigger.SCHEDULE
-        and request.scope is Scope.TENANT
         and bool(request.request_id)
         and store is not None
         and store.has_ticket(str(request.request_id))
     )
-    if genuine:
-        return None
-    return f"request ids starting with {RESERVED_PREFIX!r} and reason 'schedule' are reserved for the timer"
+    if not genuine:
+        return f"request ids starting with {RESERVED_PREFIX!r} and reason 'schedule' are reserved for the timer"
+    # The ticket names the occurrence, not its options: the timer's request is the timer's alone, so a copy
+    # that mutes the night (notify false), narrows it or signs it is refused and the timer's own message runs.
+    if request != timer_request(str(request.request_id)):
+        return "a scheduled request carries exactly the timer's options (scope tenant, notify true, nothing else)"
+    return None
+
+
+def timer_request(request_id: str) -> AuditRequest:
+    """The one request the timer enqueues for an occurrence (licensing.pipeline.handlers.handle_timer)."""
+    return AuditRequest(scope=Scope.TENANT, trigger=Trigger.SCHEDULE, request_id=request_id)
 
 
 def defer(settings: Settings, queue: str, text: str, why: str, subject: str | None) -> None:

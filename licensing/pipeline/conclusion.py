@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 # Runs whose work stands for their request: a redelivery of the same request is skipped. A rejected run
 # never stands in for another request (issue 16, item 2): it did no work.
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
-# How far back licensed_group_shrank looks for the last tenant run (group, SKU and plan runs come in between).
-PREVIOUS_RUNS_SCANNED = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +80,10 @@ def _processing_since(snapshot: TenantSnapshot, states: Mapping[str, Any]) -> di
 
 def _previous_members(store: AuditStore, run: RunInfo) -> dict[str, int]:
     """Member counts of the licensed groups in the last finished tenant run before this one (licensed_group_shrank);
-    empty when the store has none. Runs are listed newest first; scoped and plan runs are passed over."""
-    for earlier in store.runs(run.tenant_id, limit=PREVIOUS_RUNS_SCANNED):
-        if earlier.id == run.id or earlier.scope is not Scope.TENANT:
-            continue
-        if earlier.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and earlier.started_at < run.started_at:
-            return {g.id: g.members for g in store.run_groups(earlier.id)}
-    return {}
+    empty when the store has none (the rule then says so in the report). Found by a query on scope, so any number
+    of group, SKU, plan or junk runs in between cannot push it out of sight (issue 27, item 6)."""
+    earlier = store.last_tenant_run(run.tenant_id, before=run.started_at, exclude=run.id)
+    return {g.id: g.members for g in store.run_groups(earlier.id)} if earlier is not None else {}
 
 
 def _status_and_errors(snapshot: TenantSnapshot, errors: Sequence[str]) -> tuple[RunStatus, tuple[str, ...]]:

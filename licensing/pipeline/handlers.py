@@ -88,11 +88,7 @@ def handle_timer(
     now = now or utcnow()
     if past_due:
         log.warning("the audit timer is past due; enqueuing the missed occurrence now")
-    request = AuditRequest(
-        scope=Scope.TENANT,
-        trigger=Trigger.SCHEDULE,
-        request_id=occurrence_request_id(settings.audit_schedule, now),
-    )
+    request = admission.timer_request(occurrence_request_id(settings.audit_schedule, now))
     store = store_factory(settings) if store_factory is not None else open_runtime(settings).store
     admission.issue_ticket(store, request)
     enqueue_request(settings.storage, settings.audit_queue, request)

@@ -238,6 +238,27 @@ class AuditStore(Coordination):
         """The tenant's runs, newest first."""
         return [records.run_from_entity(e) for e in self._run_rows_query(tenant_id, finished_only=False, limit=limit)]
 
+    def last_tenant_run(self, tenant_id: str, *, before: datetime, exclude: str | None = None) -> RunInfo | None:
+        """The newest finished (succeeded or partial) tenant-wide run started before ``before``, however many
+        group, SKU, plan or rejected runs came after it: the filter runs in the service, newest first."""
+        query = (
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and scope eq @tenant"
+            " and ( status eq @succeeded or status eq @partial )"
+        )
+        params = {
+            "pk": self._run_pk(tenant_id),
+            "lo": RUN_ROWS + inverted_timestamp(before),
+            "hi": key_upper_bound(RUN_ROWS),
+            "tenant": "tenant",
+            "succeeded": RunStatus.SUCCEEDED.value,
+            "partial": RunStatus.PARTIAL.value,
+        }
+        for entity in self._query(self.tables.runs, query, params, limit=3):
+            run = records.run_from_entity(entity)
+            if run.id != exclude and run.started_at < before:
+                return run
+        return None
+
     def run_counts(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         """``{"findings": n, "by_kind": {...}, "by_severity": {...}}`` as written by finish_run."""
         entity = self._run_entity(tenant_id, run_id)
