@@ -178,8 +178,11 @@ class Notifier:
 
     # ------------------------------------------------------------------ the run
 
-    async def run(self, report: AuditReport, notify: bool = True) -> DeliveryResult:
-        """Replay the outbox, then plan, queue, commit and deliver this run's alerts."""
+    async def run(
+        self, report: AuditReport, notify: bool = True, *, notes: Sequence[str] = (), news: bool = False
+    ) -> DeliveryResult:
+        """Replay the outbox, then plan, queue, commit and deliver this run's alerts. ``notes`` go into every digest
+        of the run; with ``news`` they make a digest even when no finding is news (licensing.suppressions)."""
         result = DeliveryResult()
         run_id = report.run.id
         tenant_id = report.run.tenant_id
@@ -202,7 +205,7 @@ class Notifier:
             plan = plan_alerts(report, states, self.settings, now, evaluated_scope=scope, notify=sending)
             result.plan = plan
 
-            items = self._items(report, plan, now) if sending else []
+            items = self._items(report, plan, now, tuple(notes), news) if sending else []
             for item in items:
                 self.store.outbox_put(item)
                 result.queued.append((item.channel, item.id))
@@ -222,7 +225,7 @@ class Notifier:
                     # Another run committed first (our read of the state was stale): send what the committed
                     # state says is news, not what the stale plan said. Same ids, so the outbox rows are replaced.
                     plan = result.plan = committed[-1]
-                    fresh_items = self._items(report, plan, now) if sending else []
+                    fresh_items = self._items(report, plan, now, tuple(notes), news) if sending else []
                     kept = {(i.channel, i.id) for i in fresh_items}
                     for item in items:
                         if (item.channel, item.id) not in kept:
@@ -262,11 +265,13 @@ class Notifier:
 
     # ------------------------------------------------------------------ building
 
-    def _items(self, report: AuditReport, plan: AlertPlan, now: datetime) -> list[OutboxItem]:
+    def _items(
+        self, report: AuditReport, plan: AlertPlan, now: datetime, notes: tuple[str, ...] = (), news: bool = False
+    ) -> list[OutboxItem]:
         run_id = report.run.id
         items: list[OutboxItem] = []
         s = self.settings
-        digest = build_digest(report, plan, s)
+        digest = build_digest(report, plan, s, notes=notes, news=news)
         if digest is None:
             return items
         # Each message shows its own outbox id, so a replayed "may have been delivered" send is recognisable.
@@ -279,7 +284,7 @@ class Notifier:
                 message = build_message(replace(digest, reference=ref), s.alert_mail_to)
                 items.append(OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now))
             if s.alert_mail_to_critical:
-                critical = build_digest(report, plan, s, critical_only=True)
+                critical = build_digest(report, plan, s, critical_only=True, notes=notes, news=news)
                 if critical is not None:
                     ref = _item_id(run_id, "mail", "critical")
                     message = build_message(replace(critical, reference=ref), s.alert_mail_to_critical)

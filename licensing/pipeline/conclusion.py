@@ -35,6 +35,7 @@ from licensing.settings import Settings
 if TYPE_CHECKING:
     from licensing.alerts import DeliveryResult
     from licensing.store import AuditStore
+    from licensing.suppressions import DigestNotes
 
 __all__ = ["FINISHED", "AuditOutcome", "evaluate_and_finish", "purge_expired"]
 
@@ -138,11 +139,14 @@ async def evaluate_and_finish(
         )
         evaluation = evaluate(snapshot, ctx)
     findings = evaluation.findings
+    notes: DigestNotes | None = None
     if store is not None:
-        from licensing.suppressions import apply_suppressions
+        from licensing.suppressions import apply_suppressions, digest_notes
 
         # Marked, not dropped: the report shows what is suppressed, with why and until when; alerts skip them.
-        findings = apply_suppressions(findings, store.suppressions(run.tenant_id), now())
+        suppressions = store.suppressions(run.tenant_id)
+        findings = apply_suppressions(findings, suppressions, now())
+        notes = digest_notes(suppressions, findings, now())
 
     status, errors = _status_and_errors(snapshot, evaluation.errors)
     stats = snapshot.stats
@@ -176,7 +180,11 @@ async def evaluate_and_finish(
                 now=now,
                 on_delivered=runtime.on_delivered,
             )
-            delivery = await notifier.run(report, notify=request.notify)
+            told = (*notes.news, *notes.standing) if notes is not None else ()
+            delivery = await notifier.run(report, notify=request.notify, notes=told, news=bool(notes and notes.news))
+        if store is not None and notes is not None and notes.news and delivery is not None and delivery.queued:
+            # In the outbox, so told at least once: not told again by the next digest.
+            store.mark_suppressions_announced(run.tenant_id, notes.added, notes.removed)
 
     finished = replace(report, run=replace(report.run, finished_at=now()))
     if fence is not None:

@@ -116,7 +116,12 @@ async def handle_audit_message(
         data = decode_message(body)
         scope = data.get("scope")
         if isinstance(scope, str) and scope.strip().lower() == "suppress":
-            return _suppress(runtime, data, message_id)
+            # A queue message carries no identity, and the role that may enqueue an audit must not silence alerts
+            # (issue 27): recorded as a rejected run under its message id, nothing else happens.
+            raise BadRequestError(
+                "suppressions are not accepted from the audit queue (a message carries no identity): "
+                "use `licensing-audit suppress`, signed in"
+            )
         request = validate_request(data, message_id=message_id)
     except BadRequestError as exc:
         return _reject(runtime, None, message_id, str(exc))
@@ -174,23 +179,6 @@ async def handle_audit_message(
         run.graph_throttled,
     )
     return MessageResult(MessageOutcome.COMPLETED, request=request, audit=outcome)
-
-
-def _suppress(runtime: Runtime, data: dict[str, object], message_id: str | None) -> MessageResult:
-    """A suppression from the queue (docs/alerts.md, "From the queue"): added or removed, or rejected in one line.
-    Raises BadRequestError for what the store refuses (the caller rejects it); storage errors are retried."""
-    from licensing.suppressions import apply_request, suppression_request
-
-    store = runtime.store
-    if store is None:
-        raise BadRequestError("suppressions are kept in Table Storage, and this app has none configured")
-    request = suppression_request(data, message_id=message_id)
-    tenant = runtime.settings.azure_tenant_id or store.default_tenant_id()
-    if not tenant:
-        raise BadRequestError("the store has no audit yet, so no tenant to suppress findings of")
-    applied = apply_request(store, tenant, request, runtime.now())
-    log.info("suppression request %s: %s", request.request_id or "(no id)", applied.summary)
-    return MessageResult(MessageOutcome.COMPLETED, reason=applied.summary)
 
 
 async def _plan(runtime: Runtime, request: AuditRequest, message_id: str | None, dequeue_count: int) -> MessageResult:

@@ -480,6 +480,19 @@ class AuditStore(Coordination):
         self._upsert(self.tables.suppressions, [records.suppression_to_entity(removed, keys)])
         return removed
 
+    def mark_suppressions_announced(self, tenant_id: str, added: Sequence[str], removed: Sequence[str]) -> None:
+        """Record that a digest told of these additions and removals (they are not told again)."""
+        changed = []
+        for s in self.suppressions(tenant_id):
+            new = replace(
+                s, announced=s.announced or s.id in added, removal_announced=s.removal_announced or s.id in removed
+            )
+            if new != s:
+                keys = {"PartitionKey": safe_key(tenant_id), "RowKey": safe_key(s.id)}
+                changed.append(records.suppression_to_entity(new, keys))
+        if changed:
+            self._upsert(self.tables.suppressions, changed)
+
     def outbox_list(self, channel: str | None = None) -> list[OutboxItem]:
         """Pending notifications, oldest first."""
         if channel is None:
