@@ -29,6 +29,7 @@ from licensing.model import (
     Trigger,
     finding_id,
 )
+from licensing.pipeline.crosscheck import ScanSummary, cross_check, not_evaluated
 from licensing.pipeline.runtime import Runtime
 from licensing.settings import Settings
 
@@ -106,6 +107,7 @@ async def evaluate_and_finish(
     graph: Any,
     alerts: bool,
     fence: Callable[[], None] | None = None,
+    scan: ScanSummary | None = None,
 ) -> AuditOutcome:
     """Evaluate the rules on ``snapshot``, plan and queue the alerts, then write the run's final record.
 
@@ -127,6 +129,8 @@ async def evaluate_and_finish(
         states = store.alert_states(run.tenant_id)
         if request.scope is Scope.TENANT:
             previous = _previous_members(store, run)
+    # A part that contradicts the others is unreadable (issue 27, item 2): the run is partial, not an all-clear.
+    snapshot = cross_check(snapshot, scan, len(previous) if previous else None)
 
     with telemetry.span("audit.evaluate", {"run.id": run.id}):
         ctx = RuleContext.from_settings(
@@ -137,7 +141,8 @@ async def evaluate_and_finish(
             processing_since=_processing_since(snapshot, states) if store is not None else None,
             previous_members=previous,
         )
-        evaluation = evaluate(snapshot, ctx)
+        # What was not read is not evaluated: nothing raised from it, nothing of it resolved (item 7).
+        evaluation = not_evaluated(evaluate(snapshot, ctx), snapshot)
     findings = evaluation.findings
     notes: DigestNotes | None = None
     if store is not None:

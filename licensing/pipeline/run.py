@@ -20,6 +20,7 @@ from licensing import telemetry
 from licensing.errors import AuditError, GraphError, LicensingError, SupersededError
 from licensing.model import UNKNOWN_TENANT, AuditReport, AuditRequest, RunInfo, RunStatus, Scope
 from licensing.pipeline.conclusion import FINISHED, AuditOutcome, evaluate_and_finish
+from licensing.pipeline.crosscheck import ScanSummary
 from licensing.pipeline.runtime import Runtime, new_run_id
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ async def run_audit(
                 tenant_name=snapshot.tenant_name,
             )
             run_span.set_attribute("run.id", run.id)
+            scan: ScanSummary | None = None
             try:
                 if staged:
                     assert fanout is not None and store is not None  # narrowed by `staged`
@@ -136,7 +138,9 @@ async def run_audit(
                         except GraphError as exc:
                             raise AuditError(f"could not read the tenant from Microsoft Graph: {exc}") from exc
                     # One client read everything here: its figures are the run's (the parts' would count twice).
-                    snapshot = replace(merge_snapshot(snapshot, [members.result(), users.result()]), stats=graph.stats)
+                    parts = [members.result(), users.result()]
+                    scan = ScanSummary.of(parts)  # before the merge keeps only the users the rules need
+                    snapshot = replace(merge_snapshot(snapshot, parts), stats=graph.stats)
                 if store is not None:
                     store.begin_run(run)
                 outcome = await evaluate_and_finish(
@@ -147,6 +151,7 @@ async def run_audit(
                     graph=graph,
                     alerts=alerts,
                     fence=fence,
+                    scan=scan,
                 )
             except SupersededError:
                 raise  # the later delivery owns the run now: nothing to record here
