@@ -31,6 +31,7 @@ __all__ = [
     "DEFER_SECONDS",
     "LEASE_NAME",
     "LEASE_TTL",
+    "PLAN_LEASE",
     "RESERVED_PREFIX",
     "TICKET_TTL",
     "Admission",
@@ -46,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LEASE_NAME: Final = "tenant-audit"
+PLAN_LEASE: Final = "tenant-plan"
 # Longer than host.json's functionTimeout (30 min): a crashed holder never blocks the next night.
 # A fanned-out run renews it with every chunk, so the TTL bounds a crash, not the run.
 LEASE_TTL: Final = timedelta(minutes=40)
@@ -162,6 +164,9 @@ class Admission:
             wanted.append((f"request:{self.request.key}", "the same request is running in another invocation"))
         if self.request.scope is Scope.TENANT:
             wanted.append((LEASE_NAME, "another tenant-wide audit is running"))
+        if self.request.scope is Scope.PLAN:
+            # A plan scans every user: one at a time per tenant (issue 27, item 8).
+            wanted.append((PLAN_LEASE, "another plan request is running"))
         for name, busy in wanted:
             taken = self.store.try_acquire_lease(
                 name, self.owner, LEASE_TTL, message=self.message_id, generation=self.generation

@@ -138,7 +138,7 @@ async def handle_audit_message(
             defer_request(runtime.settings, request, busy)
             return MessageResult(MessageOutcome.DEFERRED, request=request, reason=busy)
         if request.scope is Scope.PLAN:
-            return await _plan(runtime, request, message_id, dequeue_count)
+            return await _plan(runtime, request, message_id, dequeue_count, leases.fence)
         try:
             outcome = await run_audit(
                 request,
@@ -181,12 +181,21 @@ async def handle_audit_message(
     return MessageResult(MessageOutcome.COMPLETED, request=request, audit=outcome)
 
 
-async def _plan(runtime: Runtime, request: AuditRequest, message_id: str | None, dequeue_count: int) -> MessageResult:
+async def _plan(
+    runtime: Runtime,
+    request: AuditRequest,
+    message_id: str | None,
+    dequeue_count: int,
+    fence: Callable[[], None] | None = None,
+) -> MessageResult:
     """A plan request (licensing.pipeline.planning): answered, skipped (answered before), rejected or retried."""
     from licensing.pipeline.planning import run_plan
 
     try:
-        answer = await run_plan(request, runtime)
+        answer = await run_plan(request, runtime, fence=fence)
+    except SupersededError as exc:
+        log.warning("plan request %s: %s", request.request_id, exc)
+        return MessageResult(MessageOutcome.SUPERSEDED, request=request, reason=str(exc))
     except BadRequestError as exc:
         return _reject(runtime, request, message_id, str(exc))
     except LicensingError as exc:

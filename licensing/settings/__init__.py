@@ -298,6 +298,8 @@ class Settings:
     alert_report_url: str | None = _setting(
         "ALERT_REPORT_URL", None, parse_http_url, "an https URL", "link to the published full report"
     )
+    # Each queued plan reads the group and scans every user (about 600 Graph requests at 300k users): bounded.
+    plan_max_per_hour: int = _whole("PLAN_MAX_PER_HOUR", 20, 1, 1000, "queued plan requests answered per hour")
     fanout_groups: int = _whole("FANOUT_GROUPS", 500, 1, 1_000_000, "above this many licensed groups, fan out")
     retention_days: int = _whole("RETENTION_DAYS", 400, 1, 3650, "how long runs and history are kept")
     applicationinsights_connection_string: Secret | None = _setting(

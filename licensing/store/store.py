@@ -51,6 +51,7 @@ from licensing.model import (
     OutboxItem,
     RunInfo,
     RunStatus,
+    Scope,
     SkuDay,
     SkuSummary,
 )
@@ -258,6 +259,19 @@ class AuditStore(Coordination):
             if run.id != exclude and run.started_at < before:
                 return run
         return None
+
+    def count_runs(self, tenant_id: str, *, scope: Scope, since: datetime, statuses: Iterable[RunStatus] = ()) -> int:
+        """How many runs of ``scope`` (with one of ``statuses``, when given) started at or after ``since``."""
+        params: dict[str, Any] = {
+            "pk": self._run_pk(tenant_id),
+            "lo": RUN_ROWS,
+            "hi": key_upper_bound(RUN_ROWS + inverted_timestamp(since)),
+            "scope": scope.value,
+        }
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and scope eq @scope"
+        rows = self._query(self.tables.runs, query, params, select=["status", "started_at"], restore=False)
+        wanted = {s.value for s in statuses}
+        return sum(1 for r in rows if not wanted or r.get("status") in wanted)
 
     def run_counts(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         """``{"findings": n, "by_kind": {...}, "by_severity": {...}}`` as written by finish_run."""
