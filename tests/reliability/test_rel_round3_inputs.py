@@ -21,7 +21,7 @@ def load_within(env: dict[str, str], seconds: float = 5.0) -> BaseException | No
         try:
             load_settings(env)
             outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+        except BaseException as exc:  # handed back to the test
             outcome.append(exc)
 
     worker = threading.Thread(target=target, daemon=True)
