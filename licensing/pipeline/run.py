@@ -82,7 +82,9 @@ async def run_audit(
                 return resumed
         if early is not None and early.status is not RunStatus.REJECTED:
             provisional = replace(provisional, id=early.id)
-    staged = fanout is not None and store is not None and request.scope is Scope.TENANT
+    # A tenant audit reads the overview, then members and the users scan apart, so the scan is summarised before
+    # the merge keeps only the users the rules need (licensing.pipeline.crosscheck); the CLI reads so too.
+    staged = request.scope is Scope.TENANT
     async with open_graph(settings, credential=runtime.credential) as graph:
         with telemetry.run_span(provisional) as run_span:
             with telemetry.span("audit.read", {"run.scope": request.scope.value}):
@@ -126,8 +128,7 @@ async def run_audit(
             scan: ScanSummary | None = None
             try:
                 if staged:
-                    assert fanout is not None and store is not None  # narrowed by `staged`
-                    if len(snapshot.groups) > settings.fanout_groups:
+                    if fanout is not None and store is not None and len(snapshot.groups) > settings.fanout_groups:
                         run_span.set_attribute("run.fanned_out", True)
                         return await fanout.start(run=run, overview=snapshot, request=request)
                     with telemetry.span("audit.read_members", {"run.id": run.id}):
