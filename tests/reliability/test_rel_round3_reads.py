@@ -101,3 +101,24 @@ def test_the_group_list_is_checked_against_the_users_scan(
                               groups=groups)  # fmt: skip
     checked = cross_check(snapshot, ScanSummary(frozenset(assigning), holders=8), previous)
     assert any(u.what is Part.GROUPS for u in checked.unreadable) is broken, checked.unreadable
+
+
+def test_a_partial_run_does_not_raise_a_renewal_for_a_sku_that_never_alerts(
+    sandbox: SandboxServer, small_tenant: SandboxTenant, store: Any, storage_connection: str,
+    webhook: WebhookReceiver, graph_sleeps: SleepLog, alert_sleeps: SleepLog,
+) -> None:  # fmt: skip
+    """With the SKUs unreadable the renewal finding lost its part number, so ALERT_EXCLUDE_SKUS no longer matched
+    it and the excluded SKU alerted: the renewal is computed from the SKUs, so it is not evaluated then."""
+    probe = make_settings(sandbox, storage=storage_connection, AZURE_TENANT_ID=small_tenant.tenant_id)
+    renewals = [f for f in tenant_run(probe, store, "renew-probe").report.findings if f.kind == "subscription_renewal"]
+    assert renewals and all(f.sku_part_number for f in renewals)
+    excluded = ",".join(sorted({str(f.sku_part_number) for f in renewals}))
+    settings = make_settings(sandbox, storage=storage_connection, webhook_url=webhook.url,
+                             AZURE_TENANT_ID=small_tenant.tenant_id, ALERT_EXCLUDE_SKUS=excluded)  # fmt: skip
+    sandbox.set_faults(Faults(rules=(FaultRule("empty_answer", "subscribedSkus"),)))
+    partial = tenant_run(settings, store, "renew-partial")
+    assert partial.report.run.status is RunStatus.PARTIAL
+    assert not [f for f in partial.report.findings if f.kind == "subscription_renewal"]
+    outcome = {o.rule_id: o for o in partial.report.outcomes}["subscription_renewal"]
+    assert outcome.status is OutcomeStatus.NOT_EVALUATED
+    assert all("subscription" not in card_text(body).lower() for body in webhook.accepted)
