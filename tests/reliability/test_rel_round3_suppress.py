@@ -247,3 +247,21 @@ def test_the_cli_records_the_signed_in_identity_from_the_token(
     assert made.created_by == "cli:ana@contoso.com (oid 0c7e1d2a-1111-4222-8333-944455556666)"
     assert "Global Administrator" not in made.created_by
     assert credential.scopes and credential.scopes[0].endswith("/.default")
+
+
+def test_suppression_notes_are_escaped_in_the_card_and_the_mail() -> None:
+    """The reason and the identity are admin text shown to every recipient: they cannot inject links or markup."""
+    from licensing.alerts import AlertPlan, build_digest
+    from licensing.alerts.mail import build_message
+    from licensing.alerts.teams import teams_payload
+    from tests.unit.alerts_support import report, settings
+
+    hostile = "Suppression s1 added by cli:x: [click](https://evil.example) <script>alert(1)</script> **now**"
+    digest = build_digest(report([]), AlertPlan(), settings(), notes=(hostile,), news=True)
+    assert digest is not None and "no new findings" in digest.headline(), "a notice alone is no all-clear"
+    card = orjson.loads(teams_payload(digest))["attachments"][0]["content"]
+    texts = [str(b.get("text", "")) for b in card["body"]]
+    note = next(t for t in texts if "Suppression" in t)
+    assert "](https://evil.example)" not in note and "\\[click\\]" in note and "\\*\\*now\\*\\*" in note
+    html = build_message(digest, ["admins@contoso.example"])["message"]["body"]["content"]
+    assert "<script>" not in html and "&lt;script&gt;" in html
