@@ -393,12 +393,12 @@ def suppress(
         str | None, typer.Option("--store", help="Storage connection string or @FILE (default: LICENSING_STORAGE).")
     ] = None,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    credential: Annotated[CredentialName, typer.Option("--credential")] = CredentialName.DEFAULT,
 ) -> None:
-    """Stop alerts about a finding, user, group or SKU (with a reason, optionally until a date); list or remove."""
-    import getpass
-
+    """Stop alerts about a finding, user, group or SKU (with a reason, until a date); list or remove."""
     from licensing.clock import utcnow
-    from licensing.suppressions import SuppressionRequest, apply_request, describe_all
+    from licensing.graph.auth import signed_in_identity
+    from licensing.suppressions import Limits, SuppressionRequest, apply_request, describe_all
 
     settings = _settings(store=store, tenant_id=tenant_id)
     adding = any((finding, user, group, sku, kind, reason, until))
@@ -418,12 +418,14 @@ def suppress(
         for line in describe_all(audit_store.suppressions(tenant), now):
             console.print(line, markup=False, soft_wrap=True)
         return
-    who = f"cli:{getpass.getuser()}"
+    # Who decided comes from the sign-in's token (upn, oid), never from a name anyone could type (issue 27).
+    who = f"cli:{asyncio.run(signed_in_identity(settings, credential.value))}"
     request = SuppressionRequest(
         reason=reason, by=who, finding_id=finding, user_id=user, group_id=group, sku=sku, kind=kind, until=until,
         remove=remove,
     )  # fmt: skip
-    console.print(apply_request(audit_store, tenant, request, now).summary, markup=False, soft_wrap=True)
+    limits = Limits(settings.suppress_max_days, settings.suppress_max_days_critical)
+    console.print(apply_request(audit_store, tenant, request, now, limits).summary, markup=False, soft_wrap=True)
 
 
 def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:

@@ -576,3 +576,8 @@ class OutboxItem:
     # A send of it timed out, broke or got a 5xx after it went out: the channel may show it already.
     # It is replayed at most once more (docs/alerts.md, "At least once").
     maybe_delivered: bool = False
+    # The finding ids whose news it carries: when it dies they are due again (issue 27, item 3).
+    findings: tuple[str, ...] = ()
+    # Dead items of its channel it tells may not have arrived; once it is delivered they are marked told.
+    tells: tuple[str, ...] = ()
+    lost_told: bool = False  # a dead item that a later delivery on its channel has told about

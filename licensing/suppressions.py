@@ -1,9 +1,11 @@
 """Suppressions: which findings an admin chose not to hear about, and the checks a new one passes (docs/alerts.md).
 
-Pure functions over records; the store keeps them (``AlertSuppressions``), the CLI (``licensing-audit suppress``)
-and the queue (scope ``suppress``) make them, the conclusion of a run marks the findings they cover, and the
-alert policy never alerts a marked finding. An exclusion of a user, group or SKU covers every kind unless a
-kind narrows it; a finding id covers exactly that finding.
+Pure functions over records; the store keeps them (``AlertSuppressions``), the CLI (``licensing-audit suppress``,
+signed in: the token's identity is recorded) makes them (never the audit queue: issue 27), the conclusion of a run
+marks the findings they cover, and the alert policy never alerts a marked finding. An exclusion of a user, group or
+SKU covers every kind unless a kind narrows it; a finding id covers exactly that finding. Every suppression ends
+(``until``, at most ``SUPPRESS_MAX_DAYS``, ``SUPPRESS_MAX_DAYS_CRITICAL`` when it may hide critical findings), hides
+nothing more severe than what it covered when it was made, and is announced in the next digest, added and removed.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from typing import Any, Final, Protocol
 
 from licensing.errors import BadRequestError
 from licensing.kinds import CATALOGUE
-from licensing.model import AlertState, Finding, RunInfo, SkuSummary, Suppressed
+from licensing.model import AlertState, Finding, GroupSummary, RunInfo, Severity, SkuSummary, Suppressed
 from licensing.settings import is_guid
 from licensing.text import one_line
 
 __all__ = [
     "MAX_REASON",
     "Applied",
+    "DigestNotes",
+    "Limits",
     "Suppression",
     "SuppressionRequest",
     "SuppressionStore",
@@ -31,10 +35,10 @@ __all__ = [
     "apply_suppressions",
     "covers",
     "describe_all",
+    "digest_notes",
     "new_suppression",
     "parse_until",
     "suppression_id",
-    "suppression_request",
 ]
 
 MAX_REASON: Final = 500
@@ -62,12 +66,21 @@ class Suppression:
     group_id: str | None = None
     sku: str | None = None  # skuId (lowercase) or skuPartNumber, as the admin named it
     kind: str | None = None
-    until: datetime | None = None  # None: until removed
+    until: datetime | None = None  # required since round three; None only on older rows: until removed
     removed_at: datetime | None = None
     removed_by: str | None = None
+    # The most severe finding it covered when it was made: it never hides a finding that became more severe
+    # (older rows without it hide nothing above warning).
+    severity: Severity | None = None
+    announced: bool = False  # its addition was told in a digest
+    removal_announced: bool = False  # its removal was told in a digest
 
     def active(self, now: datetime) -> bool:
         return self.removed_at is None and (self.until is None or now < self.until)
+
+    @property
+    def ceiling(self) -> Severity:
+        return self.severity or Severity.WARNING
 
     @property
     def subject(self) -> str:
@@ -80,10 +93,10 @@ class Suppression:
 
 @dataclass(frozen=True, slots=True)
 class SuppressionRequest:
-    """What an admin asked for (CLI options or a queue message), before the store is consulted."""
+    """What an admin asked for (the CLI's options), before the store is consulted."""
 
     reason: str | None = None
-    by: str = "unknown"
+    by: str = "unknown"  # the signed-in identity (licensing.graph.auth.signed_in_identity), never a typed name
     finding_id: str | None = None
     user_id: str | None = None
     group_id: str | None = None
@@ -91,12 +104,20 @@ class SuppressionRequest:
     kind: str | None = None
     until: str | None = None
     remove: str | None = None  # a suppression id to remove instead
-    request_id: str | None = None  # a queue request id: the same request makes the same suppression
+    request_id: str | None = None  # the same request id makes the same suppression
 
 
 def covers(s: Suppression, finding: Finding, now: datetime) -> bool:
     """Whether the active suppression ``s`` applies to ``finding``."""
     if not s.active(now) or (s.kind and s.kind != finding.kind):
+        return False
+    if Severity(finding.severity).rank > s.ceiling.rank:
+        return False  # it became more severe than anything the suppression was made for: alert it
+    return _subject_matches(s, finding)
+
+
+def _subject_matches(s: Suppression, finding: Finding) -> bool:
+    if s.kind and s.kind != finding.kind:
         return False
     if s.finding_id:
         return s.finding_id == finding.id
@@ -126,21 +147,44 @@ def apply_suppressions(
     return tuple(out)
 
 
-def parse_until(raw: str, now: datetime) -> datetime:
-    """``--until``: a date (the suppression lasts through that day, UTC) or an ISO date and time; never the past."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How long a suppression may last (``SUPPRESS_MAX_DAYS``, ``SUPPRESS_MAX_DAYS_CRITICAL``: the smaller wins)."""
+
+    max_days: int = 90
+    max_days_critical: int = 14
+
+    def days(self, ceiling: Severity) -> int:
+        return min(self.max_days, self.max_days_critical) if ceiling is Severity.CRITICAL else self.max_days
+
+
+def parse_until(raw: str, now: datetime, *, max_days: int | None = None) -> datetime:
+    """``--until``: a date (the suppression lasts through that day, UTC) or an ISO date and time; never the past,
+    never more than ``max_days`` ahead."""
     text = raw.strip()
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            until = datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), tzinfo=UTC)
+            day = date.fromisoformat(text)
+            # Through that day; the last day there is has no next one (9999-12-31 overflowed and poisoned the queue).
+            until = (
+                datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+                if day < date.max
+                else datetime.max.replace(tzinfo=UTC)
+            )
         else:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             until = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequestError(
             f"until {one_line(raw, 40)!r} is not a date (YYYY-MM-DD) or an ISO date and time"
         ) from None
     if until <= now:
         raise BadRequestError(f"until {one_line(raw, 40)!r} is in the past: a suppression must end later than now")
+    if max_days is not None and until - now > timedelta(days=max_days):
+        raise BadRequestError(
+            f"until {one_line(raw, 40)!r} is more than {max_days} days ahead: a suppression of these findings lasts "
+            f"at most {max_days} days (--until; SUPPRESS_MAX_DAYS, SUPPRESS_MAX_DAYS_CRITICAL)"
+        )
     return until
 
 
@@ -159,11 +203,18 @@ def new_suppression(
     *,
     known_findings: Mapping[str, str],
     skus: Sequence[SkuSummary],
+    last_findings: Sequence[Finding] = (),
+    groups: Sequence[GroupSummary] = (),
+    severities: Mapping[str, Severity] | None = None,
+    limits: Limits | None = None,
 ) -> Suppression:
     """A new suppression from ``request``, or BadRequestError naming what is wrong (nothing is written then).
 
-    ``known_findings`` (finding id -> kind): the tenant's alert state, so that an id nobody has seen is refused;
-    ``skus``: the tenant's SKUs from its last run, so that a SKU it lacks is refused.
+    ``known_findings`` (finding id -> kind) and ``severities`` (finding id -> severity): the tenant's alert state,
+    so that an id nobody has seen is refused; ``skus``, ``groups`` and ``last_findings``: its last tenant run, so
+    that a SKU, group or user the tenant does not have is refused, and so that the suppression knows the most
+    severe finding it covers now (its ceiling: it never hides anything more severe, and a critical ceiling gets the
+    shorter maximum).
     """
     reason = one_line(request.reason or "", MAX_REASON + 1)
     if not reason:
@@ -180,6 +231,7 @@ def new_suppression(
         if not is_guid(value):
             raise BadRequestError(f"{name.replace('_', ' ')} {one_line(value, 40)!r} is not a GUID")
         value = value.lower()
+        _check_known(name, value, last_findings, groups)
     else:
         if not (is_guid(value) or _SKU_PART.match(value)):
             raise BadRequestError(f"sku {one_line(value, 40)!r} is neither a skuId GUID nor a skuPartNumber")
@@ -190,7 +242,14 @@ def new_suppression(
     kind = (request.kind or "").strip() or None
     if kind is not None and kind not in CATALOGUE:
         raise BadRequestError(f"kind {one_line(kind, 40)!r} is not a finding kind; one of {', '.join(CATALOGUE)}")
-    until = parse_until(request.until, now) if request.until else None
+    probe = Suppression(id="", tenant_id=tenant_id, reason="", created_by="", created_at=now, kind=kind, **fields)
+    covered = [Severity(f.severity) for f in last_findings if _subject_matches(probe, f)]
+    if name == "finding_id" and severities and value in severities:
+        covered.append(Severity(severities[value]))
+    ceiling = max(covered, key=lambda v: v.rank) if covered else Severity.WARNING
+    if not request.until:
+        raise BadRequestError("a suppression needs an end (--until YYYY-MM-DD): none lasts until removed")
+    until = parse_until(request.until, now, max_days=(limits or Limits()).days(ceiling))
     seed = request.request_id or f"{now.isoformat()}|{name}|{value}|{kind}|{reason}"
     ident = "s" + hashlib.sha256(f"{tenant_id}|{seed}".encode()).hexdigest()[:12]
     return Suppression(
@@ -201,8 +260,25 @@ def new_suppression(
         created_at=now,
         kind=kind,
         until=until,
+        severity=ceiling,
         **fields,
     )
+
+
+def _check_known(name: str, value: str, findings: Sequence[Finding], groups: Sequence[GroupSummary]) -> None:
+    """A user or group subject must be one the tenant has, as its last tenant run saw it: a licensed group, a
+    member group, or a user a finding names (a user without findings has nothing to suppress)."""
+    if name == "group_id":
+        known = {g.id.lower() for g in groups}
+        known.update((f.group_id or "").lower() for f in findings)
+        known.update((f.member_group_id or "").lower() for f in findings)
+    else:
+        known = {(f.user_id or "").lower() for f in findings}
+    if value not in known:
+        what = "group" if name == "group_id" else "user"
+        raise BadRequestError(
+            f"the tenant has no {what} {value} that its last tenant audit saw (--{what}): check the id in the report"
+        )
 
 
 def suppression_id(value: str) -> str:
@@ -213,60 +289,18 @@ def suppression_id(value: str) -> str:
     return ident
 
 
-_QUEUE_FIELDS: Final = frozenset(
-    {
-        "scope",
-        "finding_id",
-        "user_id",
-        "group_id",
-        "sku",
-        "kind",
-        "reason",
-        "until",
-        "remove",
-        "requested_by",
-        "request_id",
-    }
-)
-
-
-def suppression_request(data: Mapping[str, Any], *, message_id: str | None = None) -> SuppressionRequest:
-    """The queue form (docs/alerts.md, "From the queue"): the same fields as the CLI, ``remove`` for --remove."""
-    unknown = sorted(str(k) for k in data if k not in _QUEUE_FIELDS)
-    if unknown:
-        raise BadRequestError(
-            f"unknown field(s) {', '.join(unknown)[:200]}; allowed: {', '.join(sorted(_QUEUE_FIELDS))}"
-        )
-    values: dict[str, str | None] = {}
-    for name in _QUEUE_FIELDS - {"scope"}:
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise BadRequestError(f"{name} must be a string, not {type(value).__name__}")
-        values[name] = value.strip() if isinstance(value, str) and value.strip() else None
-    if values["remove"] is not None:
-        suppression_id(values["remove"])
-    return SuppressionRequest(
-        reason=values["reason"],
-        by=f"queue:{values['requested_by'] or 'unknown'}",
-        finding_id=values["finding_id"],
-        user_id=values["user_id"],
-        group_id=values["group_id"],
-        sku=values["sku"],
-        kind=values["kind"],
-        until=values["until"],
-        remove=values["remove"],
-        request_id=values["request_id"] or message_id,
-    )
-
-
 class SuppressionStore(Protocol):
     """What making and removing a suppression needs from the store (licensing.store.AuditStore has it)."""
 
     def alert_states(self, tenant_id: str) -> Mapping[str, AlertState]: ...
 
-    def runs(self, tenant_id: str, limit: int = 50) -> list[RunInfo]: ...
+    def last_tenant_run(self, tenant_id: str, *, before: datetime, exclude: str | None = None) -> RunInfo | None: ...
 
     def run_skus(self, run_id: str) -> list[SkuSummary]: ...
+
+    def run_groups(self, run_id: str) -> list[GroupSummary]: ...
+
+    def run_findings(self, run_id: str) -> list[Finding]: ...
 
     def put_suppression(self, suppression: Suppression) -> bool: ...
 
@@ -305,25 +339,72 @@ def describe_all(suppressions: Sequence[Suppression], now: datetime) -> list[str
     return lines or ["no suppressions"]
 
 
-def _last_skus(store: SuppressionStore, tenant_id: str) -> list[SkuSummary]:
-    for run in store.runs(tenant_id, limit=50):
-        if run.scope.value == "tenant" and run.status.value in ("succeeded", "partial"):
-            return store.run_skus(run.id)
-    return []
-
-
-def apply_request(store: SuppressionStore, tenant_id: str, request: SuppressionRequest, now: datetime) -> Applied:
+def apply_request(
+    store: SuppressionStore, tenant_id: str, request: SuppressionRequest, now: datetime, limits: Limits | None = None
+) -> Applied:
     """Add or remove one suppression, checked against what the store knows of the tenant; BadRequestError (and
-    nothing changed) for an unknown finding id, a SKU the tenant lacks, an unknown suppression id, a past date."""
+    nothing changed) for an unknown finding id, user, group or SKU, an unknown suppression id, a missing, past or
+    too distant end."""
     if request.remove:
         ident = suppression_id(request.remove)
         removed = store.remove_suppression(tenant_id, ident, by=one_line(request.by, 256) or "unknown", at=now)
         if removed is None:
             raise BadRequestError(f"the tenant has no suppression {ident}")
         return Applied(removed, removed=True)
-    known = {fid: state.kind for fid, state in store.alert_states(tenant_id).items()}
-    skus = _last_skus(store, tenant_id) if request.sku else []
-    if request.sku and not skus:
-        raise BadRequestError("no finished tenant audit in the store yet: run one before suppressing a SKU")
-    suppression = new_suppression(request, tenant_id, now, known_findings=known, skus=skus)
+    states = store.alert_states(tenant_id)
+    last = store.last_tenant_run(tenant_id, before=now + timedelta(seconds=1))
+    if last is None and not request.finding_id:
+        raise BadRequestError("no finished tenant audit in the store yet: run one before suppressing")
+    suppression = new_suppression(
+        request,
+        tenant_id,
+        now,
+        known_findings={fid: state.kind for fid, state in states.items()},
+        severities={fid: Severity(state.severity) for fid, state in states.items()},
+        skus=store.run_skus(last.id) if last is not None and request.sku else [],
+        groups=store.run_groups(last.id) if last is not None and request.group_id else [],
+        last_findings=store.run_findings(last.id) if last is not None else [],
+        limits=limits,
+    )
     return Applied(suppression, added=store.put_suppression(suppression))
+
+
+@dataclass(frozen=True, slots=True)
+class DigestNotes:
+    """What the next digest says about suppressions: ``news`` (added and removed ones not told yet: a digest goes
+    out for them alone) and ``standing`` (active ones hiding critical findings: said in every digest)."""
+
+    news: tuple[str, ...] = ()
+    standing: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()  # ids whose addition ``news`` tells
+    removed: tuple[str, ...] = ()  # ids whose removal ``news`` tells
+
+
+def _until(s: Suppression) -> str:
+    return f"until {s.until:%Y-%m-%d %H:%M} UTC" if s.until else "with no end"
+
+
+def digest_notes(suppressions: Sequence[Suppression], findings: Sequence[Finding], now: datetime) -> DigestNotes:
+    """The suppression lines of the next digest (issue 27: nobody silences alerts unseen)."""
+    news: list[str] = []
+    added: list[str] = []
+    removed: list[str] = []
+    for s in suppressions:
+        if not s.announced:
+            news.append(f"Suppression {s.id} added by {s.created_by}: {s.subject}, {_until(s)}. Reason: {s.reason}")
+            added.append(s.id)
+        if s.removed_at is not None and not s.removal_announced:
+            news.append(f"Suppression {s.id} ({s.subject}) removed by {s.removed_by or 'unknown'}: it alerts again.")
+            removed.append(s.id)
+    hidden: dict[str, int] = {}
+    for f in findings:
+        if f.suppressed is not None and Severity(f.severity) is Severity.CRITICAL:
+            hidden[f.suppressed.id] = hidden.get(f.suppressed.id, 0) + 1
+    by_id = {s.id: s for s in suppressions}
+    standing = [
+        f"Suppression {ident} ({by_id[ident].subject}, by {by_id[ident].created_by}, {_until(by_id[ident])}) hides "
+        f"{count} critical finding{'s' if count != 1 else ''}. Reason: {by_id[ident].reason}"
+        for ident, count in sorted(hidden.items())
+        if ident in by_id
+    ]
+    return DigestNotes(tuple(news), tuple(standing), tuple(added), tuple(removed))

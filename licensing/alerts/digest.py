@@ -150,6 +150,9 @@ class Digest:
     # The outbox item id this message is sent as: shown in the card and mail, so that a replay of a send
     # whose outcome was unknown (docs/alerts.md, "At least once") is recognisable as the same message.
     reference: str = ""
+    # Said before the findings: suppressions added, removed or hiding critical findings, alerts that may not have
+    # arrived (issue 27). Plain text; the renderers escape it.
+    notes: tuple[str, ...] = ()
 
     def run_line(self) -> str:
         """``Run … · 2026-11-24 02:30 UTC · scope tenant · alert <item id>``."""
@@ -167,7 +170,11 @@ class Digest:
     def count_text(self) -> str:
         """E.g. "2 critical, 5 warning" (severities with no finding left out), or "nothing open"."""
         order = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
-        return ", ".join(f"{self.counts[s]} {s.value}" for s in order if self.counts.get(s)) or "nothing open"
+        shown = ", ".join(f"{self.counts[s]} {s.value}" for s in order if self.counts.get(s))
+        if shown:
+            return shown
+        # A message of notes alone is not an all-clear: it says nothing about what is open.
+        return "notices, no new findings" if self.notes and not self.resolved else "nothing open"
 
     def headline(self) -> str:
         """One line for the card title and the mail subject (plain text)."""
@@ -292,16 +299,23 @@ def _resolved(states: tuple[AlertState, ...]) -> tuple[ResolvedLine, ...]:
 
 
 def build_digest(
-    report: AuditReport, plan: AlertPlan, settings: Settings, *, critical_only: bool = False
+    report: AuditReport,
+    plan: AlertPlan,
+    settings: Settings,
+    *,
+    critical_only: bool = False,
+    notes: tuple[str, ...] = (),
+    news: bool = False,
 ) -> Digest | None:
-    """The digest of ``plan`` for one audience; None when that audience has nothing to hear."""
+    """The digest of ``plan`` for one audience; None when that audience has nothing to hear. ``notes`` are shown in
+    it; with ``news`` they are worth a message on their own (a suppression added or removed, an alert lost)."""
     labels = plan.labels()
     findings = plan.findings
     resolved = plan.resolved
     if critical_only:
         findings = tuple(f for f in findings if _severity(f) is Severity.CRITICAL)
         resolved = tuple(s for s in resolved if Severity(s.severity) is Severity.CRITICAL)
-    if not findings and not resolved:
+    if not findings and not resolved and not (news and notes):
         return None
     # Keep the report's order (severity, kind, subject): stable from night to night.
     order = {f.id: i for i, f in enumerate(report.findings)}
@@ -333,4 +347,5 @@ def build_digest(
         findings=findings,
         excluded=plan.excluded,
         cost=totals_text(cost_lines(report.skus, price_table(settings.sku_prices)), settings.sku_price_currency),
+        notes=notes,
     )

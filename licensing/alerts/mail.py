@@ -115,7 +115,7 @@ def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[
     limits = limits or _LADDER[0]
     seats = digest.seats[: limits.seat_rows]
     sections = digest.sections[: limits.sections]
-    all_notes = list(notes)
+    all_notes = [*digest.notes, *notes]
     if len(digest.sections) > len(sections):
         left = digest.sections[len(sections) :]
         all_notes.append(

@@ -17,9 +17,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Final, Protocol
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import httpx
 import orjson
@@ -35,6 +35,15 @@ from licensing.alerts.delivery import (
 )
 from licensing.alerts.digest import build_digest
 from licensing.alerts.mail import build_message
+from licensing.alerts.outbox import (
+    DEAD_MARK,
+    MAX_ATTEMPTS,
+    MAYBE_MARK,
+    AlertStore,
+    DeliveryResult,
+    MemoryOutbox,
+    is_dead,
+)
 from licensing.alerts.policy import AlertPlan, EvaluatedScope, plan_alerts
 from licensing.alerts.teams import teams_payload
 from licensing.clock import utcnow
@@ -47,86 +56,9 @@ __all__ = ["MAX_ATTEMPTS", "AlertStore", "DeliveryResult", "MemoryOutbox", "Noti
 log = logging.getLogger(__name__)
 
 CHANNELS: Final = ("teams", "mail")
-MAX_ATTEMPTS: Final = 20  # across runs; then the item stays in the outbox, marked dead, for an admin
-DEAD_MARK: Final = "[dead] "
-MAYBE_MARK: Final = "[may have been delivered] "
+MAX_CARRIED: Final = 5000  # finding ids an outbox item remembers (a few hundred KB at most, spilled by the store)
 
 OnDelivered = Callable[[str, str, bytes], None]
-
-
-class AlertStore(Protocol):
-    """What the notifier needs from the store (``licensing.store`` implements it on Table Storage)."""
-
-    def alert_states(self, tenant_id: str) -> Mapping[str, AlertState]: ...
-
-    def update_alert_states(
-        self, tenant_id: str, change: Callable[[dict[str, AlertState]], Sequence[AlertState]]
-    ) -> object: ...
-
-    def outbox_put(self, item: OutboxItem) -> object: ...
-
-    def outbox_list(self, channel: str | None = None) -> list[OutboxItem]: ...
-
-    def outbox_delete(self, item: OutboxItem) -> object: ...
-
-    def outbox_record_failure(self, item: OutboxItem, error: str) -> object: ...
-
-
-class MemoryOutbox:
-    """The outbox (and alert state) of a run without a store: lives for one run, so failures are reported
-    but not kept. The unit tests use it too, as the in-memory AlertStore it is."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, dict[str, AlertState]] = {}
-        self.items: dict[tuple[str, str], OutboxItem] = {}
-
-    def alert_states(self, tenant_id: str) -> dict[str, AlertState]:
-        return dict(self.states.get(tenant_id, {}))
-
-    def update_alert_states(
-        self, tenant_id: str, change: Callable[[dict[str, AlertState]], Sequence[AlertState]]
-    ) -> list[AlertState]:
-        rows = list(change(self.alert_states(tenant_id)))
-        table = self.states.setdefault(tenant_id, {})
-        for row in rows:
-            table[row.finding_id] = row
-        return rows
-
-    def outbox_put(self, item: OutboxItem) -> None:
-        self.items[(item.channel, item.id)] = item
-
-    def outbox_list(self, channel: str | None = None) -> list[OutboxItem]:
-        return [i for (c, _), i in sorted(self.items.items()) if channel is None or c == channel]
-
-    def outbox_delete(self, item: OutboxItem) -> None:
-        self.items.pop((item.channel, item.id), None)
-
-    def outbox_record_failure(self, item: OutboxItem, error: str) -> OutboxItem:
-        stored = self.items.get((item.channel, item.id), item)
-        updated = replace(item, attempts=stored.attempts + 1, last_error=error)
-        self.items[(item.channel, item.id)] = updated
-        return updated
-
-
-def is_dead(item: OutboxItem) -> bool:
-    """An item that failed :data:`MAX_ATTEMPTS` times: kept, not tried again, reported every run."""
-    return item.attempts >= MAX_ATTEMPTS or (item.last_error or "").startswith(DEAD_MARK)
-
-
-@dataclass(slots=True)
-class DeliveryResult:
-    """What one :meth:`Notifier.run` did. Errors are safe to show (no URLs, no tokens)."""
-
-    sent: list[tuple[str, str]] = field(default_factory=list)  # (channel, item id), this run's and replayed
-    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, item id, error): kept in outbox
-    queued: list[tuple[str, str]] = field(default_factory=list)  # (channel, item id) put in the outbox this run
-    replayed: list[tuple[str, str]] = field(default_factory=list)  # delivered items of earlier runs
-    dead: list[tuple[str, str, str]] = field(default_factory=list)  # given up after MAX_ATTEMPTS, kept
-    plan: AlertPlan | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.dead
 
 
 def _announces(plan: AlertPlan) -> tuple[frozenset[str], ...]:
@@ -136,6 +68,18 @@ def _announces(plan: AlertPlan) -> tuple[frozenset[str], ...]:
         frozenset(f.id for f in plan.escalated),
         frozenset(f.id for f in plan.renotify),
         frozenset(r.finding_id for r in plan.resolved),
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _lost_note(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return (
+        f"Earlier alerts may not have arrived (alert {shown}): delivery was given up. What they told is sent again "
+        "as new."
     )
 
 
@@ -175,11 +119,15 @@ class Notifier:
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
         self.evaluated_scope = evaluated_scope
+        self._tenant = ""
 
     # ------------------------------------------------------------------ the run
 
-    async def run(self, report: AuditReport, notify: bool = True) -> DeliveryResult:
-        """Replay the outbox, then plan, queue, commit and deliver this run's alerts."""
+    async def run(
+        self, report: AuditReport, notify: bool = True, *, notes: Sequence[str] = (), news: bool = False
+    ) -> DeliveryResult:
+        """Replay the outbox, then plan, queue, commit and deliver this run's alerts. ``notes`` go into every digest
+        of the run; with ``news`` they make a digest even when no finding is news (licensing.suppressions)."""
         result = DeliveryResult()
         run_id = report.run.id
         tenant_id = report.run.tenant_id
@@ -192,8 +140,12 @@ class Notifier:
             waiting = self._list_outbox()
             earlier = sorted((i for i in waiting if i.run_id != run_id), key=lambda i: (i.created_at, i.id))
             mine = [i for i in waiting if i.run_id == run_id]  # left by an earlier attempt of this same run
+            self._tenant = tenant_id
             for item in earlier:
                 await self._deliver(item, client, result, down, replay=True)
+            # Dead items (given up, or twice of unknown outcome) that no later message has told about yet: the next
+            # message on their channel says they may not have arrived, and goes out for that alone (issue 27).
+            lost = self._untold_dead() if self.persistent else {}
 
             sending = notify and (self.settings.teams_enabled or self.settings.mail_enabled)
             now = self._now()
@@ -202,7 +154,7 @@ class Notifier:
             plan = plan_alerts(report, states, self.settings, now, evaluated_scope=scope, notify=sending)
             result.plan = plan
 
-            items = self._items(report, plan, now) if sending else []
+            items = self._items(report, plan, now, tuple(notes), news, lost) if sending else []
             for item in items:
                 self.store.outbox_put(item)
                 result.queued.append((item.channel, item.id))
@@ -222,7 +174,7 @@ class Notifier:
                     # Another run committed first (our read of the state was stale): send what the committed
                     # state says is news, not what the stale plan said. Same ids, so the outbox rows are replaced.
                     plan = result.plan = committed[-1]
-                    fresh_items = self._items(report, plan, now) if sending else []
+                    fresh_items = self._items(report, plan, now, tuple(notes), news, lost) if sending else []
                     kept = {(i.channel, i.id) for i in fresh_items}
                     for item in items:
                         if (item.channel, item.id) not in kept:
@@ -262,29 +214,98 @@ class Notifier:
 
     # ------------------------------------------------------------------ building
 
-    def _items(self, report: AuditReport, plan: AlertPlan, now: datetime) -> list[OutboxItem]:
+    def _items(
+        self,
+        report: AuditReport,
+        plan: AlertPlan,
+        now: datetime,
+        notes: tuple[str, ...] = (),
+        news: bool = False,
+        lost: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[OutboxItem]:
         run_id = report.run.id
         items: list[OutboxItem] = []
         s = self.settings
-        digest = build_digest(report, plan, s)
-        if digest is None:
-            return items
+        # The findings a message carries: when it dies they are due again (capped: past it, re-notification).
+        carried = tuple(f.id for f in plan.findings)[:MAX_CARRIED]
+
+        def digest_for(channel: str, *, critical_only: bool = False) -> tuple[Any, tuple[str, ...]]:
+            told = tuple((lost or {}).get(channel, ()))
+            extra = (_lost_note(told),) if told else ()
+            digest = build_digest(
+                report, plan, s, critical_only=critical_only, notes=(*extra, *notes), news=news or bool(told)
+            )
+            return digest, told
+
         # Each message shows its own outbox id, so a replayed "may have been delivered" send is recognisable.
         if s.teams_enabled:
-            ref = _item_id(run_id, "teams", "digest")
-            items.append(OutboxItem(Channel.TEAMS, ref, run_id, teams_payload(replace(digest, reference=ref)), now))
+            digest, told = digest_for("teams")
+            if digest is not None:
+                ref = _item_id(run_id, "teams", "digest")
+                payload = teams_payload(replace(digest, reference=ref))
+                items.append(OutboxItem(Channel.TEAMS, ref, run_id, payload, now, findings=carried, tells=told))
         if s.mail_enabled:
             if s.alert_mail_to:
-                ref = _item_id(run_id, "mail", "all")
-                message = build_message(replace(digest, reference=ref), s.alert_mail_to)
-                items.append(OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now))
+                digest, told = digest_for("mail")
+                if digest is not None:
+                    ref = _item_id(run_id, "mail", "all")
+                    message = build_message(replace(digest, reference=ref), s.alert_mail_to)
+                    items.append(
+                        OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now, findings=carried, tells=told)
+                    )
             if s.alert_mail_to_critical:
-                critical = build_digest(report, plan, s, critical_only=True)
+                critical, told = digest_for("mail", critical_only=True)
                 if critical is not None:
                     ref = _item_id(run_id, "mail", "critical")
                     message = build_message(replace(critical, reference=ref), s.alert_mail_to_critical)
-                    items.append(OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now))
+                    items.append(
+                        OutboxItem(Channel.MAIL, ref, run_id, orjson.dumps(message), now, findings=carried, tells=told)
+                    )
         return items
+
+    def _untold_dead(self) -> dict[str, list[str]]:
+        """Dead outbox items no later message has told about, by channel."""
+        lost: dict[str, list[str]] = {}
+        for item in self._list_outbox():
+            if is_dead(item) and not item.lost_told:
+                lost.setdefault(str(item.channel), []).append(item.id)
+        return lost
+
+    def _died(self, item: OutboxItem) -> None:
+        """An item given up for good: the findings it carried are due again (never notified, so the next plan
+        sends them as new), unless a later message told of them since."""
+        if not item.findings or not self.persistent or not self._tenant:
+            return
+        wanted = frozenset(item.findings)
+        sent_at = item.created_at
+
+        def change(fresh: dict[str, AlertState]) -> Sequence[AlertState]:
+            return [
+                replace(state, last_notified=None, notified_severity=None)
+                for fid, state in fresh.items()
+                if fid in wanted
+                and state.status == "open"
+                and state.last_notified is not None
+                and _aware(state.last_notified) <= _aware(sent_at)
+            ]
+
+        try:
+            self.store.update_alert_states(self._tenant, change)
+        except LicensingError as exc:
+            log.error("alert %s is dead and its findings could not be made due again: %s", item.id, exc)
+            return
+        log.warning("alert %s is dead: its %d findings are due again", item.id, len(wanted))
+
+    def _told(self, item: OutboxItem) -> None:
+        """``item`` reached its channel and said these dead items may not have arrived: not said again."""
+        if not item.tells:
+            return
+        try:
+            for dead in self.store.outbox_list(item.channel):
+                if dead.id in item.tells and not dead.lost_told:
+                    self.store.outbox_put(replace(dead, lost_told=True))
+        except LicensingError as exc:  # told again next time: better twice than never
+            log.warning("could not record that %s told of lost alerts: %s", item.id, exc)
 
     # ------------------------------------------------------------------ delivering
 
@@ -371,6 +392,8 @@ class Notifier:
             down.add(item.channel)
             self._record_failure(replace(item, maybe_delivered=True), error)
             (result.dead if error.startswith(DEAD_MARK) else result.failed).append((*key, error))
+            if error.startswith(DEAD_MARK):
+                self._died(item)
             return
         except DeliveryError as exc:
             error = redact_text(exc.message)
@@ -383,6 +406,8 @@ class Notifier:
                 down.add(item.channel)
             self._record_failure(item, error)
             (result.dead if attempts >= MAX_ATTEMPTS else result.failed).append((*key, error))
+            if attempts >= MAX_ATTEMPTS:
+                self._died(item)
             return
         telemetry.delivery(item.channel, "replayed" if replay else "delivered")
         result.sent.append(key)
@@ -392,6 +417,7 @@ class Notifier:
             self.store.outbox_delete(item)
         except StorageError as exc:  # delivered; the next run may send it once more, which beats losing it
             log.error("alert %s delivered but not removed from the outbox: %s", item.id, exc)
+        self._told(item)
         if self.on_delivered is not None:
             try:
                 self.on_delivered(item.channel, item.id, item.payload)

@@ -174,6 +174,8 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
                 size="Small",
             )
         )
+    # Suppressions and possibly lost alerts (issue 27): said before the findings, escaped like tenant text.
+    body.extend(_text(md_text(note, 600), color="Warning", size="Small") for note in digest.notes[:12])
     body.extend(_seat_table(digest, limits))
     sections = digest.sections[: limits.sections]
     body.extend(_section(s, limits) for s in sections)

@@ -86,7 +86,9 @@ async def read_candidate(
             skus_task = tasks.create_task(reader.skus())
             licensed_task = tasks.create_task(reader.licensed_groups())
             group = await _group(graph, group_id)
-        tenant_skus = skus_task.result()
+        # One empty subscribedSkus answer while groups assign licences is not "no such SKU": unreadable, retried
+        # (issue 27, item 9), never a rejection for good.
+        tenant_skus = reader.consistent(skus_task.result(), licensed_task.result())
         if tenant_skus is None:
             part = next((u for u in reader.unreadable if u.what is Part.SKUS), None)
             raise GraphError(f"the subscribed SKUs could not be read: {part.reason if part else 'unknown reason'}")

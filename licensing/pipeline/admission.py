@@ -31,6 +31,7 @@ __all__ = [
     "DEFER_SECONDS",
     "LEASE_NAME",
     "LEASE_TTL",
+    "PLAN_LEASE",
     "RESERVED_PREFIX",
     "TICKET_TTL",
     "Admission",
@@ -40,11 +41,13 @@ __all__ = [
     "owner_token",
     "record_rejection",
     "reserved_reason",
+    "timer_request",
 ]
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME: Final = "tenant-audit"
+PLAN_LEASE: Final = "tenant-plan"
 # Longer than host.json's functionTimeout (30 min): a crashed holder never blocks the next night.
 # A fanned-out run renews it with every chunk, so the TTL bounds a crash, not the run.
 LEASE_TTL: Final = timedelta(minutes=40)
@@ -73,14 +76,22 @@ def reserved_reason(request: AuditRequest, store: AuditStore | None) -> str | No
         return None
     genuine = (
         request.trigger is Trigger.SCHEDULE
-        and request.scope is Scope.TENANT
         and bool(request.request_id)
         and store is not None
         and store.has_ticket(str(request.request_id))
     )
-    if genuine:
-        return None
-    return f"request ids starting with {RESERVED_PREFIX!r} and reason 'schedule' are reserved for the timer"
+    if not genuine:
+        return f"request ids starting with {RESERVED_PREFIX!r} and reason 'schedule' are reserved for the timer"
+    # The ticket names the occurrence, not its options: the timer's request is the timer's alone, so a copy
+    # that mutes the night (notify false), narrows it or signs it is refused and the timer's own message runs.
+    if request != timer_request(str(request.request_id)):
+        return "a scheduled request carries exactly the timer's options (scope tenant, notify true, nothing else)"
+    return None
+
+
+def timer_request(request_id: str) -> AuditRequest:
+    """The one request the timer enqueues for an occurrence (licensing.pipeline.handlers.handle_timer)."""
+    return AuditRequest(scope=Scope.TENANT, trigger=Trigger.SCHEDULE, request_id=request_id)
 
 
 def defer(settings: Settings, queue: str, text: str, why: str, subject: str | None) -> None:
@@ -153,6 +164,9 @@ class Admission:
             wanted.append((f"request:{self.request.key}", "the same request is running in another invocation"))
         if self.request.scope is Scope.TENANT:
             wanted.append((LEASE_NAME, "another tenant-wide audit is running"))
+        if self.request.scope is Scope.PLAN:
+            # A plan scans every user: one at a time per tenant (issue 27, item 8).
+            wanted.append((PLAN_LEASE, "another plan request is running"))
         for name, busy in wanted:
             taken = self.store.try_acquire_lease(
                 name, self.owner, LEASE_TTL, message=self.message_id, generation=self.generation

@@ -29,12 +29,14 @@ from licensing.model import (
     Trigger,
     finding_id,
 )
+from licensing.pipeline.crosscheck import ScanSummary, cross_check, not_evaluated
 from licensing.pipeline.runtime import Runtime
 from licensing.settings import Settings
 
 if TYPE_CHECKING:
     from licensing.alerts import DeliveryResult
     from licensing.store import AuditStore
+    from licensing.suppressions import DigestNotes
 
 __all__ = ["FINISHED", "AuditOutcome", "evaluate_and_finish", "purge_expired"]
 
@@ -43,8 +45,6 @@ log = logging.getLogger(__name__)
 # Runs whose work stands for their request: a redelivery of the same request is skipped. A rejected run
 # never stands in for another request (issue 16, item 2): it did no work.
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
-# How far back licensed_group_shrank looks for the last tenant run (group, SKU and plan runs come in between).
-PREVIOUS_RUNS_SCANNED = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +82,10 @@ def _processing_since(snapshot: TenantSnapshot, states: Mapping[str, Any]) -> di
 
 def _previous_members(store: AuditStore, run: RunInfo) -> dict[str, int]:
     """Member counts of the licensed groups in the last finished tenant run before this one (licensed_group_shrank);
-    empty when the store has none. Runs are listed newest first; scoped and plan runs are passed over."""
-    for earlier in store.runs(run.tenant_id, limit=PREVIOUS_RUNS_SCANNED):
-        if earlier.id == run.id or earlier.scope is not Scope.TENANT:
-            continue
-        if earlier.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and earlier.started_at < run.started_at:
-            return {g.id: g.members for g in store.run_groups(earlier.id)}
-    return {}
+    empty when the store has none (the rule then says so in the report). Found by a query on scope, so any number
+    of group, SKU, plan or junk runs in between cannot push it out of sight (issue 27, item 6)."""
+    earlier = store.last_tenant_run(run.tenant_id, before=run.started_at, exclude=run.id)
+    return {g.id: g.members for g in store.run_groups(earlier.id)} if earlier is not None else {}
 
 
 def _status_and_errors(snapshot: TenantSnapshot, errors: Sequence[str]) -> tuple[RunStatus, tuple[str, ...]]:
@@ -110,6 +107,7 @@ async def evaluate_and_finish(
     graph: Any,
     alerts: bool,
     fence: Callable[[], None] | None = None,
+    scan: ScanSummary | None = None,
 ) -> AuditOutcome:
     """Evaluate the rules on ``snapshot``, plan and queue the alerts, then write the run's final record.
 
@@ -131,6 +129,8 @@ async def evaluate_and_finish(
         states = store.alert_states(run.tenant_id)
         if request.scope is Scope.TENANT:
             previous = _previous_members(store, run)
+    # A part that contradicts the others is unreadable (issue 27, item 2): the run is partial, not an all-clear.
+    snapshot = cross_check(snapshot, scan, len(previous) if previous else None)
 
     with telemetry.span("audit.evaluate", {"run.id": run.id}):
         ctx = RuleContext.from_settings(
@@ -141,13 +141,17 @@ async def evaluate_and_finish(
             processing_since=_processing_since(snapshot, states) if store is not None else None,
             previous_members=previous,
         )
-        evaluation = evaluate(snapshot, ctx)
+        # What was not read is not evaluated: nothing raised from it, nothing of it resolved (item 7).
+        evaluation = not_evaluated(evaluate(snapshot, ctx), snapshot)
     findings = evaluation.findings
+    notes: DigestNotes | None = None
     if store is not None:
-        from licensing.suppressions import apply_suppressions
+        from licensing.suppressions import apply_suppressions, digest_notes
 
         # Marked, not dropped: the report shows what is suppressed, with why and until when; alerts skip them.
-        findings = apply_suppressions(findings, store.suppressions(run.tenant_id), now())
+        suppressions = store.suppressions(run.tenant_id)
+        findings = apply_suppressions(findings, suppressions, now())
+        notes = digest_notes(suppressions, findings, now())
 
     status, errors = _status_and_errors(snapshot, evaluation.errors)
     stats = snapshot.stats
@@ -181,7 +185,11 @@ async def evaluate_and_finish(
                 now=now,
                 on_delivered=runtime.on_delivered,
             )
-            delivery = await notifier.run(report, notify=request.notify)
+            told = (*notes.news, *notes.standing) if notes is not None else ()
+            delivery = await notifier.run(report, notify=request.notify, notes=told, news=bool(notes and notes.news))
+        if store is not None and notes is not None and notes.news and delivery is not None and delivery.queued:
+            # In the outbox, so told at least once: not told again by the next digest.
+            store.mark_suppressions_announced(run.tenant_id, notes.added, notes.removed)
 
     finished = replace(report, run=replace(report.run, finished_at=now()))
     if fence is not None:

@@ -36,6 +36,7 @@ from licensing.errors import AuditError, GraphError, LicensingError, StorageErro
 from licensing.model import AuditReport, AuditRequest, MessageOutcome, RunInfo, RunStatus, Scope, TenantSnapshot
 from licensing.pipeline.admission import LEASE_NAME, LEASE_TTL
 from licensing.pipeline.conclusion import FINISHED, AuditOutcome, evaluate_and_finish
+from licensing.pipeline.crosscheck import ScanSummary
 from licensing.pipeline.parts import (
     ChunkRequest,
     decode_overview,
@@ -367,6 +368,7 @@ async def _final_step(
             runtime=runtime,
             graph=graph,
             alerts=True,
+            scan=ScanSummary.of(parts),
         )
         telemetry.set_run_outcome(outcome.report, run_span)
     telemetry.run_finished(outcome.report, time.monotonic() - clock)

@@ -88,11 +88,7 @@ def handle_timer(
     now = now or utcnow()
     if past_due:
         log.warning("the audit timer is past due; enqueuing the missed occurrence now")
-    request = AuditRequest(
-        scope=Scope.TENANT,
-        trigger=Trigger.SCHEDULE,
-        request_id=occurrence_request_id(settings.audit_schedule, now),
-    )
+    request = admission.timer_request(occurrence_request_id(settings.audit_schedule, now))
     store = store_factory(settings) if store_factory is not None else open_runtime(settings).store
     admission.issue_ticket(store, request)
     enqueue_request(settings.storage, settings.audit_queue, request)
@@ -120,7 +116,12 @@ async def handle_audit_message(
         data = decode_message(body)
         scope = data.get("scope")
         if isinstance(scope, str) and scope.strip().lower() == "suppress":
-            return _suppress(runtime, data, message_id)
+            # A queue message carries no identity, and the role that may enqueue an audit must not silence alerts
+            # (issue 27): recorded as a rejected run under its message id, nothing else happens.
+            raise BadRequestError(
+                "suppressions are not accepted from the audit queue (a message carries no identity): "
+                "use `licensing-audit suppress`, signed in"
+            )
         request = validate_request(data, message_id=message_id)
     except BadRequestError as exc:
         return _reject(runtime, None, message_id, str(exc))
@@ -137,7 +138,7 @@ async def handle_audit_message(
             defer_request(runtime.settings, request, busy)
             return MessageResult(MessageOutcome.DEFERRED, request=request, reason=busy)
         if request.scope is Scope.PLAN:
-            return await _plan(runtime, request, message_id, dequeue_count)
+            return await _plan(runtime, request, message_id, dequeue_count, leases.fence)
         try:
             outcome = await run_audit(
                 request,
@@ -180,29 +181,21 @@ async def handle_audit_message(
     return MessageResult(MessageOutcome.COMPLETED, request=request, audit=outcome)
 
 
-def _suppress(runtime: Runtime, data: dict[str, object], message_id: str | None) -> MessageResult:
-    """A suppression from the queue (docs/alerts.md, "From the queue"): added or removed, or rejected in one line.
-    Raises BadRequestError for what the store refuses (the caller rejects it); storage errors are retried."""
-    from licensing.suppressions import apply_request, suppression_request
-
-    store = runtime.store
-    if store is None:
-        raise BadRequestError("suppressions are kept in Table Storage, and this app has none configured")
-    request = suppression_request(data, message_id=message_id)
-    tenant = runtime.settings.azure_tenant_id or store.default_tenant_id()
-    if not tenant:
-        raise BadRequestError("the store has no audit yet, so no tenant to suppress findings of")
-    applied = apply_request(store, tenant, request, runtime.now())
-    log.info("suppression request %s: %s", request.request_id or "(no id)", applied.summary)
-    return MessageResult(MessageOutcome.COMPLETED, reason=applied.summary)
-
-
-async def _plan(runtime: Runtime, request: AuditRequest, message_id: str | None, dequeue_count: int) -> MessageResult:
+async def _plan(
+    runtime: Runtime,
+    request: AuditRequest,
+    message_id: str | None,
+    dequeue_count: int,
+    fence: Callable[[], None] | None = None,
+) -> MessageResult:
     """A plan request (licensing.pipeline.planning): answered, skipped (answered before), rejected or retried."""
     from licensing.pipeline.planning import run_plan
 
     try:
-        answer = await run_plan(request, runtime)
+        answer = await run_plan(request, runtime, fence=fence)
+    except SupersededError as exc:
+        log.warning("plan request %s: %s", request.request_id, exc)
+        return MessageResult(MessageOutcome.SUPERSEDED, request=request, reason=str(exc))
     except BadRequestError as exc:
         return _reject(runtime, request, message_id, str(exc))
     except LicensingError as exc:

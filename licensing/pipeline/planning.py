@@ -9,11 +9,22 @@ mail go through the alert outbox. The same request id is answered once (the run'
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from licensing.errors import AuditError, BadRequestError, GraphError, LicensingError
-from licensing.model import UNKNOWN_TENANT, AuditReport, AuditRequest, Channel, OutboxItem, RunInfo, RunStatus
+from licensing.model import (
+    UNKNOWN_TENANT,
+    AuditReport,
+    AuditRequest,
+    Channel,
+    OutboxItem,
+    RunInfo,
+    RunStatus,
+    Scope,
+)
 from licensing.pipeline.conclusion import FINISHED
 from licensing.pipeline.runtime import Runtime, new_run_id
 
@@ -61,9 +72,37 @@ def _items(run: RunInfo, plan: Plan, runtime: Runtime) -> list[OutboxItem]:
     return items
 
 
-async def run_plan(request: AuditRequest, runtime: Runtime) -> PlanOutcome:
-    """Answer one plan request. BadRequestError for a group or SKU the tenant lacks (the handler rejects it);
-    AuditError when Graph could not be read (the queue retries)."""
+def _answered_before(request: AuditRequest, runtime: Runtime) -> RunInfo | None:
+    """The finished run that answered this request already, found before Graph is read (a redelivery costs
+    nothing); None when there is none, or when the tenant is not known before reading."""
+    store = runtime.store
+    tenant = runtime.settings.azure_tenant_id or (store.default_tenant_id() if store is not None else None)
+    if store is None or not tenant or not request.request_id:
+        return None
+    prior = store.run_for_request(tenant, request.request_id, key=request.key)
+    return prior if prior is not None and prior.status in FINISHED else None
+
+
+def _over_rate(request: AuditRequest, runtime: Runtime) -> str | None:
+    """Why this plan may not run now (``PLAN_MAX_PER_HOUR`` answered in the last hour), or None."""
+    store, settings = runtime.store, runtime.settings
+    tenant = settings.azure_tenant_id or (store.default_tenant_id() if store is not None else None)
+    if store is None or not tenant:
+        return None
+    since = runtime.now() - timedelta(hours=1)
+    recent = store.count_runs(tenant, scope=Scope.PLAN, since=since, statuses=FINISHED)
+    if recent >= settings.plan_max_per_hour:
+        return (
+            f"{recent} plan requests were answered in the last hour (PLAN_MAX_PER_HOUR={settings.plan_max_per_hour}): "
+            "send this one again later"
+        )
+    return None
+
+
+async def run_plan(request: AuditRequest, runtime: Runtime, *, fence: Callable[[], None] | None = None) -> PlanOutcome:
+    """Answer one plan request. BadRequestError for a group or SKU the tenant lacks, or over the hourly bound (the
+    handler rejects it); AuditError when Graph could not be read (the queue retries); SupersededError when a later
+    delivery took the request over (``fence``, checked before the notice is queued and before the final record)."""
     from licensing.alerts import Notifier
     from licensing.graph import open_graph
     from licensing.plan import plan_group, plan_to_plain
@@ -71,6 +110,13 @@ async def run_plan(request: AuditRequest, runtime: Runtime) -> PlanOutcome:
     settings, store, now = runtime.settings, runtime.store, runtime.now
     if not request.group_id or not request.skus:
         raise BadRequestError("a plan request needs group_id and skus")
+    answered = _answered_before(request, runtime)
+    if answered is not None:
+        log.info("plan request %s already answered by run %s; Graph not read", request.request_id, answered.id)
+        return PlanOutcome(answered, None, skipped=True)
+    too_many = _over_rate(request, runtime)
+    if too_many is not None:
+        raise BadRequestError(too_many)
     started = now()
     run = RunInfo(
         id=new_run_id(started),
@@ -105,11 +151,19 @@ async def run_plan(request: AuditRequest, runtime: Runtime) -> PlanOutcome:
             graph_throttled=stats.throttled,
             resource_units=stats.resource_units,
         )
+        queued_before = False
         if store is not None:
             store.begin_run(run)
+            queued_before = bool(store.run_extra(run.tenant_id, run.id).get("notice_queued"))
             store.save_plan(run.tenant_id, run.id, plan_to_plain(plan, per_kind=STORED_PER_KIND))
         delivery: DeliveryResult | None = None
-        items = _items(run, plan, runtime) if request.notify else []
+        # A redo after the notice was queued (a crash or kill -9 after delivery, a takeover) queues nothing again:
+        # what is still in the outbox is replayed by the next run, what was delivered is not sent twice.
+        items = _items(run, plan, runtime) if request.notify and not queued_before else []
+        if fence is not None:
+            fence()
+        if items and store is not None:
+            store.update_run_extra(run.tenant_id, run.id, lambda extra: {**extra, "notice_queued": True})
         if items:
             notifier = Notifier(
                 settings,
@@ -124,6 +178,8 @@ async def run_plan(request: AuditRequest, runtime: Runtime) -> PlanOutcome:
             except LicensingError as exc:  # the answer is stored: a channel problem does not undo it
                 log.error("plan %s: the answer could not be queued for delivery: %s", run.id, exc)
     finished = replace(run, finished_at=now())
+    if fence is not None:
+        fence()
     if store is not None:
         store.finish_run(AuditReport(run=finished))
     log.info("plan %s for group %s: %s", finished.id, plan.group.id, plan.verdict.value)

@@ -93,7 +93,7 @@ def validate_request(data: dict[str, Any], *, message_id: str | None = None) -> 
     scope_raw = data.get("scope", "tenant")
     if not isinstance(scope_raw, str) or scope_raw.lower() not in {s.value for s in Scope}:
         shown = scope_raw if isinstance(scope_raw, str) else type(scope_raw).__name__
-        raise BadRequestError(f"scope {str(shown)[:40]!r} is not one of tenant, group, sku, plan, suppress")
+        raise BadRequestError(f"scope {str(shown)[:40]!r} is not one of tenant, group, sku, plan")
     scope = Scope(scope_raw.lower())
 
     group_id = _text(data, "group_id", 64)

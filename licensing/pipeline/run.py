@@ -20,6 +20,7 @@ from licensing import telemetry
 from licensing.errors import AuditError, GraphError, LicensingError, SupersededError
 from licensing.model import UNKNOWN_TENANT, AuditReport, AuditRequest, RunInfo, RunStatus, Scope
 from licensing.pipeline.conclusion import FINISHED, AuditOutcome, evaluate_and_finish
+from licensing.pipeline.crosscheck import ScanSummary
 from licensing.pipeline.runtime import Runtime, new_run_id
 
 if TYPE_CHECKING:
@@ -81,7 +82,9 @@ async def run_audit(
                 return resumed
         if early is not None and early.status is not RunStatus.REJECTED:
             provisional = replace(provisional, id=early.id)
-    staged = fanout is not None and store is not None and request.scope is Scope.TENANT
+    # A tenant audit reads the overview, then members and the users scan apart, so the scan is summarised before
+    # the merge keeps only the users the rules need (licensing.pipeline.crosscheck); the CLI reads so too.
+    staged = request.scope is Scope.TENANT
     async with open_graph(settings, credential=runtime.credential) as graph:
         with telemetry.run_span(provisional) as run_span:
             with telemetry.span("audit.read", {"run.scope": request.scope.value}):
@@ -122,10 +125,10 @@ async def run_audit(
                 tenant_name=snapshot.tenant_name,
             )
             run_span.set_attribute("run.id", run.id)
+            scan: ScanSummary | None = None
             try:
                 if staged:
-                    assert fanout is not None and store is not None  # narrowed by `staged`
-                    if len(snapshot.groups) > settings.fanout_groups:
+                    if fanout is not None and store is not None and len(snapshot.groups) > settings.fanout_groups:
                         run_span.set_attribute("run.fanned_out", True)
                         return await fanout.start(run=run, overview=snapshot, request=request)
                     with telemetry.span("audit.read_members", {"run.id": run.id}):
@@ -136,7 +139,9 @@ async def run_audit(
                         except GraphError as exc:
                             raise AuditError(f"could not read the tenant from Microsoft Graph: {exc}") from exc
                     # One client read everything here: its figures are the run's (the parts' would count twice).
-                    snapshot = replace(merge_snapshot(snapshot, [members.result(), users.result()]), stats=graph.stats)
+                    parts = [members.result(), users.result()]
+                    scan = ScanSummary.of(parts)  # before the merge keeps only the users the rules need
+                    snapshot = replace(merge_snapshot(snapshot, parts), stats=graph.stats)
                 if store is not None:
                     store.begin_run(run)
                 outcome = await evaluate_and_finish(
@@ -147,6 +152,7 @@ async def run_audit(
                     graph=graph,
                     alerts=alerts,
                     fence=fence,
+                    scan=scan,
                 )
             except SupersededError:
                 raise  # the later delivery owns the run now: nothing to record here

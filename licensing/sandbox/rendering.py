@@ -327,7 +327,9 @@ class Rendering(AppState):
                     "futureOnly": True,
                 }
             )
-        if end < len(items) or fault == "empty_page":
+        # empty_answer is the whole collection answered empty: no next link (it used to keep one, so it read as an
+        # empty page and the collection came back whole on the next request).
+        if (end < len(items) and fault != "empty_answer") or fault == "empty_page":
             body["@odata.nextLink"] = self._next_link(key, query, encode_token(end, sig))
         body["value"] = value
         return body, len(value)

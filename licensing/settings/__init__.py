@@ -231,7 +231,8 @@ class Settings:
         "SKU_PRICES",
         (),
         parse_prices,
-        "SKU=price pairs (numbers, at least 0) separated by commas, or the path of a sku,price CSV file",
+        "SKU=price pairs (numbers from 0 to 1000000) separated by commas, or the path of a sku,price CSV file "
+        "(a regular file, at most 1 MiB)",
         "monthly price per seat, for the cost of unused, reclaimable and missing seats",
     )
     sku_price_currency: str = _setting(
@@ -288,9 +289,17 @@ class Settings:
         "ALERT_RENOTIFY_HOURS_WARNING", None, 1, 24 * 90, "how often open warning (and info) findings repeat"
     )
     alert_exclude_skus: tuple[str, ...] = _setting("ALERT_EXCLUDE_SKUS", (), parse_skus, _SKUS, "SKUs that never alert")
+    # Suppressions end (issue 27): none lasts longer than this, and one that may hide critical findings not longer
+    # than the shorter critical maximum (the smaller of the two wins).
+    suppress_max_days: int = _whole("SUPPRESS_MAX_DAYS", 90, 1, 365, "the longest a suppression lasts (days)")
+    suppress_max_days_critical: int = _whole(
+        "SUPPRESS_MAX_DAYS_CRITICAL", 14, 1, 365, "the longest a suppression that may hide critical findings lasts"
+    )
     alert_report_url: str | None = _setting(
         "ALERT_REPORT_URL", None, parse_http_url, "an https URL", "link to the published full report"
     )
+    # Each queued plan reads the group and scans every user (about 600 Graph requests at 300k users): bounded.
+    plan_max_per_hour: int = _whole("PLAN_MAX_PER_HOUR", 20, 1, 1000, "queued plan requests answered per hour")
     fanout_groups: int = _whole("FANOUT_GROUPS", 500, 1, 1_000_000, "above this many licensed groups, fan out")
     retention_days: int = _whole("RETENTION_DAYS", 400, 1, 3650, "how long runs and history are kept")
     applicationinsights_connection_string: Secret | None = _setting(

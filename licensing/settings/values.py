@@ -198,6 +198,10 @@ def connection_string_problem(cs: str) -> str | None:
     return None
 
 
+MAX_PRICES_FILE_BYTES: Final = 1024 * 1024  # a price list is a few KB
+MAX_PRICE: Final = 1_000_000.0  # per seat and month: far above any list price, far below overflow
+
+
 def parse_prices(raw: str) -> tuple[tuple[str, float], ...]:
     """``SKU_PRICES``: ``SKU=price`` pairs (``SPE_E3=36.00, EMS=10.60``), or the path of a CSV file of ``sku,price``
     rows (a header row is allowed). SKUs are part numbers or skuIds; prices numbers of at least 0, per seat and
@@ -206,8 +210,15 @@ def parse_prices(raw: str) -> tuple[tuple[str, float], ...]:
     if "=" not in text:
         path = Path(text).expanduser()
         try:
-            content = path.read_text(encoding="utf-8-sig")
-        except OSError:
+            # A regular file of bounded size only: a FIFO would hang start-up and /dev/zero exhaust memory.
+            if not path.is_file() or path.stat().st_size > MAX_PRICES_FILE_BYTES:
+                raise ValueError
+            with path.open("rb") as handle:
+                data = handle.read(MAX_PRICES_FILE_BYTES + 1)
+            if len(data) > MAX_PRICES_FILE_BYTES:
+                raise ValueError
+            content = data.decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError):
             raise ValueError from None
         rows = [line.split(",", 1) for line in content.splitlines() if line.strip()]
         if rows and not _is_price(rows[0][-1]):
@@ -237,7 +248,8 @@ def _is_price(value: str) -> bool:
         number = float(value.strip())
     except ValueError:
         return False
-    return math.isfinite(number) and number >= 0
+    # Bounded so that sums stay finite: 1e308 passed and the cost line read "inf USD".
+    return math.isfinite(number) and 0 <= number <= MAX_PRICE
 
 
 def parse_currency(raw: str) -> str:

@@ -51,6 +51,7 @@ from licensing.model import (
     OutboxItem,
     RunInfo,
     RunStatus,
+    Scope,
     SkuDay,
     SkuSummary,
 )
@@ -237,6 +238,40 @@ class AuditStore(Coordination):
     def runs(self, tenant_id: str, limit: int = 50) -> list[RunInfo]:
         """The tenant's runs, newest first."""
         return [records.run_from_entity(e) for e in self._run_rows_query(tenant_id, finished_only=False, limit=limit)]
+
+    def last_tenant_run(self, tenant_id: str, *, before: datetime, exclude: str | None = None) -> RunInfo | None:
+        """The newest finished (succeeded or partial) tenant-wide run started before ``before``, however many
+        group, SKU, plan or rejected runs came after it: the filter runs in the service, newest first."""
+        query = (
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and scope eq @tenant"
+            " and ( status eq @succeeded or status eq @partial )"
+        )
+        params = {
+            "pk": self._run_pk(tenant_id),
+            "lo": RUN_ROWS + inverted_timestamp(before),
+            "hi": key_upper_bound(RUN_ROWS),
+            "tenant": "tenant",
+            "succeeded": RunStatus.SUCCEEDED.value,
+            "partial": RunStatus.PARTIAL.value,
+        }
+        for entity in self._query(self.tables.runs, query, params, limit=3):
+            run = records.run_from_entity(entity)
+            if run.id != exclude and run.started_at < before:
+                return run
+        return None
+
+    def count_runs(self, tenant_id: str, *, scope: Scope, since: datetime, statuses: Iterable[RunStatus] = ()) -> int:
+        """How many runs of ``scope`` (with one of ``statuses``, when given) started at or after ``since``."""
+        params: dict[str, Any] = {
+            "pk": self._run_pk(tenant_id),
+            "lo": RUN_ROWS,
+            "hi": key_upper_bound(RUN_ROWS + inverted_timestamp(since)),
+            "scope": scope.value,
+        }
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and scope eq @scope"
+        rows = self._query(self.tables.runs, query, params, select=["status", "started_at"], restore=False)
+        wanted = {s.value for s in statuses}
+        return sum(1 for r in rows if not wanted or r.get("status") in wanted)
 
     def run_counts(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         """``{"findings": n, "by_kind": {...}, "by_severity": {...}}`` as written by finish_run."""
@@ -458,6 +493,19 @@ class AuditStore(Coordination):
         keys = {"PartitionKey": safe_key(tenant_id), "RowKey": safe_key(suppression_id)}
         self._upsert(self.tables.suppressions, [records.suppression_to_entity(removed, keys)])
         return removed
+
+    def mark_suppressions_announced(self, tenant_id: str, added: Sequence[str], removed: Sequence[str]) -> None:
+        """Record that a digest told of these additions and removals (they are not told again)."""
+        changed = []
+        for s in self.suppressions(tenant_id):
+            new = replace(
+                s, announced=s.announced or s.id in added, removal_announced=s.removal_announced or s.id in removed
+            )
+            if new != s:
+                keys = {"PartitionKey": safe_key(tenant_id), "RowKey": safe_key(s.id)}
+                changed.append(records.suppression_to_entity(new, keys))
+        if changed:
+            self._upsert(self.tables.suppressions, changed)
 
     def outbox_list(self, channel: str | None = None) -> list[OutboxItem]:
         """Pending notifications, oldest first."""

@@ -181,6 +181,11 @@ OPTIONAL_SETTINGS = {
     "AzureWebJobsStorage",
     # An admin's watch list: empty unless set (like ALERT_EXCLUDE_SKUS it could be a parameter; not one yet).
     "RENEWAL_WATCH_SKUS",
+    # How long a suppression may last: validated defaults (issue 27), changed only by an admin who means it.
+    "SUPPRESS_MAX_DAYS",
+    "SUPPRESS_MAX_DAYS_CRITICAL",
+    # Queued plans per hour (issue 27): a validated default.
+    "PLAN_MAX_PER_HOUR",
     # Prices are the admin's (Graph has none): set in the app settings when wanted, never defaulted.
     "SKU_PRICES",
     "SKU_PRICE_CURRENCY",

@@ -1,4 +1,4 @@
-"""licensing.suppressions: what a suppression covers, the checks a new one passes, and the queue form."""
+"""licensing.suppressions: what a suppression covers and the checks a new one passes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from licensing.alerts import plan_alerts
 from licensing.errors import BadRequestError
-from licensing.model import AlertStatus
+from licensing.model import AlertStatus, Severity
 from licensing.suppressions import (
     Suppression,
     SuppressionRequest,
@@ -16,7 +16,6 @@ from licensing.suppressions import (
     covers,
     new_suppression,
     parse_until,
-    suppression_request,
 )
 from tests.factories import sku_summary
 from tests.unit.alerts_support import E3, b2b, gid, license_error, report, seat_shortage, settings, uid
@@ -32,6 +31,7 @@ def suppression(**fields: object) -> Suppression:
         "reason": "accepted",
         "created_by": "cli:ana",
         "created_at": NOW - timedelta(days=1),
+        "severity": Severity.CRITICAL,
     }
     base.update(fields)
     return Suppression(**base)  # type: ignore[arg-type]
@@ -85,7 +85,7 @@ def known() -> dict[str, str]:
 )
 def test_bad_requests_are_one_line_reasons(request_: SuppressionRequest, needle: str) -> None:
     with pytest.raises(BadRequestError) as caught:
-        new_suppression(request_, TENANT, NOW, known_findings=known(), skus=[sku_summary()])
+        new_suppression(request_, TENANT, NOW, known_findings=known(), skus=[sku_summary()], last_findings=[b2b(1, 1)])
     assert needle in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -94,13 +94,16 @@ def test_a_good_request_and_the_same_queue_request_twice() -> None:
         reason="Partner accounts are licensed on purpose", by="cli:ana", group_id=gid(1).upper(), kind="b2b_member",
         until="2027-01-31",
     )  # fmt: skip
-    s = new_suppression(request, TENANT, NOW, known_findings=known(), skus=[])
+    s = new_suppression(request, TENANT, NOW, known_findings=known(), skus=[], last_findings=[b2b(1, 1)])
     assert (s.group_id, s.kind, s.created_by, s.created_at) == (gid(1), "b2b_member", "cli:ana", NOW)
     assert s.until == datetime(2027, 2, 1, tzinfo=UTC), "through the last day named"
-    queued = SuppressionRequest(reason="r", group_id=gid(1), request_id="req-1")
-    first = new_suppression(queued, TENANT, NOW, known_findings={}, skus=[])
-    again = new_suppression(queued, TENANT, NOW + timedelta(minutes=5), known_findings={}, skus=[])
-    assert first.id == again.id, "a redelivered request makes the same suppression"
+    assert s.severity is Severity.WARNING, "the most severe finding it covered when made"
+    queued = SuppressionRequest(reason="r", group_id=gid(1), request_id="req-1", until="2027-01-01")
+    first = new_suppression(queued, TENANT, NOW, known_findings={}, skus=[], last_findings=[b2b(1, 1)])
+    again = new_suppression(
+        queued, TENANT, NOW + timedelta(minutes=5), known_findings={}, skus=[], last_findings=[b2b(1, 1)]
+    )
+    assert first.id == again.id, "the same request id makes the same suppression"
 
 
 def test_until_takes_a_date_or_an_iso_time() -> None:
@@ -109,19 +112,9 @@ def test_until_takes_a_date_or_an_iso_time() -> None:
         parse_until("2026-12-02T08:59:00+00:00", NOW)
 
 
-def test_the_queue_form() -> None:
-    r = suppression_request(
-        {"scope": "suppress", "user_id": uid(3), "reason": "r", "requested_by": "runbook"}, message_id="m"
-    )
-    assert (r.user_id, r.by, r.request_id) == (uid(3), "queue:runbook", "m")
-    assert suppression_request({"scope": "suppress", "remove": "s0123456789ab"}).remove == "s0123456789ab"
-    for data, needle in (
-        ({"scope": "suppress", "bogus": 1}, "unknown field"),
-        ({"scope": "suppress", "reason": 5}, "must be a string"),
-        ({"scope": "suppress", "remove": "x"}, "is not a suppression id"),
-    ):
-        with pytest.raises(BadRequestError, match=needle):
-            suppression_request(data)
+def test_the_last_day_there_is_is_refused_not_a_crash() -> None:
+    with pytest.raises(BadRequestError, match="more than 90 days"):
+        parse_until("9999-12-31", NOW, max_days=90)
 
 
 def test_suppressed_findings_never_alert_and_come_back_as_new_when_it_ends() -> None:
