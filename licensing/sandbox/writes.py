@@ -35,9 +35,10 @@ IN_PROGRESS: Final = "ProcessingInProgress"
 PROHIBITED_LOCATION: Final = USAGE_LOCATIONS.index("KP")
 # Sandbox assumption (docs/sandbox.md "Writes"): Microsoft's example of conflicting plans is Exchange Online Plan 1
 # against Plan 2; the catalogue has no Plan 1, so Office 365 E3 and Microsoft 365 E3 stand in for such a pair and
-# conflict while both enable Exchange (disabling it in either one avoids the conflict: disabledPlans honoured).
+# conflict while both enable Yammer (disabling it in either one avoids the conflict: disabledPlans honoured; the
+# generated Microsoft 365 E3 group disables it, so the generated tenant has no such conflict).
 MUTUALLY_EXCLUSIVE_SKUS: Final = (("ENTERPRISEPACK", "SPE_E3"),)
-CONFLICTING_PLAN: Final = "EXCHANGE_S_ENTERPRISE"
+CONFLICTING_PLAN: Final = "YAMMER_ENTERPRISE"
 # "DependencyViolation: ... attempts to remove the underlying service plans that other products depend on"
 # (licensing-groups-resolve-problems): Entra ID P2 depends on Entra ID P1 (a sandbox assumption of which plan).
 DEPENDENT_PLANS: Final = {"AAD_PREMIUM_P2": "AAD_PREMIUM"}

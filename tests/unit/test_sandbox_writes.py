@@ -128,8 +128,8 @@ def test_conflicting_plans_mutually_exclusive_unless_disabled(
     server.app.settle()
     [mine] = [s for s in _states(client, tenant, u) if s["assignedByGroup"] == grp.id]
     assert mine["error"] == "MutuallyExclusiveViolation"
-    # disabledPlans honoured: without Exchange in the group's E3 there is nothing to conflict with
-    exchange = _plan(tenant, "SPE_E3", "EXCHANGE_S_ENTERPRISE")
+    # disabledPlans honoured: without Yammer in the group's E3 there is nothing to conflict with
+    exchange = _plan(tenant, "SPE_E3", "YAMMER_ENTERPRISE")
     assert _assign(client, grp.id, [{"skuId": e3, "disabledPlans": [exchange]}]).status_code == 202
     server.app.settle()
     [mine] = [s for s in _states(client, tenant, u) if s["assignedByGroup"] == grp.id]
