@@ -51,8 +51,7 @@ def _describe(
 def evaluate_license_drift(facts: Facts, ctx: RuleContext) -> RuleResult:
     result = RuleResult()
     if ctx.applied is None:
-        result.not_applicable = "no journal of licensing-audit apply in the store: no managed groups to compare"
-        return result
+        return result  # no journal: no managed group, nothing to compare, and nothing said (no noise)
     if facts.scope is not Scope.TENANT:
         result.not_applicable = "compared on tenant audits only"
         return result
