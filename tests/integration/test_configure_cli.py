@@ -164,7 +164,14 @@ def test_max_loss_guards_removals_and_names_the_exchange_hold(
     assert group["users_losing_service"] > 0
     assert [b["kind"] for b in group["blockers"]] == ["max_loss"]
     assert any(w["kind"] == "exchange_data_hold" and "held for 30 days" in w["message"] for w in group["warnings"])
-    assert "LOSE EXCHANGE_S_ENTERPRISE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "LOSE EXCHANGE_S_ENTERPRISE" in printed
+    losing = group["users_losing_service"]
+    assert (losing > 5) == ("more (--show-users)" in printed)
+    assert cli(server, "apply", str(path), "--show-users") == EXIT_BLOCKED
+    shown = capsys.readouterr().out
+    assert "--show-users)" not in shown
+    assert all(tenant.user_names(tenant.user_index(u))[3] in shown for u in group["losses"][0]["user_ids"])
     assert tenant.groups[G_E3].sku_indices  # untouched
     code, out = apply_json(server, path, "--confirm", "--wait", "1", "--max-loss", str(group["users_losing_service"]))
     assert code == 0 and out["groups"][0]["outcome"] == "verified"
@@ -258,6 +265,8 @@ def test_new_errors_stop_at_that_group_and_name_the_users(
 
     doc = export(server, tmp_path / "d.yaml")
     gid = add_ready_group(tenant, doc, {"sku": "EMS"})
+    later = tenant.plan_group("plan_dynamic_members")  # fit, and after the failing group: must stay untouched
+    doc["groups"].append({"id": later.id, "licenses": [{"sku": "SPE_E3"}]})
     path = write(tmp_path / "d.yaml", doc)
     skus = list(tenant.skus)
     k = tenant.sku_by_part("EMS").index
@@ -282,7 +291,12 @@ def test_new_errors_stop_at_that_group_and_name_the_users(
     [group] = [g for g in out["groups"] if g["id"] == gid]
     assert group["outcome"] == "failed" and len(group["error_users"]) == n - 1
     assert all("CountViolation" in e for e in group["error_users"])
-    assert "CountViolation" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "CountViolation" in printed
+    named = tenant.user_names(tenant.plan_group("plan_ready").users[-1])[3]
+    assert named in printed  # which users, by name
+    [untouched] = [g for g in out["groups"] if g["id"] == later.id]
+    assert untouched["outcome"] is None and not tenant.plan_group("plan_dynamic_members").sku_indices
 
 
 def test_rollback_dry_run_then_confirm_restores_the_group(
