@@ -154,6 +154,8 @@ class GraphApp(Handlers, Metering, Writes):
             body_fault = self._body_fault(route) if fault is None and collection else None
         if route.family == "assignLicense":  # a write, and its faults: licensing/sandbox/writes.py
             return self._assign_license(req, key, fault, request_id, client_id)
+        if route.family == "reprocessLicenseAssignment":
+            return self._reprocess(key, fault, request_id, client_id)
         if route.family == "group":
             self._tick(key)  # a read of the group moves its license processing on (writes.py)
         if fault is not None and fault.kind == "redirect":
@@ -261,6 +263,8 @@ class GraphApp(Handlers, Metering, Writes):
             return Route("batch", False, self._no_run), ""
         if head == "users" and n == 3 and seg[2] == "sendMail" and method == "POST":
             return Route("sendMail", False, self._no_run, 202), seg[1]
+        if head == "users" and n == 3 and seg[2] == "reprocessLicenseAssignment" and method == "POST":
+            return Route("reprocessLicenseAssignment", False, self._no_run), seg[1]
         if head == "groups" and n == 3 and seg[2] == "assignLicense" and method == "POST":
             return Route("assignLicense", False, self._no_run, 202), seg[1]
         if not get:

@@ -158,6 +158,49 @@ class Writes(Rendering):
         self._fragments.clear()
         self._error_groups = None
 
+    # -------------------------------------------------------------- reprocessLicenseAssignment
+
+    def _reprocess(self, key: str, fault: FaultRule | None, request_id: str, client_id: str) -> Response:
+        """``POST /users/{id}/reprocessLicenseAssignment`` (https://learn.microsoft.com/graph/api/user-
+        reprocesslicenseassignment): "Reprocess all group-based license assignments for the user"; no request body;
+        200 with the updated user. Sandbox assumption: the reprocessing is done by the time it answers."""
+        if fault is not None:
+            if fault.kind in ("reset", "timeout"):
+                return Response(0, action=fault.kind, hold_s=fault.hold_s)
+            return self._error(self._fault_error(fault), request_id, client_id)  # type: ignore[attr-defined]
+        u = self.tenant.user_index(key)
+        if u is None:
+            return self._error(not_found(key), request_id, client_id)  # type: ignore[attr-defined]
+        with self._lock:
+            self._reprocess_user(u)
+        select = ("id", "displayName", "userPrincipalName", "accountEnabled", "assignedLicenses")
+        body = {"@odata.context": self._context("users/$entity"), **self._user_json(u, select, False)}
+        return Response(200, orjson.dumps(body), [("request-id", request_id), ("client-request-id", client_id)])
+
+    def _reprocess_user(self, u: int) -> None:
+        """Each processed group of the user whose products failed for want of seats is tried again, all or nothing,
+        against the seats free now. Errors of other causes (usage location, conflicts) stay until their cause goes."""
+        t = self.tenant
+        for g in t.user_groups(u):
+            grp = t.groups[g]
+            failed = [k for k in grp.sku_indices if t.errors.get((u, g, k)) == "CountViolation"]
+            if not grp.processed or not failed or any(
+                t.errors.get((u, g, k)) not in (None, "CountViolation") for k in grp.sku_indices
+            ):
+                continue
+            held = {st.sku for st in t.user_states(u) if st.holds_seat and st.group != g}
+            need = [k for k in grp.sku_indices if k not in held and t.errors.get((u, g, k)) == "CountViolation"]
+            if any(t.skus[k].available <= 0 for k in need):
+                continue
+            for k in failed:
+                del t.errors[(u, g, k)]
+            skus = list(t.skus)
+            for k in need:
+                skus[k] = dataclasses.replace(skus[k], consumed=skus[k].consumed + 1)
+            t.skus = tuple(skus)
+        self._fragments.clear()
+        self._error_groups = None
+
     # -------------------------------------------------------------- background processing
 
     def _tick(self, key: str) -> None:

@@ -75,3 +75,18 @@ def test_the_answer_has_the_keys_of_microsofts_response_which_is_not_valid_json(
     ours = r.json()
     for key, value in theirs.items():
         assert key in ours and type(ours[key]) is type(value), key
+
+
+def test_reprocess_takes_microsofts_bodiless_request_and_answers_its_user_shape(
+    client: httpx.Client, tenant: SandboxTenant
+) -> None:
+    """https://learn.microsoft.com/graph/api/user-reprocesslicenseassignment: no request body, 200 and the user."""
+    theirs = body("user-reprocesslicenseassignment-response.json")
+    user = tenant.user_id(tenant.groups[0].users[0])
+    r = client.post(f"/users/{user}/reprocessLicenseAssignment")
+    assert r.status_code == 200
+    ours = r.json()
+    for key in ("accountEnabled", "assignedLicenses"):
+        assert type(ours[key]) is type(theirs[key]), key
+    for lic in ours["assignedLicenses"]:
+        assert set(lic) == set(theirs["assignedLicenses"][0])

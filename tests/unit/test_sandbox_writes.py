@@ -198,3 +198,34 @@ def test_accepted_timeout_is_for_writes_only() -> None:
 
     with pytest.raises(ConfigurationError):
         FaultRule("accepted_timeout", route="group")
+
+
+def test_reprocess_retries_count_violations_against_the_seats_free_now(
+    client: httpx.Client, tenant: SandboxTenant, server: SandboxServer
+) -> None:
+    grp = tenant.plan_group("plan_ready")
+    _set_free(tenant, "EMS", 1)
+    ems = _sku(tenant, "EMS")
+    assert _assign(client, grp.id, [{"skuId": ems, "disabledPlans": []}]).status_code == 202
+    server.app.settle()
+
+    def waiting() -> list[int]:
+        return [
+            u for u in grp.users
+            if any(s["error"] == "CountViolation" for s in _states(client, tenant, u) if s["assignedByGroup"] == grp.id)
+        ]  # fmt: skip
+
+    short = waiting()
+    assert len(short) == len(grp.users) - 1
+    r = client.post(f"/users/{tenant.user_id(short[0])}/reprocessLicenseAssignment")
+    assert r.status_code == 200 and r.json()["id"] == tenant.user_id(short[0])
+    assert waiting() == short  # no seat free: still waiting
+    _set_free(tenant, "EMS", len(short))  # seats bought
+    consumed = tenant.sku_by_part("EMS").consumed
+    for u in short:
+        assert client.post(f"/users/{tenant.user_id(u)}/reprocessLicenseAssignment").status_code == 200
+    assert waiting() == []
+    assert tenant.sku_by_part("EMS").consumed == consumed + len(short)
+    assert client.post("/users/00000000-0000-0000-0000-000000000000/reprocessLicenseAssignment").status_code == 404
+    server.set_faults(Faults(permissions=frozenset({"User.Read.All"})))
+    assert client.post(f"/users/{tenant.user_id(short[0])}/reprocessLicenseAssignment").status_code == 403
