@@ -46,6 +46,7 @@ class ChangeOutcome(StrEnum):
 class ChangeKind(StrEnum):
     APPLY = "apply"
     ROLLBACK = "rollback"
+    REPROCESS = "reprocess"  # one user's group assignments reprocessed: the group's assignment is unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class LicenseChange:
     finished: datetime | None = None
     detail: str = ""
     rollback_of: str | None = None  # the change a rollback restores
+    user_id: str | None = None  # reprocess: the user
 
 
 def change_to_plain(change: LicenseChange) -> dict[str, Any]:
@@ -88,6 +90,6 @@ def last_applied(changes: Iterable[LicenseChange]) -> dict[str, LicenseChange]:
     """Per group, the last change Graph accepted (by time, then id): the group's last applied desired state."""
     out: dict[str, LicenseChange] = {}
     for change in sorted(changes, key=lambda c: (c.finished or c.when, c.id)):
-        if change.outcome.accepted:
+        if change.outcome.accepted and change.kind in (ChangeKind.APPLY, ChangeKind.ROLLBACK):
             out[change.group_id] = change
     return out

@@ -1,8 +1,11 @@
-"""The writing commands of ``licensing-audit``: ``export``, ``apply``, ``rollback`` (registered by licensing/cli.py).
+"""The writing commands of ``licensing-audit``: ``export``, ``apply``, ``rollback``, ``reprocess`` (registered by
+licensing/cli.py).
 
 Exit codes of ``apply`` and ``rollback`` (a contract, docs/design.md): 0 nothing to change (or, with
 ``--confirm``, everything applied and verified); 4 changes pending (dry run); 3 blocked, nothing applied; 2 bad
-input; 1 failure (with ``--confirm``: stopped at the first group that did not end verified).
+input; 1 failure (with ``--confirm``: stopped at the first group that did not end verified). ``reprocess``: 0 no user
+waiting (or, with ``--confirm``, every one cleared), 4 users to reprocess (dry run), 3 some still wait after it
+(e.g. still no seat), 2 bad input, 1 failure.
 """
 
 import asyncio
@@ -125,8 +128,9 @@ def _run_apply(
 
 
 def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_type: Any) -> None:
-    """Add ``export``, ``apply`` and ``rollback`` to the CLI. The bodies import the writer lazily."""
+    """Add ``export``, ``apply``, ``rollback`` and ``reprocess`` to the CLI. The bodies import the writer lazily."""
     default_credential = next(iter(credential_type))
+    _reprocess_command(app, settings_factory, credential_type)
 
     @app.command()
     def export(
@@ -236,3 +240,65 @@ def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_
             rollback_of=change_id,
         )
         raise typer.Exit(code)
+
+
+def _reprocess_command(app: typer.Typer, settings_factory: Callable[..., Any], credential_type: Any) -> None:
+    default_credential = next(iter(credential_type))
+
+    @app.command()
+    def reprocess(
+        group: Annotated[str | None, typer.Option("--group", help="Every member of this group in error.")] = None,
+        user: Annotated[list[str] | None, typer.Option("--user", help="This user (repeat).")] = None,
+        error: Annotated[
+            list[str] | None, typer.Option("--error", help="Only users in this error (repeat; default: any).")
+        ] = None,
+        confirm: Annotated[bool, typer.Option("--confirm", help="Reprocess (without it: a dry run).")] = False,
+        wait: Annotated[int, typer.Option("--wait", min=1, max=MAX_WAIT_S, help="Seconds to wait for results.")] = 300,
+        rate: Annotated[float, typer.Option("--rate", min=0.1, max=20.0, help="Calls per second at most.")] = 4.0,
+        journal_file: Annotated[
+            Path | None, typer.Option("--journal", help="The journal file (when no --store).")
+        ] = None,
+        store: Annotated[str | None, typer.Option("--store")] = None,
+        graph_url: Annotated[str | None, typer.Option("--graph-url")] = None,
+        cloud: Annotated[str | None, typer.Option("--cloud")] = None,
+        credential: Annotated[credential_type, typer.Option("--credential")] = default_credential,
+        tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    ) -> None:
+        """Reprocess the group-based licences of users in error, e.g. after seats were bought (dry run; --confirm)."""
+        from licensing.configure.identity import signed_in
+        from licensing.configure.reprocess import error_kinds, find_waiting, reprocess_confirmed
+        from licensing.graph import open_graph
+
+        if (group is None) == (not user):
+            raise ConfigurationError("give --group ID or --user ID (one or more), not both")
+        kinds = error_kinds(error or [])
+        settings = settings_factory(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
+        if confirm and journal_file is None and settings.storage is None:
+            raise ConfigurationError("reprocess --confirm journals each call: give --journal FILE or --store")
+        console = _console()
+
+        async def go() -> int:
+            async with open_graph(settings, credential=credential.value) as graph:
+                tenant, waiting = await find_waiting(graph, group=group, users=user or [], kinds=kinds)
+                for w in waiting:
+                    _say(console, f"  {w.label} ({w.user_id}): {w.describe()}")
+                _say(console, f"{len(waiting)} user(s) to reprocess" + ("" if confirm else "; nothing was sent"))
+                if not waiting:
+                    return EXIT_OK
+                if not confirm:
+                    return EXIT_PENDING
+                who = await signed_in(graph)
+                book = _journal(settings, None, journal_file)
+                _say(console, f"reprocessing as {who}; journal: {book.where}")
+                results = await reprocess_confirmed(
+                    graph, tenant, waiting, book, _policy(console, who, wait), kinds=kinds,
+                    group=group.lower() if group else None, pause_s=1.0 / rate,
+                )  # fmt: skip
+                for r in results:
+                    _say(console, f"{r.outcome.value:9} {r.user.label}: {r.user.describe()} -> {r.after} "
+                                  f"[change {r.change_id}]")  # fmt: skip
+                if any(r.outcome.value == "refused" for r in results):
+                    return EXIT_FAILED
+                return EXIT_OK if all(r.outcome.value == "verified" for r in results) else EXIT_BLOCKED
+
+        raise typer.Exit(asyncio.run(go()))

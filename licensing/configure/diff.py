@@ -15,6 +15,7 @@ from licensing.configure.tenant import TenantSku
 from licensing.graph.candidates import GroupCandidate
 from licensing.model import User
 from licensing.plan import assess
+from licensing.text import one_line
 
 __all__ = ["EXCHANGE_HOLD", "ChangeKind", "GroupPlan", "Issue", "ProductChange", "SeatNeed", "plan_group_change"]
 
@@ -87,7 +88,8 @@ class GroupPlan:
 
 
 def _label(user: User) -> str:
-    name, upn = user.display_name.strip(), user.user_principal_name.strip()
+    # Tenant strings reach a terminal: controls and invisible characters never do (licensing.text).
+    name, upn = one_line(user.display_name), one_line(user.user_principal_name)
     return f"{name} ({upn})" if name and upn and name != upn else (name or upn or user.id)
 
 

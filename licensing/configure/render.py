@@ -12,6 +12,7 @@ from licensing.configure.diff import ChangeKind, GroupPlan
 from licensing.configure.dryrun import DryRun
 from licensing.configure.tenant import TenantSku
 from licensing.configure.writer import ApplyResult
+from licensing.text import one_line
 
 __all__ = ["APPLY_SCHEMA", "apply_document", "apply_json_bytes", "dry_run_lines", "result_lines"]
 
@@ -101,7 +102,7 @@ def _users(ids: Sequence[str], labels: Mapping[str, str], show_all: bool) -> str
 def dry_run_lines(run: DryRun, *, show_users: bool = False) -> list[str]:
     lines = [f"dry run {run.id} of {run.source} on tenant {run.tenant_id}"]
     for g in run.groups:
-        label = f"{g.name or g.group_id} ({g.group_id})"
+        label = f"{one_line(g.name) or g.group_id} ({g.group_id})"
         if not g.changed:
             lines.append(f"  {label}: nothing to change")
             continue

@@ -28,6 +28,7 @@ from licensing.configure.tenant import read_group, read_skus
 from licensing.errors import GraphError, GraphOutcomeUnknownError
 from licensing.graph.candidates import read_candidate
 from licensing.graph.client import GraphClient
+from licensing.text import one_line
 
 __all__ = ["ApplyResult", "GroupResult", "apply_confirmed", "assign_body"]
 
@@ -113,7 +114,7 @@ async def _verify(graph: GraphClient, plan: GroupPlan) -> tuple[str, ...]:
 
 
 async def _one(graph: GraphClient, run: DryRun, plan: GroupPlan, journal: Journal, policy: WritePolicy) -> GroupResult:
-    label = plan.name or plan.group_id
+    label = one_line(plan.name) or plan.group_id
     # Re-read the group and the seats: stop if the tenant changed since the dry run in a way that matters.
     now_group = await read_group(graph, plan.group_id)
     if now_group is None:

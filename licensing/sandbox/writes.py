@@ -184,8 +184,10 @@ class Writes(Rendering):
         for g in t.user_groups(u):
             grp = t.groups[g]
             failed = [k for k in grp.sku_indices if t.errors.get((u, g, k)) == "CountViolation"]
-            if not grp.processed or not failed or any(
-                t.errors.get((u, g, k)) not in (None, "CountViolation") for k in grp.sku_indices
+            if (
+                not grp.processed
+                or not failed
+                or any(t.errors.get((u, g, k)) not in (None, "CountViolation") for k in grp.sku_indices)
             ):
                 continue
             held = {st.sku for st in t.user_states(u) if st.holds_seat and st.group != g}
