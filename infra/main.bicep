@@ -224,6 +224,7 @@ var tableNames = [
   'AuditLeases'
   'AuditRunDetails'
   'AuditOverflow'
+  'LicenseChanges' // the journal of licensing-audit apply: written from an admin's terminal, read by the drift rule
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -1,4 +1,4 @@
-"""`licensing-audit`: the command line (run, plan, suppress, demo, sandbox, enqueue, history, check-permissions).
+"""`licensing-audit`: the command line (run, plan, suppress, export, apply, rollback, demo, sandbox, enqueue, …).
 
 Exit codes (a contract): 0 done; 1 the audit failed; 2 bad usage or settings (one line, no
 traceback); 3 done, but findings at or above ``--fail-on``. ``plan``: 0 suitable, 3 not suitable.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import click
 import typer
 
+from licensing.configure.commands import register as _register_configure
 from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
 from licensing.model import Scope, Severity, Trigger
 from licensing.outputs import check_outputs, write_outputs
@@ -57,6 +58,14 @@ class CredentialName(StrEnum):
     MANAGED_IDENTITY = "managed-identity"
     DEVICE_CODE = "device-code"
     NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class _WriteRow:
+    permission: str
+    granted: bool | None
+    optional: bool
+    detail: str | None
 
 
 class FailOn(StrEnum):
@@ -320,6 +329,7 @@ def check_permissions_command(
     cloud: Annotated[str | None, typer.Option("--cloud")] = None,
     credential: Annotated[CredentialName, typer.Option("--credential")] = CredentialName.DEFAULT,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    write: Annotated[bool, typer.Option("--write", help="Also: may this credential apply licences?")] = False,
 ) -> None:
     """Try each Graph read (and the mail send) the audit needs; print what is granted or missing."""
     from licensing.graph import check_permissions, open_graph
@@ -328,7 +338,14 @@ def check_permissions_command(
 
     async def probe() -> list[Any]:
         async with open_graph(settings, credential=credential.value) as graph:
-            return list(await check_permissions(graph))
+            found: list[Any] = list(await check_permissions(graph))
+            if write:  # licensing-audit apply's permission (docs/configure.md)
+                from licensing.configure import probe_write, signed_in
+
+                check = await probe_write(graph)
+                found.append(_WriteRow("LicenseAssignment.ReadWrite.All", check.granted, False,
+                                       f"as {await signed_in(graph)}: {check.detail}"))  # fmt: skip
+            return found
 
     results = asyncio.run(probe())
     console = _console()
@@ -426,6 +443,10 @@ def suppress(
     )  # fmt: skip
     limits = Limits(settings.suppress_max_days, settings.suppress_max_days_critical)
     console.print(apply_request(audit_store, tenant, request, now, limits).summary, markup=False, soft_wrap=True)
+
+
+# export, apply, rollback: the writing wing's commands live with it (licensing/configure/commands.py).
+_register_configure(app, _settings, CredentialName)
 
 
 def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:

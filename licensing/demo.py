@@ -3,7 +3,8 @@
 It starts Azurite and the sandbox Graph tenant, a local Teams receiver, then runs two
 simulated nights through the same code path as the queue trigger (message on the queue,
 handler, audit, store, alerts), so that history, a trend and "resolved" alerts exist, and then
-asks the queue two ``plan`` questions (one group fit for licensing, one not: docs/plan.md). It
+asks the queue two ``plan`` questions (one group fit for licensing, one not: docs/plan.md), and licenses the fit
+one from a desired-state file: one apply and its verification (docs/configure.md). It
 writes everything a person wants to look at into the output folder and says where.
 """
 
@@ -194,6 +195,46 @@ def _ask_plans(console: Console, tenant: Any, settings: Settings, runtime: Any, 
     return written
 
 
+def _configure_one(console: Console, tenant: Any, settings: Settings, store: Any, output: Path) -> list[Path]:
+    """One reviewed change through licensing-audit apply's own code (docs/configure.md): the group `plan` found fit
+    gets Microsoft 365 E3 + EMS E3 from a desired-state file; dry run, apply, wait, verify, journal (the store)."""
+    from licensing.configure.desired import parse_desired
+    from licensing.configure.dryrun import dry_run
+    from licensing.configure.identity import signed_in
+    from licensing.configure.journal import StoreJournal
+    from licensing.configure.render import apply_json_bytes, dry_run_lines, result_lines
+    from licensing.configure.writer import WritePolicy, apply_confirmed
+    from licensing.graph import open_graph
+
+    group = tenant.plan_group("plan_ready")
+    path = output / "licensing.yaml"
+    path.write_text(
+        f"schema: licensing-desired/1\ntenant: {tenant.tenant_id}\ngroups:\n  - id: {group.id}\n"
+        f"    name: {orjson.dumps(group.display_name).decode()}\n"
+        "    licenses:\n      - sku: SPE_E3\n      - sku: EMS\n",
+        encoding="utf-8",
+    )
+
+    def say(line: str) -> None:
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+
+    async def go() -> Path:
+        async with open_graph(settings, credential="none") as graph:
+            run = await dry_run(
+                graph, parse_desired(path.read_text(encoding="utf-8"), str(path)), max_loss=0, now=utcnow()
+            )
+            for line in dry_run_lines(run)[-8:]:
+                say(line)
+            policy = WritePolicy(await signed_in(graph), 20, 0.05, asyncio.sleep, utcnow, say)
+            result = await apply_confirmed(graph, run, StoreJournal(store), policy)
+            for line in result_lines(result):
+                say(line)
+            (output / "apply.json").write_bytes(apply_json_bytes(run, result))
+            return output / "apply.json"
+
+    return [path, asyncio.run(go())]
+
+
 def _demo_settings(graph_url: str, storage: str, webhook: str, tenant_domain: str) -> Settings:
     from licensing.settings import load_settings
 
@@ -297,6 +338,8 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
                 replace(open_runtime(settings, credential="none"), on_delivered=delivered, now=clock),
                 output,
             )
+            with _step(console, "Configuring that group from a desired state (licensing-audit apply --confirm)"):
+                plans += _configure_one(console, tenant, settings, store, output)
             report = outcome.report
             (output / "report.json").write_bytes(to_json_bytes(report))
             csvs = write_csv(report, output)

@@ -325,6 +325,22 @@ _SPECS: Final = (
             "center > Groups > the group > Members) or disable it, to free its seats."
         ),
     ),
+    KindSpec(
+        FindingKind.LICENSE_DRIFT,
+        subject=("group_id",),
+        title="Group licences changed outside apply",
+        digest_title="Managed groups whose licences changed outside licensing-audit apply",
+        noun="group",
+        severities=(Severity.WARNING,),
+        section=18,
+        per_group=False,
+        remediation=(
+            "Someone changed the group's products or disabled plans outside licensing-audit apply. Run "
+            "licensing-audit apply FILE on the reviewed desired state: the dry run shows the difference, and "
+            "apply FILE --confirm restores it; if the change was meant, export the group and commit it to the "
+            "desired state instead (docs/configure.md)."
+        ),
+    ),
 )
 
 CATALOGUE: Final[Mapping[str, KindSpec]] = MappingProxyType({s.kind.value: s for s in _SPECS})

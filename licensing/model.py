@@ -167,6 +167,7 @@ class FindingKind(StrEnum):
     P1_COVERAGE_SHORT = "p1_coverage_short"
     SUBSCRIPTION_RENEWAL = "subscription_renewal"
     INACTIVE_USER_LICENSED = "inactive_user_licensed"
+    LICENSE_DRIFT = "license_drift"
 
 
 B2B_UPN_MARKER: Final = "#EXT#"

@@ -147,6 +147,11 @@ class GraphClient:
         ]
         return GraphClientFactory.create_with_custom_middleware(middleware, client=http_client)
 
+    @property
+    def credential(self) -> Any:
+        """The token credential (None for ``--credential none``): the writer reads who is signed in from it."""
+        return self._credential
+
     async def aclose(self) -> None:
         await self._http_client.aclose()
         close = getattr(self._credential, "close", None)

@@ -53,6 +53,8 @@ _PERMISSIONS: Final = (
     ("/directory/subscriptions", "Organization.Read.All"),
     ("/organization", "Organization.Read.All"),
     ("/users/{id}/sendMail", "Mail.Send"),
+    # https://learn.microsoft.com/graph/api/group-assignlicense (licensing-audit apply: the writer, never the app)
+    ("/groups/{id}/assignLicense", "LicenseAssignment.ReadWrite.All"),
     ("/groups", "GroupMember.Read.All"),
     ("/users", "User.Read.All"),
 )

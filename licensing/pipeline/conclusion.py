@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from licensing import telemetry
+from licensing.changes import Product, last_applied
 from licensing.errors import LicensingError
 from licensing.model import (
     AuditReport,
@@ -123,12 +124,15 @@ async def evaluate_and_finish(
     history: dict[str, list[SkuDay]] = {}
     states: Mapping[str, Any] = {}
     previous: dict[str, int] | None = None
+    applied: dict[str, tuple[Product, ...]] | None = None
     if store is not None:
         since = today - timedelta(days=settings.forecast_days)
         history = _history_with_today(store.sku_history(run.tenant_id, since=since), snapshot, today)
         states = store.alert_states(run.tenant_id)
         if request.scope is Scope.TENANT:
             previous = _previous_members(store, run)
+            # license_drift: only with a journal of licensing-audit apply (no journal, no drift, no noise).
+            applied = {g: c.after for g, c in last_applied(store.license_changes(run.tenant_id)).items()} or None
     # A part that contradicts the others is unreadable (issue 27, item 2): the run is partial, not an all-clear.
     snapshot = cross_check(snapshot, scan, len(previous) if previous else None)
 
@@ -140,6 +144,7 @@ async def evaluate_and_finish(
             history=history if (store is not None and request.scope is Scope.TENANT) else None,
             processing_since=_processing_since(snapshot, states) if store is not None else None,
             previous_members=previous,
+            applied=applied,
         )
         # What was not read is not evaluated: nothing raised from it, nothing of it resolved (item 7).
         evaluation = not_evaluated(evaluate(snapshot, ctx), snapshot)

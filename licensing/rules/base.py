@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
+from licensing.changes import Product
 from licensing.kinds import CATALOGUE, KindSpec
 from licensing.model import (
     Finding,
@@ -76,6 +77,9 @@ class RuleContext:
     # Member counts of the licensed groups in the last tenant run the store holds (group id -> members); None: no
     # store, licensed_group_shrank is not evaluated; empty: no earlier run, nothing to compare with.
     previous_members: Mapping[str, int] | None = None
+    # The last applied desired state of every group licensing-audit apply manages (the journal in the store, group id
+    # -> products); None: no journal, license_drift is not evaluated ("no journal, no drift, no noise").
+    applied: Mapping[str, tuple[Product, ...]] | None = None
 
     @classmethod
     def from_settings(
@@ -86,6 +90,7 @@ class RuleContext:
         history: Mapping[str, Sequence[SkuDay]] | None = None,
         processing_since: Mapping[str, datetime] | None = None,
         previous_members: Mapping[str, int] | None = None,
+        applied: Mapping[str, tuple[Product, ...]] | None = None,
     ) -> RuleContext:
         return cls(
             now=now,
@@ -101,6 +106,7 @@ class RuleContext:
             inactive_days=settings.inactive_days,
             renewal_watch_skus=tuple(settings.renewal_watch_skus),
             previous_members=previous_members,
+            applied=applied,
         )
 
     def is_expected(self, sku: Sku) -> bool:

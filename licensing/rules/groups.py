@@ -138,6 +138,8 @@ def evaluate_license_error(facts: Facts, ctx: RuleContext) -> RuleResult:
             why += _waiting(since, ctx)
             if uid in members:
                 message = f"{facts.user_label(uid)} did not get {facts.product(sku_id)} from group {name}: {why}"
+                if error == COUNT_VIOLATION:  # the exact command that fixes it once a seat is free (docs/configure.md)
+                    message += f"; once seats are free: licensing-audit reprocess --group {group.id} --error {error}"
             else:
                 message = (
                     f"{facts.user_label(uid)} is no longer a member of group {name} but still holds "

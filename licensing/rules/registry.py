@@ -19,7 +19,7 @@ from licensing.model import (
     SkuSummary,
     TenantSnapshot,
 )
-from licensing.rules import dynamic, groups, lifecycle, reclaim, seats
+from licensing.rules import drift, dynamic, groups, lifecycle, reclaim, seats
 from licensing.rules.base import Facts, Rule, RuleContext, RuleResult, build_facts, plural, subject_of
 
 __all__ = ["RULES", "Evaluation", "evaluate", "sort_findings"]
@@ -46,6 +46,7 @@ _EVALUATORS: Final[Mapping[str, Callable[[Facts, RuleContext], RuleResult]]] = M
         FindingKind.P1_COVERAGE_SHORT: dynamic.evaluate_p1_coverage_short,
         FindingKind.SUBSCRIPTION_RENEWAL: lifecycle.evaluate_subscription_renewal,
         FindingKind.INACTIVE_USER_LICENSED: reclaim.evaluate_inactive_user_licensed,
+        FindingKind.LICENSE_DRIFT: drift.evaluate_license_drift,
     }
 )
 RULES: Final[Mapping[str, Rule]] = MappingProxyType(

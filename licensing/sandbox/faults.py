@@ -29,10 +29,13 @@ ROUTES: Final = {
     "user": 1,
     "licenseDetails": 2,
     "sendMail": 1,
+    "assignLicense": 1,  # a write; its RU cost is not published per route: an assumption
+    "reprocessLicenseAssignment": 1,  # likewise
     "batch": 0,
 }
 STATUS_FAULTS: Final = ("429", "500", "502", "503", "504", "401", "403", "404")
-ACTION_FAULTS: Final = ("timeout", "reset", "redirect")
+# accepted_timeout (writes only): the write is carried out, then the answer never comes (outcome unknown).
+ACTION_FAULTS: Final = ("timeout", "reset", "redirect", "accepted_timeout")
 # Only on paged collection responses. empty_answer: a 200 with no items and no next link, the whole
 # collection "empty" (what a broken proxy or a hostile redirect target answers).
 BODY_FAULTS: Final = ("empty_page", "unknown_type", "short_page", "empty_answer")
@@ -57,6 +60,8 @@ class FaultRule:
             raise ConfigurationError(f"unknown sandbox fault {self.kind!r}; one of {', '.join(FAULT_KINDS)}")
         if not any(fnmatch.fnmatchcase(r, self.route) for r in ROUTES):
             raise ConfigurationError(f"sandbox fault route {self.route!r} matches none of {', '.join(ROUTES)}")
+        if self.kind == "accepted_timeout" and self.route != "assignLicense":
+            raise ConfigurationError("sandbox fault 'accepted_timeout' applies to route assignLicense only")
         if self.first is not None and self.first < 0:
             raise ConfigurationError("sandbox fault 'first' must be >= 0")
         if self.rate is not None and not 0.0 <= self.rate <= 1.0:

@@ -41,11 +41,12 @@ from licensing.sandbox.wire import (
     bad_request,
     unsupported,
 )
+from licensing.sandbox.writes import Writes
 
 __all__ = ["GraphApp", "Request", "Response"]
 
 
-class GraphApp(Handlers, Metering):
+class GraphApp(Handlers, Metering, Writes):
     """Answers Graph requests for one tenant; thread-safe for the few things tests change at runtime."""
 
     def __init__(self, tenant: SandboxTenant, faults: Faults | None = None, latency_ms: float = 0.0) -> None:
@@ -151,6 +152,12 @@ class GraphApp(Handlers, Metering):
             # subscribedSkus is one unpaged answer: of the body faults only empty_answer applies to it.
             collection = route.paged or route.family == "subscribedSkus"
             body_fault = self._body_fault(route) if fault is None and collection else None
+        if route.family == "assignLicense":  # a write, and its faults: licensing/sandbox/writes.py
+            return self._assign_license(req, key, fault, request_id, client_id)
+        if route.family == "reprocessLicenseAssignment":
+            return self._reprocess(key, fault, request_id, client_id)
+        if route.family == "group":
+            self._tick(key)  # a read of the group moves its license processing on (writes.py)
         if fault is not None and fault.kind == "redirect":
             with self._lock:
                 self._stats.faults[fault.kind] += 1
@@ -256,6 +263,10 @@ class GraphApp(Handlers, Metering):
             return Route("batch", False, self._no_run), ""
         if head == "users" and n == 3 and seg[2] == "sendMail" and method == "POST":
             return Route("sendMail", False, self._no_run, 202), seg[1]
+        if head == "users" and n == 3 and seg[2] == "reprocessLicenseAssignment" and method == "POST":
+            return Route("reprocessLicenseAssignment", False, self._no_run), seg[1]
+        if head == "groups" and n == 3 and seg[2] == "assignLicense" and method == "POST":
+            return Route("assignLicense", False, self._no_run, 202), seg[1]
         if not get:
             raise GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on this resource.")
         if head == "organization" and n == 1:

@@ -132,7 +132,7 @@ class Rendering(AppState):
         for st in t.user_states(u):
             grp = t.groups[st.group] if st.group != NO_GROUP else None
             disabled: tuple[str, ...] = ()
-            if grp is not None:
+            if grp is not None and st.sku in grp.sku_indices:  # a removed product kept in error: none listed
                 disabled = grp.disabled_plans[grp.sku_indices.index(st.sku)]
             out.append(
                 {
@@ -202,7 +202,7 @@ class Rendering(AppState):
             if not st.holds_seat:
                 continue
             plans: set[str] = set()
-            if st.group != NO_GROUP:
+            if st.group != NO_GROUP and st.sku in t.groups[st.group].sku_indices:
                 grp = t.groups[st.group]
                 plans = set(grp.disabled_plans[grp.sku_indices.index(st.sku)])
             disabled[st.sku] = disabled[st.sku] & plans if st.sku in disabled else plans

@@ -135,6 +135,14 @@ ROUTE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     ),
     "users": frozenset({"User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}),
     "sendMail": frozenset({"Mail.Send"}),
+    # https://learn.microsoft.com/graph/api/group-assignlicense: LicenseAssignment.ReadWrite.All; Directory.ReadWrite
+    # .All as a higher-privileged one is an assumption (the page's permissions table is an include not read here)
+    "assignLicense": frozenset({"LicenseAssignment.ReadWrite.All", "Directory.ReadWrite.All"}),
+    # https://learn.microsoft.com/graph/api/user-reprocesslicenseassignment (its permissions table is an include not
+    # read here: the same write permissions plus User.ReadWrite.All are an assumption)
+    "reprocessLicenseAssignment": frozenset(
+        {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
+    ),
 }  # fmt: skip
 FAMILY_PERMISSION: Final = {
     "group": "groups",

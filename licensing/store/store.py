@@ -33,6 +33,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     ResourceExistsError,
@@ -41,6 +42,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableTransactionError, UpdateMode
 
+from licensing.changes import LicenseChange, change_from_plain, change_to_plain
 from licensing.errors import StorageConflictError, StorageError
 from licensing.model import (
     UNKNOWN_TENANT,
@@ -464,6 +466,24 @@ class AuditStore(Coordination):
     def outbox_put(self, item: OutboxItem) -> None:
         """Store a notification to deliver later; the same id again replaces it (never a duplicate)."""
         self._upsert(self.tables.outbox, [records.outbox_to_entity(item, self._outbox_keys(item))])
+
+    # ------------------------------------------------------------ licence changes (LicenseChanges)
+
+    def put_license_change(self, change: LicenseChange) -> None:
+        """Journal a change (licensing-audit apply); the same id again replaces it: pending, then its outcome."""
+        doc = orjson.dumps(change_to_plain(change)).decode()
+        entity = {"PartitionKey": safe_key(change.tenant_id), "RowKey": safe_key(change.id),
+                  "group_id": change.group_id, "outcome": change.outcome.value, "doc": doc}  # fmt: skip
+        self._upsert(self.tables.changes, [entity])
+
+    def license_changes(self, tenant_id: str) -> list[LicenseChange]:
+        """Every journalled change of the tenant, oldest first."""
+        rows = self._query(self.tables.changes, "PartitionKey eq @pk", {"pk": safe_key(tenant_id)})
+        return sorted((change_from_plain(orjson.loads(e["doc"])) for e in rows), key=lambda c: (c.when, c.id))
+
+    def license_change(self, change_id: str) -> LicenseChange | None:
+        rows = self._query(self.tables.changes, "RowKey eq @rk", {"rk": safe_key(change_id)}, limit=1)
+        return change_from_plain(orjson.loads(rows[0]["doc"])) if rows else None
 
     # ------------------------------------------------------------ suppressions (AlertSuppressions)
 

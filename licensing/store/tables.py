@@ -75,6 +75,7 @@ class TableNames:
     outbox: str
     leases: str
     overflow: str
+    changes: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> TableNames:
@@ -90,6 +91,7 @@ class TableNames:
             outbox=f"{prefix}AlertOutbox",
             leases=f"{prefix}AuditLeases",
             overflow=f"{prefix}AuditOverflow",
+            changes=f"{prefix}LicenseChanges",
         )
 
     def all(self) -> tuple[str, ...]:
@@ -103,6 +105,7 @@ class TableNames:
             self.outbox,
             self.leases,
             self.overflow,
+            self.changes,
         )
 
 

@@ -25,4 +25,11 @@ def test_the_demo_runs_two_nights_and_writes_every_output(tmp_path: Path, capsys
     alerts = sorted(p.name for p in (out / "alerts").iterdir())
     assert any("night1" in a and "teams" in a for a in alerts) and any("night2" in a for a in alerts), alerts
     assert {p.name for p in out.iterdir()} >= {"report.html", "report.json", "skus.csv", "groups.csv", "findings.csv"}
-    assert "rejected" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rejected" not in printed
+    # One apply and its verification (issue 28): the fit group licensed from a desired-state file.
+    applied = json.loads((out / "apply.json").read_text(encoding="utf-8"))
+    assert applied["confirmed"] and [g["outcome"] for g in applied["groups"] if g["status"] != "unchanged"] == [
+        "verified"
+    ]
+    assert (out / "licensing.yaml").exists() and "verified" in printed

@@ -175,3 +175,58 @@ def test_one_clock_outside_the_simulated_tenant() -> None:
         and re.search(r"datetime\.(now|utcnow)\(", path.read_text(encoding="utf-8"))
     )
     assert direct == []
+
+
+def _reach(edges: dict[str, set[str]], start: set[str]) -> set[str]:
+    seen, stack = set(start), list(start)
+    while stack:
+        for nxt in edges.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _function_app_imports(mods: dict[str, Path]) -> set[str]:
+    """What function_app.py (outside the package; the triggers) imports of licensing, lazily or not."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module for a in node.names
+            ]
+        for imported in names:
+            known = imported
+            while known and known not in mods:
+                known = known.rpartition(".")[0]
+            if known:
+                out.add(known)
+    return out
+
+
+def test_the_triggers_and_the_pipeline_never_reach_the_writing_code() -> None:
+    """Issue 28: nothing that writes is reachable from the queue or the timer. function_app.py (every trigger) and
+    every module of licensing/pipeline, followed through every import (typed and lazy ones too), never arrive at
+    licensing/configure, where assignLicense is called."""
+    mods = _modules()
+    edges = _imports(mods)
+    starts = _function_app_imports(mods) | {m for m in mods if m.startswith("licensing.pipeline")}
+    assert "licensing.pipeline" in starts and any(m.startswith("licensing.settings") for m in starts)
+    reached = _reach(edges, starts)
+    assert not sorted(m for m in reached if m.startswith("licensing.configure"))
+    # The checker itself: the CLI does reach it.
+    assert "licensing.configure.writer" in _reach(edges, {"licensing.cli"})
+
+
+def test_assign_license_is_called_from_the_writing_wing_alone() -> None:
+    """One writing wing: no other module of the package builds a request to the write endpoint (the sandbox serves
+    it; remediation texts may name it for an admin)."""
+    callers = sorted(
+        name
+        for name, path in _modules().items()
+        if re.search(r"""f["'][^"']*/assignLicense""", path.read_text(encoding="utf-8"))
+        and not name.startswith(("licensing.configure", "licensing.sandbox"))
+        and name != "licensing.graph.responses"  # its 403 names the permission the writer needs
+    )
+    assert callers == []

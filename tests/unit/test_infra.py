@@ -356,6 +356,7 @@ def test_queues_and_tables_are_created(trees: dict[str, dict[str, Any]]) -> None
     # Every table the store uses (AlertSuppressions joined in round two), and nothing else.
     assert set(main_vars["tableNames"]["value"]) == set(TableNames.with_prefix("").all())
     assert "AlertSuppressions" in main_vars["tableNames"]["value"]
+    assert "LicenseChanges" in main_vars["tableNames"]["value"]  # issue 28: the journal of licensing-audit apply
     assert "queues: [for queueName in queueNames" in text
     assert "tables: [for tableName in tableNames" in text
 
@@ -531,3 +532,15 @@ def test_bicep_creates_every_table_the_store_uses() -> None:
     text = (INFRA / "main.bicep").read_text(encoding="utf-8")
     for name in TableNames.with_prefix("").all():
         assert f"'{name}'" in text, name
+
+
+def test_the_app_identity_may_never_write_licences(trees: dict[str, dict[str, Any]]) -> None:
+    """Issue 28: apply runs from an admin's terminal; nothing in infra/ grants the app a write permission. (The
+    deployer's own AppRoleAssignment.ReadWrite.All, which grants the read permissions, is not the app's.)"""
+    granted = trees["app/graph-permissions.bicep"]["variables"]["permissions"]["value"]
+    assert "Write" not in str(granted)
+    for path in sorted(INFRA.rglob("*")):
+        if path.is_file() and path.suffix in (".bicep", ".json", ".sh", ".ps1"):
+            text = path.read_text(encoding="utf-8")
+            for write in ("LicenseAssignment.ReadWrite", "Directory.ReadWrite", "Group.ReadWrite", "User.ReadWrite"):
+                assert write not in text, (path, write)

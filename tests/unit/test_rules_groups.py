@@ -164,7 +164,9 @@ def test_each_license_error_kind(error: str, severity: Severity, words: str) -> 
 def test_license_error_says_since_when_the_user_waits(ago: timedelta, said: str) -> None:
     state = LicenseAssignment(E3, "g1", "Error", "CountViolation", last_updated=NOW - ago)
     [f] = of(run([group("g1", "u1")], [user("u1", state)]), "license_error")
-    assert f.message.endswith(f"no seat is left; {said}")
+    # Issue 29: and the exact command that fixes it once a seat is free.
+    assert f.message.endswith(f"no seat is left; {said}; once seats are free: licensing-audit reprocess --group g1 "
+                              "--error CountViolation")  # fmt: skip
     assert f.since == NOW - ago
 
 

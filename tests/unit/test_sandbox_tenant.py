@@ -75,11 +75,13 @@ def test_ids_are_guids_that_resolve_back_to_their_index(medium):
 def test_every_finding_kind_is_present(medium):
     kinds = {f.kind for f in medium.ground_truth}
     # Both need the history of earlier runs, which a generated tenant has not; P1 coverage is short only when
-    # the spec says so (premium_spare=False: test_a_tenant_without_spare_premium_seats_is_short_of_p1).
+    # the spec says so (premium_spare=False: test_a_tenant_without_spare_premium_seats_is_short_of_p1);
+    # license_drift needs a journal of licensing-audit apply (tests/integration/test_configure_drift.py).
     expected = set(FindingKind) - {
         FindingKind.SEAT_FORECAST,
         FindingKind.LICENSED_GROUP_SHRANK,
         FindingKind.P1_COVERAGE_SHORT,
+        FindingKind.LICENSE_DRIFT,
     }
     assert kinds == expected
     errors = {f.error for f in _by_kind(medium, FindingKind.LICENSE_ERROR)}
