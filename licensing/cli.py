@@ -20,7 +20,7 @@ import typer
 
 from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
 from licensing.model import Scope, Severity, Trigger
-from licensing.outputs import check_outputs, write_outputs
+from licensing.outputs import check_outputs, closing_lines, write_outputs
 from licensing.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -209,6 +209,8 @@ def run(
     if not quiet:
         for path in written:
             console.print(f"wrote {path}", markup=False, soft_wrap=True)
+    for line in closing_lines(outcome, settings, alerts=not no_alerts):
+        console.print(line, markup=False, soft_wrap=True)
     if _fails(outcome, fail_on):
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -312,6 +314,58 @@ def history(
         if not data:
             raise BadRequestError(f"no history for SKU {sku!r} in the last {days} days")
     render_history(data, names, _console())
+
+
+class ReportFile(StrEnum):
+    HTML = "html"
+    JSON = "json"
+    FINDINGS = "findings.csv"
+    SKUS = "skus.csv"
+    GROUPS = "groups.csv"
+
+
+@app.command("report")
+def report_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it (default: ./<run id>-report.html).")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="A run id (default: the latest published).")] = None,
+    file: Annotated[ReportFile, typer.Option("--file", help="Which file of the report.")] = ReportFile.HTML,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Storage connection string or @FILE holding it (default: LICENSING_STORAGE)."),
+    ] = None,
+) -> None:
+    """Download the latest published report (HTML, JSON or CSV) of the nightly audit from REPORT_CONTAINER."""
+    from licensing.store.reports import open_archive
+
+    settings = _settings(tenant_id=tenant_id, store=store)
+    if settings.storage is None or not settings.report_container:
+        raise ConfigurationError("report needs storage and REPORT_CONTAINER: set LICENSING_STORAGE or pass --store")
+    check_outputs(output, None, None)
+    archive = open_archive(settings.storage, settings.report_container)
+    tenant = settings.azure_tenant_id or _open_store(settings, create=False).default_tenant_id()
+    if tenant is None:
+        raise ConfigurationError("no audit runs stored yet: run an audit first, or pass --tenant-id")
+    if run_id is None:
+        latest = archive.latest(tenant)
+        if latest is None:
+            raise BadRequestError(f"no report is published for tenant {tenant} yet (the nightly run publishes one)")
+        run_id = str(latest["run_id"])
+    name = {ReportFile.HTML: "report.html", ReportFile.JSON: "report.json"}.get(file, file.value)
+    body = archive.run_file(tenant, run_id, name)
+    if body is None:
+        raise BadRequestError(f"--run {run_id}: no published {name} for that run")
+    target = output or Path(f"{run_id}-{name}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+    except OSError as exc:
+        raise AuditError(f"could not write {target}: {exc.strerror or type(exc).__name__}") from None
+    _console().print(
+        f"wrote {target} (run {run_id}; {archive.url_of(f'{tenant}/{run_id}/{name}')})", markup=False, soft_wrap=True
+    )
 
 
 @app.command("check-permissions")

@@ -24,6 +24,7 @@ from licensing.settings.values import (
     is_guid,
     is_loopback_url,
     parse_any_url,
+    parse_container,
     parse_currency,
     parse_emails,
     parse_graph_url,
@@ -131,6 +132,7 @@ class StorageConnection:
     connection_string: Secret | None = None
     table_uri: str | None = None
     queue_uri: str | None = None
+    blob_uri: str | None = None  # where the published reports go (REPORT_CONTAINER)
     credential: str | None = None  # "managedidentity" or None (DefaultAzureCredential)
     client_id: str | None = None  # user-assigned identity for the storage credential
     source: str = ""  # name of the setting it came from, for messages
@@ -291,6 +293,13 @@ class Settings:
     alert_report_url: str | None = _setting(
         "ALERT_REPORT_URL", None, parse_http_url, "an https URL", "link to the published full report"
     )
+    report_container: str | None = _setting(
+        "REPORT_CONTAINER",
+        "audit-reports",
+        parse_container,
+        "a blob container name (3-63 lowercase letters, digits, single hyphens) or 'none'",
+        "the private blob container each tenant run's HTML/JSON/CSV report is published to ('none': not published)",
+    )
     fanout_groups: int = _whole("FANOUT_GROUPS", 500, 1, 1_000_000, "above this many licensed groups, fan out")
     retention_days: int = _whole("RETENTION_DAYS", 400, 1, 3650, "how long runs and history are kept")
     applicationinsights_connection_string: Secret | None = _setting(
@@ -390,6 +399,7 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
         account = r.raw(f"{prefix}__accountName")
         table_uri = r.raw(f"{prefix}__tableServiceUri")
         queue_uri = r.raw(f"{prefix}__queueServiceUri")
+        blob_uri = r.raw(f"{prefix}__blobServiceUri")
         if account or table_uri or queue_uri:
             if account and not re.match(r"^[a-z0-9]{3,24}$", account):
                 r.problems.append(
@@ -398,6 +408,7 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
                 return None
             table_uri = table_uri or (f"https://{account}.table.core.windows.net" if account else None)
             queue_uri = queue_uri or (f"https://{account}.queue.core.windows.net" if account else None)
+            blob_uri = blob_uri or (f"https://{account}.blob.core.windows.net" if account else None)
             if not table_uri:
                 r.problems.append(f"{prefix}__tableServiceUri is missing (or set {prefix}__accountName)")
                 return None
@@ -408,6 +419,7 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
             return StorageConnection(
                 table_uri=table_uri,
                 queue_uri=queue_uri,
+                blob_uri=blob_uri,
                 credential=r.raw(f"{prefix}__credential"),
                 client_id=client_id,
                 source=prefix,

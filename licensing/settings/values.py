@@ -75,6 +75,13 @@ def parse_queue(raw: str) -> str:
     return raw
 
 
+def parse_container(raw: str) -> str | None:
+    """A blob container name (the same rules as a queue name), or ``none``: nothing is published."""
+    if raw.lower() == "none":
+        return None
+    return parse_queue(raw)
+
+
 def parse_guid(raw: str) -> str:
     if not is_guid(raw):
         raise ValueError
