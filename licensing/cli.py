@@ -21,7 +21,7 @@ import typer
 from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
 from licensing.model import Scope, Severity, Trigger
 from licensing.outputs import check_outputs, closing_lines, write_outputs
-from licensing.settings import Settings, load_settings
+from licensing.settings import Settings, load_settings, misspelled
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -78,8 +78,11 @@ def _settings(
     tenant_id: str | None = None,
     store: str | None = None,
 ) -> Settings:
-    """The settings from the environment with the command line's overrides, validated together."""
+    """The settings from the environment with the command line's overrides, validated together; a variable that
+    looks like a setting but is none (a typo) is named on stderr with the nearest real name."""
     env = dict(os.environ)
+    for line in misspelled(env):
+        print(f"licensing-audit: warning: {line}", file=sys.stderr)  # noqa: T201
     store = _store_option(store)
     if cloud:
         env["GRAPH_CLOUD"] = cloud

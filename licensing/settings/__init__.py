@@ -49,6 +49,7 @@ __all__ = [
     "is_guid",
     "is_loopback_url",
     "load_settings",
+    "misspelled",
 ]
 
 T = TypeVar("T")
@@ -470,6 +471,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if r.problems:
         raise ConfigurationError(r.problems)
     return Settings(**values)
+
+
+def misspelled(env: Mapping[str, str] | None = None) -> list[str]:
+    """Variables of ``env`` that look like a setting but are none, each with the nearest real name (warnings)."""
+    from licensing.settings.typos import misspelled_settings
+
+    return misspelled_settings(os.environ if env is None else env, (spec.env for _, spec, _ in declared()))
 
 
 @lru_cache(maxsize=1)

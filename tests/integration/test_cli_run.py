@@ -121,3 +121,18 @@ def test_demo_refuses_a_tenant_smaller_than_the_sandbox_builds(capsys: pytest.Ca
     assert (DEMO_MIN_USERS, DEMO_MIN_GROUPS) == (MIN_USERS, MIN_GROUPS)
     assert main(["demo", "--users", str(MIN_USERS - 1)]) == EXIT_USAGE
     assert "--users" in capsys.readouterr().err
+
+
+def test_run_ends_saying_where_alerts_went_and_what_was_stored(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 4: with no alert setting (e.g. a misspelled webhook name) the run says so at its end."""
+    args = ["run", "--graph-url", server.base_url, "--credential", "none", "--store", "none"]
+    assert main(args) == EXIT_OK
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == [
+        "alerts: none configured (set ALERT_TEAMS_WEBHOOK_URL, or ALERT_MAIL_FROM with ALERT_MAIL_TO)",
+        "stored: nothing (--store none, or no LICENSING_STORAGE)",
+    ]
+    assert main([*base_args(server)]) == EXIT_OK
+    assert "alerts: not sent (--no-alerts)" in capsys.readouterr().out
