@@ -378,23 +378,37 @@ def check_permissions_command(
     credential: Annotated[CredentialName, typer.Option("--credential")] = CredentialName.DEFAULT,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
 ) -> None:
-    """Try each Graph read (and the mail send) the audit needs; print what is granted or missing."""
+    """Try each Graph read (and the mail send) the audit needs; print what is granted or missing.
+
+    Exit 0 when every needed permission is granted; 1 when one is missing or could not be checked (a credential
+    that does not work is one line, not a list of "unknown")."""
+    from licensing.errors import GraphAuthError, GraphError
     from licensing.graph import check_permissions, open_graph
+    from licensing.graph.client import query
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
 
     async def probe() -> list[Any]:
         async with open_graph(settings, credential=credential.value) as graph:
+            try:  # one sign-in first: a credential that does not work says so once
+                await graph.get_json(
+                    "/subscribedSkus?" + query({"$select": "skuId"}), route="/subscribedSkus", what="sign-in"
+                )
+            except GraphAuthError as exc:
+                raise GraphAuthError(f"--credential {credential.value}: {exc.message}") from None
+            except GraphError:
+                pass  # a permission or service problem: the checks below tell which
             return list(await check_permissions(graph))
 
     results = asyncio.run(probe())
     console = _console()
-    missing = 0
+    failing = 0
     for check in results:
-        mark = {True: "granted", False: "optional" if check.optional else "MISSING", None: "unknown"}[check.granted]
-        missing += check.granted is False and not check.optional
+        unknown = "skipped" if check.optional else "UNKNOWN"
+        mark = {True: "granted", False: "optional" if check.optional else "MISSING", None: unknown}[check.granted]
+        failing += check.granted is not True and not check.optional
         console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False, soft_wrap=True)
-    if missing:
+    if failing:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -493,6 +507,10 @@ def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every error to its exit code with one line on stderr, never a traceback."""
+    import logging
+
+    # azure-identity logs a "get_token failed" warning per attempt (5-20 lines); our one line says it all.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="licensing-audit")

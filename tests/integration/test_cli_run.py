@@ -136,3 +136,33 @@ def test_run_ends_saying_where_alerts_went_and_what_was_stored(
     ]
     assert main([*base_args(server)]) == EXIT_OK
     assert "alerts: not sent (--no-alerts)" in capsys.readouterr().out
+
+
+def test_check_permissions_exits_1_when_a_needed_permission_could_not_be_checked(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 3: "unknown" is not "granted": exit non-zero; an unset mailbox is skipped, not unknown."""
+    from licensing.sandbox import FaultRule, Faults
+
+    args = ["check-permissions", "--graph-url", server.base_url, "--credential", "none"]
+    server.set_faults(Faults(rules=(FaultRule("404", route="users"),)))
+    try:
+        assert main(args) == 1
+    finally:
+        server.set_faults(Faults())
+    out = capsys.readouterr().out
+    assert "UNKNOWN  User.Read.All" in out
+    assert "skipped  Mail.Send  not checked: ALERT_MAIL_FROM is not set" in out
+
+
+def test_check_permissions_with_a_credential_that_does_not_work_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 3: no token: one line naming the credential, exit 1, no list of "unknown", no get_token noise.
+    The Azure CLI credential fails locally when `az` is not on PATH: nothing leaves the machine."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["check-permissions", "--cloud", "global", "--credential", "azure-cli"])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("licensing-audit: failed: --credential azure-cli: no Graph token")
