@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from licensing.errors import ConfigurationError, StorageError, StorageUnavailableError, redact_text
 from licensing.model import AuditRequest
@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 __all__ = ["enqueue_request", "put_message", "put_messages", "queue_client"]
 
 
-def _bounded() -> dict[str, object]:
+def _bounded() -> dict[str, Any]:
     """Every wait on the queue service bounded (issue 30, item 5): the SDK's default, 10 retries with backoff up to
     2 minutes, made an unreachable account a 85 s hang; this fails within a few seconds, like the tables do."""
-    from azure.storage.queue import ExponentialRetry
+    from azure.storage.queue import LinearRetry
 
-    retry = ExponentialRetry(initial_backoff=0.5, increment_base=1.5, retry_total=2, random_jitter_range=0.5)
+    retry = LinearRetry(backoff=1, random_jitter_range=1, retry_total=2)  # 3 attempts, about 1 s apart
     return {"retry_policy": retry, "connection_timeout": 10, "read_timeout": 30}
 
 
