@@ -255,6 +255,13 @@ def _render_kind_digest(kind: str, items: Sequence[Finding], out: Console) -> bo
     from rich.text import Text
 
     trimmed = False
+    if kind == FindingKind.LICENSE_ERROR:
+        from licensing.report.license_errors import license_error_lines
+
+        lines, trimmed = license_error_lines(items, groups_shown=_GROUPS_SHOWN, users_shown=_NAMES_SHOWN)
+        for indent, text, style in lines:
+            out.print(Text(" " * indent).append(text, style=style), soft_wrap=True)
+        return trimmed
     if kind in SKU_SUBJECT_KINDS or not any(f.group_id or f.user_id for f in items):
         for f in items[:_GROUPS_SHOWN]:
             out.print(Text("  - ").append_text(_text(f.message, 300)), soft_wrap=True)
