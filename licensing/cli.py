@@ -170,7 +170,10 @@ def run(
     no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Do not send Teams/e-mail alerts.")] = False,
     fail_on: Annotated[FailOn | None, typer.Option("--fail-on", help="Exit 3 on findings at or above.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every finding, and the log on stderr.")] = False,
+    traces: Annotated[
+        bool, typer.Option("--trace", help="Also one line per span (each Graph request) on stderr.")
+    ] = False,
 ) -> None:
     """Audit the tenant (or one group / SKU) now and print the summary."""
     from licensing.pipeline.requests import validate_request
@@ -183,7 +186,7 @@ def run(
         raise ConfigurationError("--candidates adds a section to the HTML report: give --html FILE too")
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
     check_outputs(json_file, csv_dir, html_file)
-    _configure_telemetry(settings, verbose=verbose)
+    _configure_telemetry(settings, verbose=verbose or traces, traces=traces)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_alerts}
     if group:
         fields["group_id"] = group
@@ -497,12 +500,12 @@ def suppress(
     console.print(apply_request(audit_store, tenant, request, now).summary, markup=False, soft_wrap=True)
 
 
-def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:
+def _configure_telemetry(settings: Settings, *, verbose: bool, traces: bool = False) -> None:
     from licensing import telemetry
 
     configure = getattr(telemetry, "configure", None)
     if configure is not None:
-        configure(settings, verbose=verbose)
+        configure(settings, verbose=verbose, traces=traces)
 
 
 def main(argv: list[str] | None = None) -> int:
