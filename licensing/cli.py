@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from dataclasses import replace
 from datetime import timedelta
@@ -93,7 +94,17 @@ def _settings(
         env["AZURE_TENANT_ID"] = tenant_id
     if store and store.lower() != "none":
         env["LICENSING_STORAGE"] = store
-    settings = load_settings(env)
+    try:
+        settings = load_settings(env)
+    except ConfigurationError as exc:
+        # A value given on the command line is named by its flag (the setting it overrides stays in brackets).
+        text = str(exc)
+        for given, flag, name in ((graph_url, "--graph-url", "GRAPH_BASE_URL"), (cloud, "--cloud", "GRAPH_CLOUD")):
+            if given:
+                text = text.replace(f"{name}=", f"{flag} ({name})=")
+        if tenant_id:
+            text = text.replace("AZURE_TENANT_ID=", "--tenant-id (AZURE_TENANT_ID)=")
+        raise ConfigurationError(text) from None
     if store and store.lower() == "none":
         settings = replace(settings, storage=None)
     return settings
@@ -125,6 +136,38 @@ def _store_option(store: str | None) -> str | None:
     if not value:
         raise ConfigurationError(f"--store @{path}: the file is empty")
     return value
+
+
+def _one_sku_each(skus: list[str] | None) -> None:
+    """``--sku SPE_E3,EMS``: one SKU per flag (a part number never has a comma); say how to name several."""
+    for value in skus or ():
+        if "," in value or ";" in value:
+            parts = [p.strip() for p in re.split(r"[,;]", value) if p.strip()]
+            raise ConfigurationError(
+                f"--sku {value!r}: one SKU per --sku; repeat it: " + " ".join(f"--sku {p}" for p in parts)
+            )
+
+
+# The queue message's field names, as the command line spells them (an error names the flag, not the field).
+_FLAGS: dict[str, str] = {
+    "group_id": "--group",
+    "skus": "--sku",
+    "sku": "--sku",
+    "scope": "--scope",
+    "request_id": "--request-id",
+    "requested_by": "--requested-by",
+}
+_FIELD_NAMES = re.compile(r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])")
+
+
+def _request(fields: dict[str, Any]) -> Any:
+    """The validated request of ``run``/``enqueue``; its errors name the flags (``--group``), not the fields."""
+    from licensing.pipeline.requests import validate_request
+
+    try:
+        return validate_request(fields)
+    except BadRequestError as exc:
+        raise BadRequestError(_FIELD_NAMES.sub(lambda m: _FLAGS[m.group(1)], str(exc))) from None
 
 
 def _candidates(settings: Settings, credential: str) -> dict[str, Any]:
@@ -176,7 +219,6 @@ def run(
     ] = False,
 ) -> None:
     """Audit the tenant (or one group / SKU) now and print the summary."""
-    from licensing.pipeline.requests import validate_request
     from licensing.pipeline.run import run_audit
     from licensing.pipeline.runtime import Runtime
 
@@ -192,7 +234,7 @@ def run(
         fields["group_id"] = group
     if sku:
         fields["sku"] = sku
-    request = replace(validate_request(fields), trigger=Trigger.CLI, request_id=None)
+    request = replace(_request(fields), trigger=Trigger.CLI, request_id=None)
     audit_store = _open_store(settings)
     console = _console()
     from licensing.report.terminal import progress_reporter, render_summary
@@ -249,7 +291,10 @@ def enqueue(
     scope: Annotated[Scope, typer.Option("--scope")] = Scope.TENANT,
     group: Annotated[str | None, typer.Option("--group")] = None,
     sku: Annotated[
-        list[str] | None, typer.Option("--sku", help="With --scope sku one; with --scope plan one or more.")
+        list[str] | None,
+        typer.Option(
+            "--sku", metavar="SKU", help="With --scope sku one; with --scope plan one or more (repeat --sku)."
+        ),
     ] = None,
     request_id: Annotated[str | None, typer.Option("--request-id")] = None,
     requested_by: Annotated[str | None, typer.Option("--requested-by")] = None,
@@ -261,10 +306,10 @@ def enqueue(
 ) -> None:
     """Put an audit (or plan) request on the queue (the Function App runs it)."""
     from licensing.pipeline.queues import enqueue_request
-    from licensing.pipeline.requests import validate_request
 
     settings = _settings(store=store)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_notify}
+    _one_sku_each(sku)
     if sku and scope is Scope.PLAN:
         fields["skus"] = list(sku)
     elif sku:
@@ -274,7 +319,7 @@ def enqueue(
     for key, value in (("group_id", group), ("request_id", request_id), ("requested_by", requested_by)):
         if value:
             fields[key] = value
-    request = validate_request(fields)
+    request = _request(fields)
     message_id = enqueue_request(settings.storage, settings.audit_queue, request)
     # soft_wrap: off a terminal rich would otherwise break the line at 80 columns, splitting the message id.
     _console().print(
@@ -418,7 +463,9 @@ def check_permissions_command(
 @app.command()
 def plan(
     group: Annotated[str, typer.Option("--group", help="Object id of the group to license.")],
-    sku: Annotated[list[str], typer.Option("--sku", help="skuId or skuPartNumber; repeat for a bundle.")],
+    sku: Annotated[
+        list[str], typer.Option("--sku", metavar="SKU", help="skuId or skuPartNumber; repeat for a bundle.")
+    ],
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the licensing-audit-plan/1 JSON here.")
     ] = None,
@@ -433,6 +480,7 @@ def plan(
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
     check_outputs(json_file, None, None)
+    _one_sku_each(sku)
 
     async def assess() -> Any:
         async with open_graph(settings, credential=credential.value) as graph:

@@ -208,7 +208,8 @@ class Settings:
         "GRAPH_BASE_URL",
         "https://graph.microsoft.com/v1.0",
         None,
-        "an https URL with a valid host and port, no user info, query or fragment (http only for loopback)",
+        "an https URL ending in /v1.0, with a valid host and port, no user info, query or fragment "
+        "(http only for loopback)",
         "an explicit Graph URL (default: the cloud's .../v1.0)",
     )
     graph_max_concurrency: int = _whole("GRAPH_MAX_CONCURRENCY", 8, 1, 64, "concurrent Graph requests")

@@ -55,7 +55,7 @@ def test_fail_on_gives_exit_3(server: SandboxServer) -> None:
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--scope", "group"], "group_id is required"),
+        (["--scope", "group"], "--group is required when --scope is group"),  # the flags, not the queue's fields
         (["--scope", "group", "--group", "nope"], "is not a GUID"),
         (["--scope", "planet"], "planet"),
         (["--fail-on", "sometimes"], "sometimes"),
@@ -166,3 +166,23 @@ def test_check_permissions_with_a_credential_that_does_not_work_is_one_line(
     assert code == 1 and captured.out == ""
     (line,) = captured.err.strip().splitlines()
     assert line.startswith("licensing-audit: failed: --credential azure-cli: no Graph token")
+
+
+def test_a_graph_url_without_the_version_is_a_usage_error(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 10: `--graph-url http://host:port` (no /v1.0) failed late as an audit failure; now exit 2."""
+    root = server.base_url.removesuffix("/v1.0")
+    assert main(["run", "--graph-url", root, "--credential", "none", "--store", "none", "--no-alerts"]) == EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("licensing-audit: error: --graph-url (GRAPH_BASE_URL)=") and "ending in /v1.0" in line
+
+
+def test_several_skus_in_one_flag_say_repeat_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    group = "0b5c8f6e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"
+    args = ["plan", "--group", group, "--sku", "SPE_E3,EMS", "--graph-url", "http://127.0.0.1:9/v1.0"]
+    assert main([*args, "--credential", "none"]) == EXIT_USAGE
+    assert "repeat it: --sku SPE_E3 --sku EMS" in capsys.readouterr().err
+    assert main(["plan", "--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "--sku SKU" in out and "list[str]" not in out
