@@ -308,3 +308,17 @@ def test_license_errors_are_listed_longest_waiting_first() -> None:
     assert [e.text for e in block.entries] == ["User 3", "User 4", "User 1", "User 2"]
     assert block.entries[0].detail == "Office 365 E3: CountViolation, since 2026-11-03"
     assert block.entries[-1].detail == "Office 365 E3: CountViolation"
+
+
+def test_mail_lists_license_errors_as_a_table() -> None:
+    """Issue 30, item 2: the mail stays complete, with the license errors as a table (user, product, error, since,
+    group), not one paragraph per group."""
+    d, _ = digest_for(typical())
+    html = build_message(d, ["admins@contoso.example"])["message"]["body"]["content"]
+    section = html[html.index("Group license assignments in error") :]
+    section = section[: section.index("</table>")]  # the section's table of errors
+    assert ">User</th>" in section and ">Product</th>" in section and ">Since</th>" in section
+    rows = re.findall(r"<tr><td[^>]*>(.*?)</tr>", section)
+    assert len(rows) == 2  # one row per error
+    assert "CountViolation" in section and "MutuallyExclusiveViolation" in section
+    parse_html(html)  # still well-formed
