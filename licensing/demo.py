@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -79,10 +80,28 @@ class _Clock:
         return self.current
 
 
+STEP_TICK_S: Final = 15.0  # a long demo step prints a line this often
+
+
 @contextmanager
-def _step(console: Console, text: str) -> Iterator[None]:
+def _step(console: Console, text: str, *, every: float = STEP_TICK_S) -> Iterator[None]:
+    """Say what the demo does, then, while it takes long (a 100,000-user tenant: minutes), a line every ``every``
+    seconds with the time so far, so that the demo is never a static line (issue 30, item 7)."""
     console.print(f"• {text} …", markup=False)
-    yield
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(every):
+            console.print(f"  … still working ({time.monotonic() - started:,.0f} s)", markup=False)
+
+    ticker = threading.Thread(target=tick, name="demo-step-ticker", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join(timeout=5)
 
 
 def _seed_history(store: Any, tenant_id: str, skus: list[Any], first_night: datetime, days: int = 28) -> int:
