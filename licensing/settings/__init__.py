@@ -2,7 +2,7 @@
 once from the environment and validated, every problem reported at once.
 
 Code receives a :class:`Settings` (or the part of it it needs); the only other reader of ``os.environ``
-is the CLI, which copies it to lay its command-line overrides over it before calling
+is the CLI (licensing.usage), which copies it to lay its command-line overrides over it before calling
 :func:`load_settings`. Secrets are held in :class:`Secret`, whose ``repr``/``str`` never shows the value.
 The README's settings table is held to the declarations by ``tests/unit/test_settings.py``.
 """

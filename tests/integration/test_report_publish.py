@@ -63,7 +63,7 @@ def test_a_stored_run_publishes_its_report_privately_and_the_card_links_it(
     # The card links the published HTML by its plain URL: no SAS, no key.
     card = json.loads(teams.bodies[0])
     actions = card["attachments"][0]["content"]["actions"]
-    link = next(a["url"] for a in actions if a["title"] == "Open the full report")
+    link = next(a["url"] for a in actions if a["title"] == "Full report")
     assert link.endswith(f"/{container}/{tenant}/{run_id}/report.html")
     assert "?" not in link and "sig=" not in link
     assert link in out  # the run's last lines say where the report is
