@@ -1,4 +1,4 @@
-"""`licensing-audit`: the command line (run, plan, suppress, demo, sandbox, enqueue, history, report, permissions).
+"""`licensing-audit`: the command line (run, plan, suppress, demo, sandbox, enqueue, history, check-permissions).
 
 Exit codes (a contract): 0 done; 1 the audit failed; 2 bad usage or settings (one line, no
 traceback); 3 done, but findings at or above ``--fail-on``. ``plan``: 0 suitable, 3 not suitable.
@@ -143,7 +143,12 @@ def run(
         raise ConfigurationError("--candidates adds a section to the HTML report: give --html FILE too")
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
     check_outputs(json_file, csv_dir, html_file)
-    _configure_telemetry(settings, verbose=verbose or traces, traces=traces)
+    if traces:  # spans on stderr only when asked: one per Graph request (issue 30, item 8)
+        from licensing import telemetry
+
+        telemetry.configure(settings, verbose=True, traces=True)
+    else:
+        _configure_telemetry(settings, verbose=verbose)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_alerts}
     if group:
         fields["group_id"] = group
@@ -351,16 +356,22 @@ def check_permissions_command(
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
 
-    async def probe() -> list[Any]:
+    async def sign_in() -> None:
+        """One request first: a credential that does not work says so once, not as a list of "unknown"."""
         async with open_graph(settings, credential=credential.value) as graph:
-            try:  # one sign-in first: a credential that does not work says so once
+            try:
                 await graph.get_json(
                     "/subscribedSkus?" + query({"$select": "skuId"}), route="/subscribedSkus", what="sign-in"
                 )
             except GraphAuthError as exc:
                 raise GraphAuthError(f"--credential {credential.value}: {exc.message}") from None
             except GraphError:
-                pass  # a permission or service problem: the checks below tell which
+                pass  # a permission or service problem: the checks tell which
+
+    asyncio.run(sign_in())
+
+    async def probe() -> list[Any]:
+        async with open_graph(settings, credential=credential.value) as graph:
             return list(await check_permissions(graph))
 
     results = asyncio.run(probe())
@@ -463,12 +474,12 @@ def suppress(
     console.print(apply_request(audit_store, tenant, request, now).summary, markup=False, soft_wrap=True)
 
 
-def _configure_telemetry(settings: Settings, *, verbose: bool, traces: bool = False) -> None:
+def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:
     from licensing import telemetry
 
     configure = getattr(telemetry, "configure", None)
     if configure is not None:
-        configure(settings, verbose=verbose, traces=traces)
+        configure(settings, verbose=verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,7 @@ def _short_rows(digest: Digest) -> list[Any]:
     return [r for r in digest.seats if r.sku_id in short]
 
 
-def _seat_lines(digest: Digest, limits: Limits) -> list[dict[str, Any]]:
+def _seat_table(digest: Digest, limits: Limits) -> list[dict[str, Any]]:
     every = _short_rows(digest)
     rows = every[: limits.seat_rows]
     if not rows:
@@ -164,7 +164,7 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
                 size="Small",
             )
         )
-    body.extend(_seat_lines(digest, limits))
+    body.extend(_seat_table(digest, limits))
     sections = digest.sections[: limits.sections]
     body.extend(_section(s, limits, first=i == 0) for i, s in enumerate(sections))
     if len(digest.sections) > len(sections):

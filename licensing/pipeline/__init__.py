@@ -4,17 +4,18 @@
 
     handlers ──► admission ──► queues, requests
         │
-        ├──────► run ──► fanout ──► conclusion ──► rules, alerts, store, publishing (report, store)
+        ├──────► run ──► fanout ──► conclusion ──► rules, alerts, store
         │         │        │            ▲
         │         │        └─► parts    │
         │         └─────────────────────┘
         ├──► planning ──► conclusion (FINISHED), plan, alerts, store
         └──► schedule                         (every module ──► runtime: settings, store, clock, …)
+    conclusion ──► publishing (report, store): the run's report to REPORT_CONTAINER, before the alerts link it
 
 ``handlers`` parse a message and ask ``admission`` whether it may run now (reserved ids, request claims,
 the tenant lease, fencing, deferral, rejected-run records); ``run`` reads Graph and either hands a large
 tenant to ``fanout`` (chunks on a second queue, ``parts`` are their wire formats) or concludes itself;
-both end in ``conclusion`` (rules, the published report, alerts, the final record). A ``plan`` request goes to
-``planning`` instead (licensing.plan, then the answer stored with its run and sent as a short notice).
-No module imports one to its left.
+both end in ``conclusion`` (rules, alerts, the final record). A ``plan`` request goes to ``planning`` instead
+(licensing.plan, then the answer stored with its run and sent as a short notice). No module imports one to its
+left.
 """

@@ -295,6 +295,8 @@ class Settings:
     alert_report_url: str | None = _setting(
         "ALERT_REPORT_URL", None, parse_http_url, "an https URL", "link to the published full report"
     )
+    fanout_groups: int = _whole("FANOUT_GROUPS", 500, 1, 1_000_000, "above this many licensed groups, fan out")
+    retention_days: int = _whole("RETENTION_DAYS", 400, 1, 3650, "how long runs and history are kept")
     report_container: str | None = _setting(
         "REPORT_CONTAINER",
         "audit-reports",
@@ -302,8 +304,6 @@ class Settings:
         "a blob container name (3-63 lowercase letters, digits, single hyphens) or 'none'",
         "the private blob container each tenant run's HTML/JSON/CSV report is published to ('none': not published)",
     )
-    fanout_groups: int = _whole("FANOUT_GROUPS", 500, 1, 1_000_000, "above this many licensed groups, fan out")
-    retention_days: int = _whole("RETENTION_DAYS", 400, 1, 3650, "how long runs and history are kept")
     applicationinsights_connection_string: Secret | None = _setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         None,
