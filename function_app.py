@@ -12,7 +12,7 @@ import azure.functions as func
 
 from licensing import telemetry
 from licensing.errors import ConfigurationError
-from licensing.settings import get_settings
+from licensing.settings import get_settings, misspelled
 
 try:
     settings = get_settings()
@@ -23,6 +23,9 @@ except ConfigurationError as exc:
     raise ConfigurationError(f"licensing-audit cannot start: {exc}") from None
 # Inside Azure the worker exports telemetry; this adds trace ids and secret redaction to log records.
 telemetry.configure(settings)
+# A misspelled setting is otherwise silent (a webhook that never alerts): name each, with the nearest real name.
+for _typo in misspelled():
+    logging.getLogger("function_app").warning("licensing-audit: %s", _typo)
 # The bindings read their connection from this app setting prefix (identity-based forms included).
 STORAGE_CONNECTION = settings.storage.source if settings.storage else "AzureWebJobsStorage"
 

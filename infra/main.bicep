@@ -207,6 +207,8 @@ var teamsWebhookSecretName = 'alert-teams-webhook-url'
 // Queue and table names the code uses (licensing/settings/__init__.py defaults, licensing/store).
 // The Functions host moves a message to <queue>-poison after maxDequeueCount (host.json).
 var auditQueue = 'license-audit-requests'
+// REPORT_CONTAINER: each tenant run's HTML/JSON/CSV report, private (no anonymous access), kept like the runs.
+var reportContainer = 'audit-reports'
 var auditChunkQueue = 'license-audit-chunks'
 var queueNames = [
   auditQueue
@@ -309,8 +311,37 @@ module storage 'br/public:avm/res/storage/storage-account:0.30.0' = {
           name: deploymentStorageContainerName
           publicAccess: 'None'
         }
+        {
+          name: reportContainer
+          publicAccess: 'None'
+        }
       ]
     }
+    // The published reports are kept as long as the runs they belong to (RETENTION_DAYS), then deleted.
+    managementPolicyRules: [
+      {
+        enabled: true
+        name: 'audit-report-retention'
+        type: 'Lifecycle'
+        definition: {
+          actions: {
+            baseBlob: {
+              delete: {
+                daysAfterModificationGreaterThan: retentionDays
+              }
+            }
+          }
+          filters: {
+            blobTypes: [
+              'blockBlob'
+            ]
+            prefixMatch: [
+              '${reportContainer}/'
+            ]
+          }
+        }
+      }
+    ]
     queueServices: {
       queues: [for queueName in queueNames: { name: queueName }]
     }
@@ -412,6 +443,7 @@ module functionApp 'app/function.bicep' = {
     processingStuckHours: processingStuckHours
     expectedGroupSkus: expectedGroupSkus
     retentionDays: retentionDays
+    reportContainer: reportContainer
     alertMailFrom: alertMailFrom
     alertMailTo: alertMailTo
     alertMailToCritical: alertMailToCritical
@@ -442,6 +474,7 @@ module rbac 'app/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
+    reportContainerName: reportContainer
   }
 }
 
@@ -469,3 +502,4 @@ output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AUDIT_QUEUE string = auditQueue
+output REPORT_CONTAINER string = reportContainer

@@ -7,7 +7,6 @@ traceback); 3 done, but findings at or above ``--fail-on``. ``plan``: 0 suitable
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -21,8 +20,11 @@ import typer
 from licensing.configure.commands import register as _register_configure
 from licensing.errors import AuditError, BadRequestError, ConfigurationError, LicensingError
 from licensing.model import Scope, Severity, Trigger
-from licensing.outputs import check_outputs, write_outputs
-from licensing.settings import Settings, load_settings
+from licensing.outputs import check_outputs, closing_lines, write_outputs
+from licensing.settings import Settings
+from licensing.usage import command_settings as _settings
+from licensing.usage import one_sku_each as _one_sku_each
+from licensing.usage import validated_request as _request
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,31 +82,6 @@ def _console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def _settings(
-    *,
-    graph_url: str | None = None,
-    cloud: str | None = None,
-    tenant_id: str | None = None,
-    store: str | None = None,
-) -> Settings:
-    """The settings from the environment with the command line's overrides, validated together."""
-    env = dict(os.environ)
-    store = _store_option(store)
-    if cloud:
-        env["GRAPH_CLOUD"] = cloud
-        env.pop("GRAPH_BASE_URL", None)
-    if graph_url:
-        env["GRAPH_BASE_URL"] = graph_url
-    if tenant_id:
-        env["AZURE_TENANT_ID"] = tenant_id
-    if store and store.lower() != "none":
-        env["LICENSING_STORAGE"] = store
-    settings = load_settings(env)
-    if store and store.lower() == "none":
-        settings = replace(settings, storage=None)
-    return settings
-
-
 def _open_store(settings: Settings, *, create: bool = True) -> Any:
     """The store; ``create=False`` for read-only commands (an operator may hold only a reader role)."""
     if settings.storage is None:
@@ -115,22 +92,6 @@ def _open_store(settings: Settings, *, create: bool = True) -> Any:
     if create:
         store.ensure_tables()
     return store
-
-
-def _store_option(store: str | None) -> str | None:
-    """``--store``: a connection string, ``none``, or ``@FILE`` holding it (keeps it out of shell history)."""
-    if store is None or not store.startswith("@"):
-        return store
-    path = Path(store[1:]).expanduser()
-    try:
-        value = path.read_text(encoding="utf-8-sig").strip()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"--store @{path}: cannot read the file ({exc.strerror or type(exc).__name__})"
-        ) from None
-    if not value:
-        raise ConfigurationError(f"--store @{path}: the file is empty")
-    return value
 
 
 def _candidates(settings: Settings, credential: str) -> dict[str, Any]:
@@ -176,10 +137,12 @@ def run(
     no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Do not send Teams/e-mail alerts.")] = False,
     fail_on: Annotated[FailOn | None, typer.Option("--fail-on", help="Exit 3 on findings at or above.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every finding, and the log on stderr.")] = False,
+    traces: Annotated[
+        bool, typer.Option("--trace", help="Also one line per span (each Graph request) on stderr.")
+    ] = False,
 ) -> None:
     """Audit the tenant (or one group / SKU) now and print the summary."""
-    from licensing.pipeline.requests import validate_request
     from licensing.pipeline.run import run_audit
     from licensing.pipeline.runtime import Runtime
 
@@ -189,13 +152,18 @@ def run(
         raise ConfigurationError("--candidates adds a section to the HTML report: give --html FILE too")
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
     check_outputs(json_file, csv_dir, html_file)
-    _configure_telemetry(settings, verbose=verbose)
+    if traces:  # spans on stderr only when asked: one per Graph request (issue 30, item 8)
+        from licensing import telemetry
+
+        telemetry.configure(settings, verbose=True, traces=True)
+    else:
+        _configure_telemetry(settings, verbose=verbose)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_alerts}
     if group:
         fields["group_id"] = group
     if sku:
         fields["sku"] = sku
-    request = replace(validate_request(fields), trigger=Trigger.CLI, request_id=None)
+    request = replace(_request(fields), trigger=Trigger.CLI, request_id=None)
     audit_store = _open_store(settings)
     console = _console()
     from licensing.report.terminal import progress_reporter, render_summary
@@ -218,6 +186,8 @@ def run(
     if not quiet:
         for path in written:
             console.print(f"wrote {path}", markup=False, soft_wrap=True)
+    for line in closing_lines(outcome, settings, alerts=not no_alerts):
+        console.print(line, markup=False, soft_wrap=True)
     if _fails(outcome, fail_on):
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -250,7 +220,10 @@ def enqueue(
     scope: Annotated[Scope, typer.Option("--scope")] = Scope.TENANT,
     group: Annotated[str | None, typer.Option("--group")] = None,
     sku: Annotated[
-        list[str] | None, typer.Option("--sku", help="With --scope sku one; with --scope plan one or more.")
+        list[str] | None,
+        typer.Option(
+            "--sku", metavar="SKU", help="With --scope sku one; with --scope plan one or more (repeat --sku)."
+        ),
     ] = None,
     request_id: Annotated[str | None, typer.Option("--request-id")] = None,
     requested_by: Annotated[str | None, typer.Option("--requested-by")] = None,
@@ -262,10 +235,10 @@ def enqueue(
 ) -> None:
     """Put an audit (or plan) request on the queue (the Function App runs it)."""
     from licensing.pipeline.queues import enqueue_request
-    from licensing.pipeline.requests import validate_request
 
     settings = _settings(store=store)
     fields: dict[str, Any] = {"scope": scope.value, "notify": not no_notify}
+    _one_sku_each(sku)
     if sku and scope is Scope.PLAN:
         fields["skus"] = list(sku)
     elif sku:
@@ -275,7 +248,7 @@ def enqueue(
     for key, value in (("group_id", group), ("request_id", request_id), ("requested_by", requested_by)):
         if value:
             fields[key] = value
-    request = validate_request(fields)
+    request = _request(fields)
     message_id = enqueue_request(settings.storage, settings.audit_queue, request)
     # soft_wrap: off a terminal rich would otherwise break the line at 80 columns, splitting the message id.
     _console().print(
@@ -323,6 +296,58 @@ def history(
     render_history(data, names, _console())
 
 
+class ReportFile(StrEnum):
+    HTML = "html"
+    JSON = "json"
+    FINDINGS = "findings.csv"
+    SKUS = "skus.csv"
+    GROUPS = "groups.csv"
+
+
+@app.command("report")
+def report_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it (default: ./<run id>-report.html).")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="A run id (default: the latest published).")] = None,
+    file: Annotated[ReportFile, typer.Option("--file", help="Which file of the report.")] = ReportFile.HTML,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Storage connection string or @FILE holding it (default: LICENSING_STORAGE)."),
+    ] = None,
+) -> None:
+    """Download the latest published report (HTML, JSON or CSV) of the nightly audit from REPORT_CONTAINER."""
+    from licensing.store.reports import open_archive
+
+    settings = _settings(tenant_id=tenant_id, store=store)
+    if settings.storage is None or not settings.report_container:
+        raise ConfigurationError("report needs storage and REPORT_CONTAINER: set LICENSING_STORAGE or pass --store")
+    check_outputs(output, None, None)
+    archive = open_archive(settings.storage, settings.report_container)
+    tenant = settings.azure_tenant_id or _open_store(settings, create=False).default_tenant_id()
+    if tenant is None:
+        raise ConfigurationError("no audit runs stored yet: run an audit first, or pass --tenant-id")
+    if run_id is None:
+        latest = archive.latest(tenant)
+        if latest is None:
+            raise BadRequestError(f"no report is published for tenant {tenant} yet (the nightly run publishes one)")
+        run_id = str(latest["run_id"])
+    name = {ReportFile.HTML: "report.html", ReportFile.JSON: "report.json"}.get(file, file.value)
+    body = archive.run_file(tenant, run_id, name)
+    if body is None:
+        raise BadRequestError(f"--run {run_id}: no published {name} for that run")
+    target = output or Path(f"{run_id}-{name}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+    except OSError as exc:
+        raise AuditError(f"could not write {target}: {exc.strerror or type(exc).__name__}") from None
+    _console().print(
+        f"wrote {target} (run {run_id}; {archive.url_of(f'{tenant}/{run_id}/{name}')})", markup=False, soft_wrap=True
+    )
+
+
 @app.command("check-permissions")
 def check_permissions_command(
     graph_url: Annotated[str | None, typer.Option("--graph-url")] = None,
@@ -331,10 +356,29 @@ def check_permissions_command(
     tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
     write: Annotated[bool, typer.Option("--write", help="Also: may this credential apply licences?")] = False,
 ) -> None:
-    """Try each Graph read (and the mail send) the audit needs; print what is granted or missing."""
+    """Try each Graph read (and the mail send) the audit needs; print what is granted or missing.
+
+    Exit 0 when every needed permission is granted; 1 when one is missing or could not be checked (a credential
+    that does not work is one line, not a list of "unknown")."""
+    from licensing.errors import GraphAuthError, GraphError
     from licensing.graph import check_permissions, open_graph
+    from licensing.graph.client import query
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
+
+    async def sign_in() -> None:
+        """One request first: a credential that does not work says so once, not as a list of "unknown"."""
+        async with open_graph(settings, credential=credential.value) as graph:
+            try:
+                await graph.get_json(
+                    "/subscribedSkus?" + query({"$select": "skuId"}), route="/subscribedSkus", what="sign-in"
+                )
+            except GraphAuthError as exc:
+                raise GraphAuthError(f"--credential {credential.value}: {exc.message}") from None
+            except GraphError:
+                pass  # a permission or service problem: the checks tell which
+
+    asyncio.run(sign_in())
 
     async def probe() -> list[Any]:
         async with open_graph(settings, credential=credential.value) as graph:
@@ -349,19 +393,22 @@ def check_permissions_command(
 
     results = asyncio.run(probe())
     console = _console()
-    missing = 0
+    failing = 0
     for check in results:
-        mark = {True: "granted", False: "optional" if check.optional else "MISSING", None: "unknown"}[check.granted]
-        missing += check.granted is False and not check.optional
+        unknown = "skipped" if check.optional else "UNKNOWN"
+        mark = {True: "granted", False: "optional" if check.optional else "MISSING", None: unknown}[check.granted]
+        failing += check.granted is not True and not check.optional
         console.print(f"{mark:8} {check.permission}  {check.detail or ''}".rstrip(), markup=False, soft_wrap=True)
-    if missing:
+    if failing:
         raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
 def plan(
     group: Annotated[str, typer.Option("--group", help="Object id of the group to license.")],
-    sku: Annotated[list[str], typer.Option("--sku", help="skuId or skuPartNumber; repeat for a bundle.")],
+    sku: Annotated[
+        list[str], typer.Option("--sku", metavar="SKU", help="skuId or skuPartNumber; repeat for a bundle.")
+    ],
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the licensing-audit-plan/1 JSON here.")
     ] = None,
@@ -376,6 +423,7 @@ def plan(
 
     settings = _settings(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id)
     check_outputs(json_file, None, None)
+    _one_sku_each(sku)
 
     async def assess() -> Any:
         async with open_graph(settings, credential=credential.value) as graph:
@@ -459,6 +507,10 @@ def _configure_telemetry(settings: Settings, *, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every error to its exit code with one line on stderr, never a traceback."""
+    import logging
+
+    # azure-identity logs a "get_token failed" warning per attempt (5-20 lines); our one line says it all.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="licensing-audit")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from licensing.pipeline.conclusion import AuditOutcome
     from licensing.settings import Settings
 
-__all__ = ["check_outputs", "write_outputs"]
+__all__ = ["check_outputs", "closing_lines", "write_outputs"]
 
 
 def check_outputs(json_file: Path | None, csv_dir: Path | None, html_file: Path | None) -> None:
@@ -86,3 +86,38 @@ def _write_files(
             )
         )
     return written
+
+
+def _channel_line(name: str, channel: str, delivery: Any) -> str:
+    sent = sum(1 for c, _ in delivery.sent if c == channel)
+    failed = sum(1 for c, _, _ in delivery.failed if c == channel) + sum(1 for c, _, _ in delivery.dead if c == channel)
+    text = f"{name} {sent} sent"
+    return f"{text}, {failed} failed (kept in the outbox for the next run)" if failed else text
+
+
+def closing_lines(outcome: AuditOutcome, settings: Settings, *, alerts: bool) -> list[str]:
+    """The last lines of every ``run`` (issue 30, item 4): where alerts went (or that none are configured), what
+    was stored, and where the published report is. A misspelled webhook setting shows here as "none configured"."""
+    channels = [
+        (n, c)
+        for n, c, on in (("Teams", "teams", settings.teams_enabled), ("mail", "mail", settings.mail_enabled))
+        if on
+    ]
+    if not alerts:
+        alert_line = "alerts: not sent (--no-alerts)"
+    elif not channels:
+        alert_line = "alerts: none configured (set ALERT_TEAMS_WEBHOOK_URL, or ALERT_MAIL_FROM with ALERT_MAIL_TO)"
+    elif outcome.delivery is None:
+        alert_line = "alerts: " + ", ".join(n for n, _ in channels) + ": nothing to send"
+    else:
+        alert_line = "alerts: " + "; ".join(_channel_line(n, c, outcome.delivery) for n, c in channels)
+    run = outcome.report.run
+    if settings.storage is None:
+        store_line = "stored: nothing (--store none, or no LICENSING_STORAGE)"
+    else:
+        where = settings.storage.source or "storage"
+        store_line = f"stored: run {run.id} with {len(outcome.report.findings)} findings ({where})"
+    lines = [alert_line, store_line]
+    if outcome.report_url:
+        lines.append(f"report: {outcome.report_url}")
+    return lines

@@ -57,6 +57,8 @@ param inactiveDays int
 param processingStuckHours int
 param expectedGroupSkus string
 param retentionDays int
+@description('REPORT_CONTAINER: the private blob container of the published reports.')
+param reportContainer string
 param alertMailFrom string
 param alertMailTo string
 param alertMailToCritical string
@@ -77,7 +79,8 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // Every value is a string (app settings are). An empty value means "use the code's default":
 // licensing/settings/__init__.py treats blank settings as unset.
 var appSettings = {
-  // Host storage (leases, timer schedule monitor, queue trigger) through the managed identity.
+  // Host storage (leases, timer schedule monitor, queue trigger) through the managed identity; the app reads
+  // the blob URI too: it publishes each tenant run's report to REPORT_CONTAINER.
   // accountName is what licensing/settings/__init__.py and the host read first; the explicit service URIs
   // (which win when present) keep national clouds right, where the suffix is not core.windows.net.
   AzureWebJobsStorage__accountName: storage.name
@@ -114,6 +117,7 @@ var appSettings = {
   PROCESSING_STUCK_HOURS: string(processingStuckHours)
   EXPECTED_GROUP_SKUS: expectedGroupSkus
   RETENTION_DAYS: string(retentionDays)
+  REPORT_CONTAINER: reportContainer
 
   // Alerts. The webhook URL is never stored in the app's configuration: the platform resolves the
   // Key Vault reference with the identity named by keyVaultReferenceIdentity.

@@ -17,6 +17,9 @@ param keyVaultName string
 @description('Optional. Object id of a person or group that operates the app; empty: none.')
 param operatorPrincipalId string = ''
 
+@description('Name of the private blob container of the published reports (REPORT_CONTAINER).')
+param reportContainerName string = 'audit-reports'
+
 @allowed([
   'User'
   'Group'
@@ -43,6 +46,8 @@ var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 // Storage Table Data Reader: an operator can read run history (licensing-audit history).
 var storageTableDataReader = '76199698-9eea-4c19-bc75-cec21354c6b6'
+// Storage Blob Data Reader: an operator can open the published reports, on their container only (licensing-audit report).
+var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 
 var storageRolesForApp = [
   storageBlobDataOwner
@@ -109,3 +114,17 @@ resource operatorStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-0
     }
   }
 ]
+
+resource reportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  name: '${storageAccountName}/default/${reportContainerName}'
+}
+
+resource operatorReportRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(reportContainer.id, operatorPrincipalId, storageBlobDataReader)
+  scope: reportContainer
+  properties: {
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+  }
+}

@@ -22,7 +22,7 @@ import orjson
 from licensing import links
 from licensing.alerts.digest import Block, Digest, Limits, SeatRow, Section, plural
 from licensing.alerts.escape import plain_text
-from licensing.model import Finding, Severity
+from licensing.model import Finding, FindingKind, Severity
 from licensing.report.csv_report import findings_csv as report_findings_csv
 from licensing.templating import environment
 from licensing.text import one_line
@@ -94,10 +94,36 @@ def _block(block: Block, section: Section, limits: Limits) -> dict[str, Any]:
     }
 
 
-def _section(section: Section, limits: Limits) -> dict[str, Any]:
+def _error_rows(digest: Digest, limits: Limits) -> tuple[list[dict[str, Any]], str]:
+    """The license errors as table rows (group, user, product, error, since), longest waiting first (issue 30:
+    a table an admin can work down, not one paragraph per group); and the "and N more" of the rows left out."""
+    errors = [f for f in digest.findings if f.kind == FindingKind.LICENSE_ERROR]
+    errors.sort(key=lambda f: (f.since is None, f.since.isoformat() if f.since else "", f.group_name or "", f.id))
+    cap = max(1, limits.blocks * max(1, limits.entries))
+    rows = [
+        {
+            "group": f.group_name or f.group_id or "",
+            "group_url": links.group_url(f.group_id, digest.cloud) if f.group_id else None,
+            "user": f.user_name or f.user_id or "",
+            "user_url": links.user_url(f.user_id, digest.cloud) if f.user_id else None,
+            "product": f.product_name or f.sku_part_number or f.sku_id or "",
+            "error": f.error or "",
+            "since": f"{f.since:%Y-%m-%d}" if f.since else "",
+        }
+        for f in errors[:cap]
+    ]
+    return rows, _more(len(rows), len(errors))
+
+
+def _section(section: Section, limits: Limits, digest: Digest | None = None) -> dict[str, Any]:
     blocks = section.blocks[: limits.blocks]
     lines = section.lines[: limits.lines]
+    table, table_more = (
+        _error_rows(digest, limits) if digest is not None and section.kind == FindingKind.LICENSE_ERROR else ([], "")
+    )
     return {
+        "table": table,
+        "table_more": table_more,
         "title": section.title,
         "count": section.count,
         "color": _COLOR[section.severity],
@@ -148,7 +174,7 @@ def build_html(digest: Digest, limits: Limits | None = None, *, notes: Sequence[
         partial=digest.partial,
         seats=[_seat_row(r) for r in seats],
         seats_more=_more(len(seats), len(digest.seats), "products"),
-        sections=[_section(s, limits) for s in sections],
+        sections=[_section(s, limits, digest) for s in sections],
         # Mark what is new or worse only when the message also carries reminders: otherwise everything is new.
         labels=digest.reminders > 0 or digest.escalated > 0,
         resolved=", ".join(plural(r.count, r.noun) for r in digest.resolved),

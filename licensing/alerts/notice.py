@@ -7,6 +7,7 @@ escaped for its channel (md_text for the card, the autoescaping template for the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,8 +38,22 @@ class Notice:
     tenant_name: str = ""
 
 
+# A reason heading of the plan's summary, "  nested_group (1):", is a vocabulary value: a card says it in words.
+_KIND_HEADING: Final = re.compile(r"^(\s*)([a-z][a-z0-9]*(?:_[a-z0-9]+)+|[a-z]+) \((\d+)\):$")
+
+
+def _in_words(line: str) -> str:
+    """``nested_group (1):`` -> ``Nested group (1):`` (issue 30: a card names kinds in words); the rest as is."""
+    match = _KIND_HEADING.match(line)
+    if match is None:
+        return line
+    indent, kind, count = match.groups()
+    words = kind.replace("_", " ")
+    return f"{indent}{words[:1].upper()}{words[1:]} ({count}):"
+
+
 def _shown(notice: Notice) -> list[str]:
-    lines = list(notice.lines[:MAX_LINES])
+    lines = [_in_words(line) for line in notice.lines[:MAX_LINES]]
     if len(notice.lines) > MAX_LINES:
         lines.append(f"and {len(notice.lines) - MAX_LINES} more lines")
     return lines

@@ -17,20 +17,20 @@ import orjson
 from licensing import links
 from licensing.alerts.digest import Block, Digest, Entry, Limits, Section, plural
 from licensing.alerts.escape import md_text
-from licensing.model import Severity
+from licensing.model import FindingKind, Severity
 
 __all__ = ["CARD_VERSION", "TEAMS_MAX_BYTES", "build_card", "teams_payload"]
 
 CARD_VERSION: Final = "1.5"
 # Teams' limit is about 28 KB for the whole message; keep a margin for what the flow adds around it.
 TEAMS_MAX_BYTES: Final = 26_000
+# A card is read in a chat by a busy admin (issue 30, item 2): what changed and what to do first, the top few items
+# of each section, the counts, and buttons to the full report and the admin center. The mail stays complete.
 _LADDER: Final = (
-    Limits(blocks=10, entries=8, lines=10, seat_rows=15),
-    Limits(blocks=8, entries=5, lines=8, seat_rows=12),
-    Limits(blocks=5, entries=3, lines=5, seat_rows=10),
-    Limits(blocks=3, entries=2, lines=3, seat_rows=8),
-    Limits(blocks=2, entries=1, lines=2, seat_rows=6),
-    Limits(blocks=1, entries=0, lines=1, seat_rows=5),
+    Limits(blocks=3, entries=3, lines=3, seat_rows=5, sections=6),
+    Limits(blocks=2, entries=2, lines=2, seat_rows=5, sections=6),
+    Limits(blocks=1, entries=1, lines=1, seat_rows=5, sections=6),
+    Limits(blocks=1, entries=0, lines=1, seat_rows=3, sections=6),
 )
 _COLOR: Final = {Severity.CRITICAL: "Attention", Severity.WARNING: "Warning", Severity.INFO: "Default"}
 
@@ -70,7 +70,7 @@ def _block_md(block: Block, section: Section, limits: Limits) -> str:
     return head + " — " + ", ".join(_entry_md(e) for e in shown) + _more(len(shown), len(block.entries))
 
 
-def _section(section: Section, limits: Limits) -> dict[str, Any]:
+def _section(section: Section, limits: Limits, *, first: bool = False) -> dict[str, Any]:
     items: list[dict[str, Any]] = [
         _text(
             f"{md_text(section.title)} ({section.count})",
@@ -78,7 +78,8 @@ def _section(section: Section, limits: Limits) -> dict[str, Any]:
             color=_COLOR[section.severity],
         )
     ]
-    if section.remediation:
+    if section.remediation and first:
+        # What to do first: the remedy of the most severe section; the others are in the report and the mail.
         items.append(_text(md_text(section.remediation, 400), isSubtle=True, size="Small", spacing="None"))
     blocks = section.blocks[: limits.blocks]
     for block in blocks:
@@ -94,70 +95,59 @@ def _section(section: Section, limits: Limits) -> dict[str, Any]:
     return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
 
 
-def _cell(text: str, *, right: bool = False, **props: Any) -> dict[str, Any]:
-    block = _text(text, **props)
-    if right:
-        block["horizontalAlignment"] = "Right"
-    return {"type": "TableCell", "items": [block]}
+def _short_rows(digest: Digest) -> list[Any]:
+    """The products really short of seats: a seat_shortage among the findings sent (not merely low, not locked out)."""
+    short = {f.sku_id for f in digest.findings if f.kind == FindingKind.SEAT_SHORTAGE and f.sku_id}
+    return [r for r in digest.seats if r.sku_id in short]
 
 
 def _seat_table(digest: Digest, limits: Limits) -> list[dict[str, Any]]:
-    rows = digest.seats[: limits.seat_rows]
+    every = _short_rows(digest)
+    rows = every[: limits.seat_rows]
     if not rows:
         return []
-    header = ["Product", "Enabled", "Consumed", "Free", "Waiting"]
-    table_rows: list[dict[str, Any]] = [
-        {
-            "type": "TableRow",
-            "cells": [_cell(h, right=i > 0, weight="Bolder") for i, h in enumerate(header)],
-        }
-    ]
+    lines = []
     for r in rows:
-        table_rows.append(
-            {
-                "type": "TableRow",
-                "cells": [
-                    _cell(md_text(r.product, 80), color=_COLOR[r.severity]),
-                    _cell(str(r.enabled), right=True),
-                    _cell(str(r.consumed), right=True),
-                    _cell(str(r.available), right=True, color="Attention" if r.available < 0 else "Default"),
-                    _cell(str(r.waiting), right=True, color="Attention" if r.waiting else "Default"),
-                ],
-            }
-        )
+        line = f"- **{md_text(r.product, 80)}**: {r.consumed:,} of {r.enabled:,} used"
+        if r.waiting:
+            line += f", {plural(r.waiting, 'user')} waiting"
+        lines.append(line)
     out: list[dict[str, Any]] = [
-        _text("Products short of seats", weight="Bolder", separator=True, spacing="Medium"),
-        {
-            "type": "Table",
-            "columns": [{"width": 4}, {"width": 1}, {"width": 1}, {"width": 1}, {"width": 1}],
-            "rows": table_rows,
-            "firstRowAsHeader": True,
-            "showGridLines": True,
-            "gridStyle": "accent",
-        },
+        _text("Products short of seats", weight="Bolder", color="Attention", separator=True, spacing="Medium"),
+        _text("\n".join(lines), spacing="Small"),
     ]
-    if len(digest.seats) > len(rows):
-        out.append(_text(f"…{_more(len(rows), len(digest.seats), 'products')}", isSubtle=True))
+    if len(every) > len(rows):
+        out.append(_text(f"…{_more(len(rows), len(every), 'products')}", isSubtle=True))
     return out
+
+
+def _title(digest: Digest) -> str:
+    """What is new or escalated first, then what is open: "License audit — Contoso: 3 new, 1 escalated (2 critical)"."""
+    what = "Critical license alerts" if digest.critical_only else "License audit"
+    news = [f"{n} {word}" for n, word in ((digest.new, "new"), (digest.escalated, "escalated")) if n]
+    if not news and digest.reminders:
+        news.append(f"{digest.reminders} still open")
+    if digest.resolved_total:
+        news.append(f"{digest.resolved_total} resolved")
+    opened = digest.count_text()
+    head = ", ".join(news) if news else opened
+    tail = f" ({opened})" if news and opened != "nothing open" else ""
+    return f"{what} — {digest.tenant}: {head}{tail}"
 
 
 def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
     """The Adaptive Card (1.5) for ``digest`` with lists trimmed to ``limits``."""
     limits = limits or _LADDER[0]
-    counts = digest.counts
+    subtitle = f"{digest.started_at:%d %b %Y %H:%M} UTC · scope {digest.scope}"
     body: list[dict[str, Any]] = [
-        _text(md_text(digest.headline(), 400), size="Large", weight="Bolder", style="heading"),
-        _text(
-            md_text(digest.run_line(), 300),
-            isSubtle=True,
-            spacing="None",
-        ),
+        _text(md_text(_title(digest), 400), size="Large", weight="Bolder", style="heading"),
+        _text(md_text(subtitle, 300), isSubtle=True, spacing="None"),
         {
             "type": "FactSet",
             "facts": [
-                {"title": "Critical", "value": str(counts.get(Severity.CRITICAL, 0))},
-                {"title": "Warning", "value": str(counts.get(Severity.WARNING, 0))},
-                {"title": "Info", "value": str(counts.get(Severity.INFO, 0))},
+                {"title": "Critical", "value": str(digest.counts.get(Severity.CRITICAL, 0))},
+                {"title": "Warning", "value": str(digest.counts.get(Severity.WARNING, 0))},
+                {"title": "Info", "value": str(digest.counts.get(Severity.INFO, 0))},
                 {"title": "New", "value": str(digest.new)},
                 {"title": "Escalated", "value": str(digest.escalated)},
                 {"title": "Still open", "value": str(digest.reminders)},
@@ -178,7 +168,7 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
     body.extend(_text(md_text(note, 600), color="Warning", size="Small") for note in digest.notes[:12])
     body.extend(_seat_table(digest, limits))
     sections = digest.sections[: limits.sections]
-    body.extend(_section(s, limits) for s in sections)
+    body.extend(_section(s, limits, first=i == 0) for i, s in enumerate(sections))
     if len(digest.sections) > len(sections):
         left = digest.sections[len(sections) :]
         body.append(
@@ -205,15 +195,15 @@ def build_card(digest: Digest, limits: Limits | None = None) -> dict[str, Any]:
                 size="Small",
             )
         )
+    # Findable, out of the way: the run and the outbox item id ("alert …": a replayed message is recognisable).
+    footer = f"Run {digest.run_id}" + (f" · alert {digest.reference}" if digest.reference else "")
+    body.append(_text(md_text(footer, 300), isSubtle=True, size="Small", separator=True))
+    # Short titles: two buttons side by side fit a chat column without being clipped.
     actions: list[dict[str, Any]] = []
     if digest.report_url:
-        actions.append({"type": "Action.OpenUrl", "title": "Open the full report", "url": digest.report_url})
+        actions.append({"type": "Action.OpenUrl", "title": "Full report", "url": digest.report_url})
     actions.append(
-        {
-            "type": "Action.OpenUrl",
-            "title": "Licenses (Microsoft 365 admin center)",
-            "url": links.licenses_url(digest.cloud),
-        }
+        {"type": "Action.OpenUrl", "title": "Licenses (M365 admin)", "url": links.licenses_url(digest.cloud)}
     )
     return {
         "type": "AdaptiveCard",

@@ -104,7 +104,8 @@ async def _check_mail(graph: GraphClient) -> PermissionCheck:
     """Mail.Send without sending: a message with no recipient gets 400 when sending is allowed, 403 when not."""
     mailbox = graph.settings.alert_mail_from
     if not mailbox:
-        return PermissionCheck("Mail.Send", None, "not checked: ALERT_MAIL_FROM is not set")
+        # No mailbox, no mail alerts: nothing to need (optional), and not a reason to fail check-permissions.
+        return PermissionCheck("Mail.Send", None, "not checked: ALERT_MAIL_FROM is not set", optional=True)
     probe = {"message": {"subject": "licensing-audit permission check"}, "saveToSentItems": False}
     try:
         await graph.send(

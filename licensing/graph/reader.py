@@ -296,14 +296,20 @@ class _Reader:
             def on_done(key: str) -> None:
                 nonlocal done
                 if key == USERS_KEY:
-                    self._progress("users", 1, 1)
+                    self._progress("users", users_read, users_read)
                     return
                 done += 1
                 self._progress("members", done, total)
 
+            users_read = 0
+
             def on_items(key: str, items: list[dict[str, Any]]) -> None:
+                nonlocal users_read
                 if key == USERS_KEY:
                     acc.add_users(items)
+                    # The scan's total is unknown until its last page: show how many are read (issue 30, item 7).
+                    users_read += len(items)
+                    self._progress("users", users_read, 0)
                 else:
                     acc.add(key, items)
 

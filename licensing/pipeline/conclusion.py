@@ -57,6 +57,7 @@ class AuditOutcome:
     delivery: DeliveryResult | None = None
     skipped: bool = False
     fanned_out: bool = False  # handed to the chunk queue: the report's run is still ``running``
+    report_url: str | None = None  # where the run's report was published (REPORT_CONTAINER), for the last line
 
 
 def _history_with_today(
@@ -175,6 +176,12 @@ async def evaluate_and_finish(
         outcomes=evaluation.outcomes,
     )
 
+    from licensing.pipeline.publishing import publish_report
+
+    # Published before the alerts, so that the card and the mail can link to it (ALERT_REPORT_URL wins when set).
+    report_url = publish_report(replace(report, run=replace(report.run, finished_at=now())), history, runtime)
+    if report_url and not settings.alert_report_url:
+        settings = replace(settings, alert_report_url=report_url)
     delivery: DeliveryResult | None = None
     if fence is not None:
         fence()
@@ -205,7 +212,7 @@ async def evaluate_and_finish(
             store.finish_run(finished, history_day=today if request.scope is Scope.TENANT else None)
         if request.trigger is Trigger.SCHEDULE:
             purge_expired(store, run.tenant_id, settings, now())
-    return AuditOutcome(report=finished, history=history, delivery=delivery)
+    return AuditOutcome(report=finished, history=history, delivery=delivery, report_url=report_url)
 
 
 def purge_expired(store: AuditStore, tenant_id: str, settings: Settings, now: datetime) -> dict[str, int]:

@@ -8,14 +8,12 @@ jinja2's autoescaping; the one JSON block inside ``<script>`` is escaped by :fun
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -26,7 +24,8 @@ from licensing.errors import LicensingError
 from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
-from licensing.rules.seats import MIN_FORECAST_POINTS, Projection, project_seats
+from licensing.report.trends import TrendChart, trend_chart
+from licensing.rules.seats import Projection, project_seats
 from licensing.templating import environment
 from licensing.text import clean_text
 
@@ -135,27 +134,6 @@ class SeatChart:
 
 
 @dataclass(frozen=True, slots=True)
-class TrendChart:
-    name: str
-    part_number: str
-    width: int
-    height: int
-    consumed_path: str
-    consumed_area: str
-    enabled_path: str
-    projection_path: str | None
-    marker: tuple[float, float] | None  # where the projection meets enabled
-    marker_label: str | None
-    alarm: bool  # a seat_forecast/seat_shortage finding for this SKU
-    y_ticks: tuple[tuple[float, str], ...]
-    x_labels: tuple[tuple[float, str, str], ...]  # x, text, anchor
-    points: tuple[tuple[float, float, str], ...]  # consumed dots with a tooltip
-    latest_consumed: int
-    latest_enabled: int
-    summary: str
-
-
-@dataclass(frozen=True, slots=True)
 class FindingRow:
     severity: str
     kind: str
@@ -166,6 +144,7 @@ class FindingRow:
     member_group: Link | None
     error: str | None
     suppressed: str | None = None  # "suppressed by … until …: reason", when a suppression covers it
+    search: str = ""  # what the filter matches besides the row's text: SKU part number and ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,15 +191,6 @@ def _fmt_duration(start: datetime, end: datetime | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def _nice_step(span: float, target: int = 4) -> float:
-    raw = max(span, 1e-9) / target
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 5, 10):
-        if raw <= factor * magnitude:
-            return float(factor * magnitude)
-    return float(10 * magnitude)
 
 
 def _seat_state(sku: SkuSummary, kinds: set[str]) -> str:
@@ -290,118 +260,6 @@ def _seat_chart(skus: Sequence[SkuSummary], sku_kinds: Mapping[str, set[str]]) -
     return SeatChart(tuple(rows), width, top + len(rows) * row_h + 6, label_w, bar_w, ticks)
 
 
-def _trend_chart(
-    sku_id: str,
-    series: Sequence[SkuDay],
-    name: str,
-    part_number: str,
-    forecast_days: int,
-    alarm: bool,
-) -> TrendChart | None:
-    by_day = {d.day: d for d in sorted(series, key=lambda d: d.day)}
-    if len(by_day) < 2:
-        return None
-    if all(d.enabled == 0 and d.consumed == 0 for d in by_day.values()):
-        return None  # a SKU with no seats and no use has no trend worth a chart
-    days = sorted(by_day)
-    first, last = days[0], days[-1]
-    projection = project_seats(list(by_day.values()), forecast_days)
-    end = last
-    if projection is not None:
-        # Show the line up to where it meets the seats, but never more than one window ahead.
-        end = last + timedelta(days=max(1, min(forecast_days, math.ceil(max(projection.days_left, 0)) + 2)))
-    values = [float(by_day[d].consumed) for d in days] + [float(by_day[d].enabled) for d in days]
-    proj_start = max(first, last - timedelta(days=forecast_days - 1))
-    if projection is not None:
-        values += [projection.value_at(proj_start), projection.value_at(end)]
-    lo, hi = min(values), max(values)
-    step = max(1.0, _nice_step(hi - lo if hi > lo else max(hi, 10.0)))  # seats are whole numbers
-    y_min = max(0.0, math.floor((lo - step * 0.5) / step) * step)
-    y_max = math.ceil((hi + step * 0.3) / step) * step
-    if y_max <= y_min:
-        y_max = y_min + step
-    width, height = 520, 220
-    left, right, top, bottom = 52, 14, 16, 30
-    plot_w, plot_h = width - left - right, height - top - bottom
-    span_days = max(1, (end - first).days)
-
-    def x(day: date) -> float:
-        return round(left + (day - first).days / span_days * plot_w, 1)
-
-    def y(value: float) -> float:
-        clamped = min(max(value, y_min), y_max)
-        return round(top + (1 - (clamped - y_min) / (y_max - y_min)) * plot_h, 1)
-
-    consumed_pts = [(x(d), y(by_day[d].consumed)) for d in days]
-    consumed_path = "M" + " L".join(f"{px},{py}" for px, py in consumed_pts)
-    base = y(y_min)
-    consumed_area = f"{consumed_path} L{consumed_pts[-1][0]},{base} L{consumed_pts[0][0]},{base} Z"
-    # Enabled changes in steps (a purchase lands on a day): draw it as a step line.
-    enabled_parts = [f"M{x(days[0])},{y(by_day[days[0]].enabled)}"]
-    for prev, cur in itertools.pairwise(days):
-        enabled_parts.append(f"L{x(cur)},{y(by_day[prev].enabled)} L{x(cur)},{y(by_day[cur].enabled)}")
-    if end > last:
-        enabled_parts.append(f"L{x(end)},{y(by_day[last].enabled)}")
-    enabled_path = " ".join(enabled_parts)
-    projection_path = marker = marker_label = None
-    latest = by_day[last]
-    if projection is not None:
-        projection_path = (
-            f"M{x(proj_start)},{y(projection.value_at(proj_start))} L{x(end)},{y(projection.value_at(end))}"
-        )
-        if projection.days_left <= forecast_days:
-            when = projection.reaches_on
-            marker = (x(min(when, end)), y(projection.enabled))
-            marker_label = "full now" if projection.days_left <= 0 else f"full ~{when:%d %b}"
-    step_ticks = []
-    tick = y_min
-    while tick <= y_max + 1e-9:
-        step_ticks.append((y(tick), f"{tick:,.0f}"))
-        tick += step
-    x_labels = [(x(first), f"{first:%d %b}", "start"), (x(last), f"{last:%d %b}", "middle" if end > last else "end")]
-    if end > last and (x(end) - x(last)) > 60:
-        x_labels.append((x(end), f"{end:%d %b}", "end"))
-    elif end > last:
-        x_labels[-1] = (x(last), f"{last:%d %b}", "end")
-    if projection is None:
-        summary = "no rising trend" if len(by_day) >= MIN_FORECAST_POINTS else f"{len(by_day)} days of history"
-    elif projection.days_left <= 0:
-        summary = f"+{projection.slope:.1f}/day · at the limit now"
-    elif projection.days_left <= forecast_days:
-        left = math.ceil(projection.days_left)
-        summary = f"+{projection.slope:.1f}/day · full in ~{left} day{'s' if left != 1 else ''}"
-    else:
-        summary = f"+{projection.slope:.1f}/day · not full within {forecast_days} days"
-    points = tuple(
-        (
-            px,
-            py,
-            f"{d:%Y-%m-%d}: {by_day[d].consumed:,} of {by_day[d].enabled:,} consumed"
-            + (f", {by_day[d].waiting:,} waiting" if by_day[d].waiting else ""),
-        )
-        for (px, py), d in zip(consumed_pts, days, strict=True)
-    )
-    return TrendChart(
-        name=clean_text(name, 48),
-        part_number=clean_text(part_number or sku_id, 48),
-        width=width,
-        height=height,
-        consumed_path=consumed_path,
-        consumed_area=consumed_area,
-        enabled_path=enabled_path,
-        projection_path=projection_path,
-        marker=marker,
-        marker_label=marker_label,
-        alarm=alarm,
-        y_ticks=tuple(step_ticks),
-        x_labels=tuple(x_labels),
-        points=points if len(points) <= 120 else (),
-        latest_consumed=latest.consumed,
-        latest_enabled=latest.enabled,
-        summary=summary,
-    )
-
-
 def _link(name: str | None, object_id: str | None, url: str | None) -> Link | None:
     if not object_id and not name:
         return None
@@ -409,7 +267,9 @@ def _link(name: str | None, object_id: str | None, url: str | None) -> Link | No
     return Link(clean_text(full, 80), url, full if not object_id else f"{full} ({clean_text(object_id, 80)})")
 
 
-def _finding_row(f: Finding, cloud: str, groups: Mapping[str, str], skus: Mapping[str, str]) -> FindingRow:
+def _finding_row(
+    f: Finding, cloud: str, groups: Mapping[str, str], skus: Mapping[str, str], parts: Mapping[str, str]
+) -> FindingRow:
     sku = None
     if f.sku_id or f.sku_part_number:
         sku = clean_text(f.product_name or skus.get(f.sku_id or "") or _product(f.sku_part_number, f.sku_id), 80)
@@ -432,6 +292,17 @@ def _finding_row(f: Finding, cloud: str, groups: Mapping[str, str], skus: Mappin
         member_group=member,
         error=clean_text(f.error, 80) if f.error else None,
         suppressed=_suppressed(f),
+        search=" ".join(
+            clean_text(v, 80)
+            for v in (
+                f.sku_part_number or parts.get(f.sku_id or ""),
+                f.sku_id,
+                f.group_id,
+                f.user_id,
+                f.member_group_id,
+            )
+            if v
+        ),
     )
 
 
@@ -444,7 +315,12 @@ def _suppressed(f: Finding) -> str | None:
 
 
 def _sections(
-    findings: Iterable[Finding], cloud: str, groups: Mapping[str, str], skus: Mapping[str, str], max_rows: int
+    findings: Iterable[Finding],
+    cloud: str,
+    groups: Mapping[str, str],
+    skus: Mapping[str, str],
+    max_rows: int,
+    parts: Mapping[str, str] | None = None,
 ) -> list[KindSection]:
     by_kind: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
@@ -470,7 +346,7 @@ def _sections(
                 severity=max(counts, key=lambda s: s.rank).value,
                 total=len(items),
                 counts=tuple((s.value, counts[s]) for s in _SEVERITIES if counts[s]),
-                rows=tuple(_finding_row(f, cloud, groups, skus) for f in items[:max_rows]),
+                rows=tuple(_finding_row(f, cloud, groups, skus, parts or {}) for f in items[:max_rows]),
             )
         )
     sections.sort(key=lambda s: (-_sev(s.severity).rank, KIND_ORDER.get(s.kind, 99), s.kind))
@@ -506,14 +382,15 @@ def render_html(
     for f in report.findings:
         if f.sku_id and f.kind in SEAT_KINDS:
             sku_kinds[f.sku_id].add(f.kind)
-    sections = _sections(report.findings, cloud, group_names, sku_names, max_rows_per_kind)
+    sku_parts = {s.sku_id: s.sku_part_number for s in report.skus if s.sku_part_number}
+    sections = _sections(report.findings, cloud, group_names, sku_names, max_rows_per_kind, sku_parts)
     severity_counts = Counter(_sev(f.severity).value for f in report.findings)
     trends: list[TrendChart] = []
     if history:
         parts = {s.sku_id: s.sku_part_number for s in report.skus}
         for sku_id, series in history.items():
             alarm = bool(sku_kinds.get(sku_id, set()) & {FindingKind.SEAT_FORECAST, FindingKind.SEAT_SHORTAGE})
-            chart = _trend_chart(
+            chart = trend_chart(
                 sku_id,
                 series,
                 sku_names.get(sku_id) or _product(parts.get(sku_id), sku_id),
@@ -538,6 +415,8 @@ def render_html(
         "severity": {s.value: severity_counts.get(s.value, 0) for s in _SEVERITIES},
         "kinds": {s.kind: {"title": s.title, "total": s.total, "rendered": len(s.rows)} for s in sections},
     }
+    # Candidates name SKUs by part number; the report names products (the tenant's own names first).
+    part_products = {s.sku_part_number: sku_names[s.sku_id] for s in report.skus if s.sku_part_number}
     template = _environment().get_template("report.html.j2")
     return template.render(
         run=run,
@@ -569,6 +448,7 @@ def render_html(
         costs=(costs := cost_lines(report.skus, price_table(prices))),
         cost_total=totals_text(costs, currency),
         currency=currency,
+        product_of=lambda part: part_products.get(part) or _product(part, None),
         candidate_links={
             c["group"]["id"]: group_url(c["group"]["id"], cloud) for c in (candidates or {}).get("groups", ())
         },

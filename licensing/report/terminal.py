@@ -10,13 +10,13 @@ characters are replaced, so a display name cannot restyle, move or hide the outp
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
 from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
+from licensing.report.progress import ProgressFn, progress_reporter  # re-exported: the CLI imports them here
 from licensing.rules.seats import project_seats
 from licensing.text import clean_text
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ProgressFn", "progress_reporter", "render_history", "render_summary"]
 
-ProgressFn = Callable[[str, int, int], None]
 
 _SEVERITIES: Final = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 _STYLE: Final = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -255,6 +254,13 @@ def _render_kind_digest(kind: str, items: Sequence[Finding], out: Console) -> bo
     from rich.text import Text
 
     trimmed = False
+    if kind == FindingKind.LICENSE_ERROR:
+        from licensing.report.license_errors import license_error_lines
+
+        lines, trimmed = license_error_lines(items, groups_shown=_GROUPS_SHOWN, users_shown=_NAMES_SHOWN)
+        for indent, text, style in lines:
+            out.print(Text(" " * indent).append(text, style=style), soft_wrap=True)
+        return trimmed
     if kind in SKU_SUBJECT_KINDS or not any(f.group_id or f.user_id for f in items):
         for f in items[:_GROUPS_SHOWN]:
             out.print(Text("  - ").append_text(_text(f.message, 300)), soft_wrap=True)
@@ -317,43 +323,6 @@ def _join(names: Sequence[str]) -> Text:
             text.append(", ")
         text.append(name)  # already cleaned; Text.append never parses markup
     return text
-
-
-# ------------------------------------------------------------------------------ progress
-
-
-def _ignore(phase: str, done: int, total: int) -> None:
-    """Progress sink for non-terminals: output stays quiet when it is piped or logged."""
-
-
-@contextmanager
-def progress_reporter(console: Console) -> Iterator[ProgressFn]:
-    """Yield ``progress(phase, done, total)``: a live display on a terminal, a no-op anywhere else."""
-    if not console.is_terminal:
-        yield _ignore
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as display:
-        tasks: dict[str, object] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            # Called from the audit's event loop; rich's Progress is thread-safe and cheap to update.
-            task = tasks.get(phase)
-            known = total if total > 0 else None
-            if task is None:
-                task = tasks[phase] = display.add_task(clean_text(phase, 40), total=known)
-            display.update(task, completed=max(0, done), total=known)  # type: ignore[arg-type]
-
-        yield progress
 
 
 # ------------------------------------------------------------------------------ history

@@ -346,7 +346,14 @@ def serve(argv: list[str] | None = None, *, ready: threading.Event | None = None
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    print(server.base_url, flush=True)  # noqa: T201
+    print(server.base_url, flush=True)  # noqa: T201 - the first stdout line: scripts read the URL from it
+    # What to do with it (stderr, so that stdout stays the URL alone): issue 30, item 11.
+    print(  # noqa: T201
+        f"sandbox tenant serving; audit it with: licensing-audit run --graph-url {server.base_url} "
+        "--credential none --store none   (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
     if ready is not None:
         ready.set()
     try:

@@ -2,7 +2,7 @@
 once from the environment and validated, every problem reported at once.
 
 Code receives a :class:`Settings` (or the part of it it needs); the only other reader of ``os.environ``
-is the CLI, which copies it to lay its command-line overrides over it before calling
+is the CLI (licensing.usage), which copies it to lay its command-line overrides over it before calling
 :func:`load_settings`. Secrets are held in :class:`Secret`, whose ``repr``/``str`` never shows the value.
 The README's settings table is held to the declarations by ``tests/unit/test_settings.py``.
 """
@@ -24,6 +24,7 @@ from licensing.settings.values import (
     is_guid,
     is_loopback_url,
     parse_any_url,
+    parse_container,
     parse_currency,
     parse_emails,
     parse_graph_url,
@@ -48,6 +49,7 @@ __all__ = [
     "is_guid",
     "is_loopback_url",
     "load_settings",
+    "misspelled",
 ]
 
 T = TypeVar("T")
@@ -131,6 +133,7 @@ class StorageConnection:
     connection_string: Secret | None = None
     table_uri: str | None = None
     queue_uri: str | None = None
+    blob_uri: str | None = None  # where the published reports go (REPORT_CONTAINER)
     credential: str | None = None  # "managedidentity" or None (DefaultAzureCredential)
     client_id: str | None = None  # user-assigned identity for the storage credential
     source: str = ""  # name of the setting it came from, for messages
@@ -205,7 +208,8 @@ class Settings:
         "GRAPH_BASE_URL",
         "https://graph.microsoft.com/v1.0",
         None,
-        "an https URL with a valid host and port, no user info, query or fragment (http only for loopback)",
+        "an https URL ending in /v1.0, with a valid host and port, no user info, query or fragment "
+        "(http only for loopback)",
         "an explicit Graph URL (default: the cloud's .../v1.0)",
     )
     graph_max_concurrency: int = _whole("GRAPH_MAX_CONCURRENCY", 8, 1, 64, "concurrent Graph requests")
@@ -302,6 +306,13 @@ class Settings:
     plan_max_per_hour: int = _whole("PLAN_MAX_PER_HOUR", 20, 1, 1000, "queued plan requests answered per hour")
     fanout_groups: int = _whole("FANOUT_GROUPS", 500, 1, 1_000_000, "above this many licensed groups, fan out")
     retention_days: int = _whole("RETENTION_DAYS", 400, 1, 3650, "how long runs and history are kept")
+    report_container: str | None = _setting(
+        "REPORT_CONTAINER",
+        "audit-reports",
+        parse_container,
+        "a blob container name (3-63 lowercase letters, digits, single hyphens) or 'none'",
+        "the private blob container each tenant run's HTML/JSON/CSV report is published to ('none': not published)",
+    )
     applicationinsights_connection_string: Secret | None = _setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         None,
@@ -399,6 +410,7 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
         account = r.raw(f"{prefix}__accountName")
         table_uri = r.raw(f"{prefix}__tableServiceUri")
         queue_uri = r.raw(f"{prefix}__queueServiceUri")
+        blob_uri = r.raw(f"{prefix}__blobServiceUri")
         if account or table_uri or queue_uri:
             if account and not re.match(r"^[a-z0-9]{3,24}$", account):
                 r.problems.append(
@@ -407,6 +419,7 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
                 return None
             table_uri = table_uri or (f"https://{account}.table.core.windows.net" if account else None)
             queue_uri = queue_uri or (f"https://{account}.queue.core.windows.net" if account else None)
+            blob_uri = blob_uri or (f"https://{account}.blob.core.windows.net" if account else None)
             if not table_uri:
                 r.problems.append(f"{prefix}__tableServiceUri is missing (or set {prefix}__accountName)")
                 return None
@@ -417,6 +430,7 @@ def _storage_connection(r: _Reader) -> StorageConnection | None:
             return StorageConnection(
                 table_uri=table_uri,
                 queue_uri=queue_uri,
+                blob_uri=blob_uri,
                 credential=r.raw(f"{prefix}__credential"),
                 client_id=client_id,
                 source=prefix,
@@ -467,6 +481,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if r.problems:
         raise ConfigurationError(r.problems)
     return Settings(**values)
+
+
+def misspelled(env: Mapping[str, str] | None = None) -> list[str]:
+    """Variables of ``env`` that look like a setting but are none, each with the nearest real name (warnings)."""
+    from licensing.settings.typos import misspelled_settings
+
+    return misspelled_settings(os.environ if env is None else env, (spec.env for _, spec, _ in declared()))
 
 
 @lru_cache(maxsize=1)

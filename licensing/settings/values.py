@@ -75,6 +75,13 @@ def parse_queue(raw: str) -> str:
     return raw
 
 
+def parse_container(raw: str) -> str | None:
+    """A blob container name (the same rules as a queue name), or ``none``: nothing is published."""
+    if raw.lower() == "none":
+        return None
+    return parse_queue(raw)
+
+
 def parse_guid(raw: str) -> str:
     if not is_guid(raw):
         raise ValueError
@@ -124,9 +131,13 @@ def parse_http_url(raw: str) -> str:
 
 
 def parse_graph_url(raw: str) -> str:
-    """GRAPH_BASE_URL: a service root; a query or fragment would be glued to every request path."""
+    """GRAPH_BASE_URL: a service root; a query or fragment would be glued to every request path. The path is the
+    API version, ``/v1.0`` (what the reader is written and tested against): without it every request would 404 and
+    the audit would fail late, where a wrong URL is a usage error (issue 30, item 10)."""
     parts = urlsplit(raw)
     if parts.query or parts.fragment or raw.rstrip().endswith(("?", "#")):
+        raise ValueError
+    if parts.path.rstrip("/") != "/v1.0":
         raise ValueError
     return parse_http_url(raw)
 

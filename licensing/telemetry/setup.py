@@ -79,14 +79,18 @@ def _configure_azure_monitor(settings: Settings) -> None:
     distro.configure_azure_monitor(connection_string=secret.reveal() if secret else None)
 
 
-def configure(settings: Settings, *, verbose: bool = False, service_name: str = "licensing-audit") -> None:
+def configure(
+    settings: Settings, *, verbose: bool = False, traces: bool = False, service_name: str = "licensing-audit"
+) -> None:
     """Install SDK providers and exporters where no host did. Idempotent: a second call does nothing.
 
     * A provider already installed (by the Functions worker, the distro, a test) is never replaced.
     * In Azure without an OTLP endpoint: the worker exports (``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``);
       if it did not, the Application Insights distro is configured when it is installed.
-    * Elsewhere: OTLP/http when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, console (stderr) when ``verbose``,
-      nothing otherwise. The log filters (trace ids, redaction) go on the root handlers in every case.
+    * Elsewhere: OTLP/http when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; with ``verbose`` correlated logs and the
+      metrics at exit on stderr, and one line per span only when ``traces`` asks (a span per Graph request is
+      hundreds of KB on a large tenant: traces go to the exporter, not the console, unless asked); nothing otherwise.
+      The log filters (trace ids, redaction) go on the root handlers in every case.
 
     Raises ConfigurationError (one line) when an exporter that the settings ask for is not installed.
     """
@@ -103,12 +107,12 @@ def configure(settings: Settings, *, verbose: bool = False, service_name: str = 
             return
         # Whoever installed a provider (host, distro, test) owns telemetry: no second pipeline next to theirs.
         if (endpoint or verbose) and not (_tracer_provider_is_set() or _meter_provider_is_set()):
-            _install_sdk(endpoint, verbose=verbose, service_name=service_name)
+            _install_sdk(endpoint, verbose=verbose, traces=traces, service_name=service_name)
         install_log_filters()
         _configured = True
 
 
-def _install_sdk(endpoint: str | None, *, verbose: bool, service_name: str) -> None:
+def _install_sdk(endpoint: str | None, *, verbose: bool, traces: bool, service_name: str) -> None:
     # Exporters first: a missing package must fail before any global state changes.
     otlp = _otlp_exporters(endpoint) if endpoint else None
 
@@ -129,7 +133,7 @@ def _install_sdk(endpoint: str | None, *, verbose: bool, service_name: str) -> N
         tracer_provider = TracerProvider(resource=resource)
         if otlp:
             tracer_provider.add_span_processor(BatchSpanProcessor(otlp[0]))
-        if verbose:
+        if traces:
             tracer_provider.add_span_processor(
                 SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr, formatter=_one_line_span))
             )

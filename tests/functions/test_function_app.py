@@ -162,3 +162,13 @@ def test_queue_handler_rejects_a_malformed_message_without_retry(
     run = store.run_for_request("unknown-tenant", "bad-1")
     assert run is not None and run.status.value == "rejected"
     assert "scope 'galaxy' is not one of" in run.errors[0]
+
+
+def test_a_misspelled_setting_is_logged_at_start_up(
+    clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 30, item 4: the function names a setting typo (with the real name) when it starts, and still starts."""
+    clean_env.delenv("ALERT_TEAMS_WEBHOOK_URL", raising=False)
+    with caplog.at_level("WARNING", logger="function_app"):
+        load_app(clean_env, {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "ALERT_TEAMS_WEBHOK_URL": "x"})
+    assert "ALERT_TEAMS_WEBHOK_URL is not a setting (ignored): did you mean ALERT_TEAMS_WEBHOOK_URL?" in caplog.text

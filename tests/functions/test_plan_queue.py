@@ -51,7 +51,7 @@ def test_a_queued_plan_is_answered_stored_and_told_once(pipe: Pipeline) -> None:
     texts = [b["text"] for b in blocks]
     # Card text is escaped so that tenant names render literally (licensing.alerts.escape.md_text).
     assert texts[0] == md_text("Plan for SG-Plan-Nested: unsuitable (asked by runbook-7)")
-    assert md_text("nested_group (1):") in texts
+    assert md_text("Nested group (1):") in texts  # kinds in words (issue 30)
     [mail] = pipe.graph.sent_mail
     assert (
         mail["mailbox"] == mailbox

@@ -55,7 +55,7 @@ def test_fail_on_gives_exit_3(server: SandboxServer) -> None:
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--scope", "group"], "group_id is required"),
+        (["--scope", "group"], "--group is required when --scope is group"),  # the flags, not the queue's fields
         (["--scope", "group", "--group", "nope"], "is not a GUID"),
         (["--scope", "planet"], "planet"),
         (["--fail-on", "sometimes"], "sometimes"),
@@ -121,3 +121,68 @@ def test_demo_refuses_a_tenant_smaller_than_the_sandbox_builds(capsys: pytest.Ca
     assert (DEMO_MIN_USERS, DEMO_MIN_GROUPS) == (MIN_USERS, MIN_GROUPS)
     assert main(["demo", "--users", str(MIN_USERS - 1)]) == EXIT_USAGE
     assert "--users" in capsys.readouterr().err
+
+
+def test_run_ends_saying_where_alerts_went_and_what_was_stored(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 4: with no alert setting (e.g. a misspelled webhook name) the run says so at its end."""
+    args = ["run", "--graph-url", server.base_url, "--credential", "none", "--store", "none"]
+    assert main(args) == EXIT_OK
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == [
+        "alerts: none configured (set ALERT_TEAMS_WEBHOOK_URL, or ALERT_MAIL_FROM with ALERT_MAIL_TO)",
+        "stored: nothing (--store none, or no LICENSING_STORAGE)",
+    ]
+    assert main([*base_args(server)]) == EXIT_OK
+    assert "alerts: not sent (--no-alerts)" in capsys.readouterr().out
+
+
+def test_check_permissions_exits_1_when_a_needed_permission_could_not_be_checked(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 3: "unknown" is not "granted": exit non-zero; an unset mailbox is skipped, not unknown."""
+    from licensing.sandbox import FaultRule, Faults
+
+    args = ["check-permissions", "--graph-url", server.base_url, "--credential", "none"]
+    server.set_faults(Faults(rules=(FaultRule("404", route="users"),)))
+    try:
+        assert main(args) == 1
+    finally:
+        server.set_faults(Faults())
+    out = capsys.readouterr().out
+    assert "UNKNOWN  User.Read.All" in out
+    assert "skipped  Mail.Send  not checked: ALERT_MAIL_FROM is not set" in out
+
+
+def test_check_permissions_with_a_credential_that_does_not_work_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 3: no token: one line naming the credential, exit 1, no list of "unknown", no get_token noise.
+    The Azure CLI credential fails locally when `az` is not on PATH: nothing leaves the machine."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["check-permissions", "--cloud", "global", "--credential", "azure-cli"])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("licensing-audit: failed: --credential azure-cli: no Graph token")
+
+
+def test_a_graph_url_without_the_version_is_a_usage_error(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30, item 10: `--graph-url http://host:port` (no /v1.0) failed late as an audit failure; now exit 2."""
+    root = server.base_url.removesuffix("/v1.0")
+    assert main(["run", "--graph-url", root, "--credential", "none", "--store", "none", "--no-alerts"]) == EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("licensing-audit: error: --graph-url (GRAPH_BASE_URL)=") and "ending in /v1.0" in line
+
+
+def test_several_skus_in_one_flag_say_repeat_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    group = "0b5c8f6e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"
+    args = ["plan", "--group", group, "--sku", "SPE_E3,EMS", "--graph-url", "http://127.0.0.1:9/v1.0"]
+    assert main([*args, "--credential", "none"]) == EXIT_USAGE
+    assert "repeat it: --sku SPE_E3 --sku EMS" in capsys.readouterr().err
+    assert main(["plan", "--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "--sku SKU" in out and "list[str]" not in out

@@ -33,3 +33,15 @@ def test_the_demo_runs_two_nights_and_writes_every_output(tmp_path: Path, capsys
         "verified"
     ]
     assert (out / "licensing.yaml").exists() and "verified" in printed
+
+
+@pytest.mark.slow
+def test_the_demo_handles_a_fanned_out_tenant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 30, item 8: --groups 800 (more licensed groups than FANOUT_GROUPS) used to end "the request was
+    fanned_out"; the demo now runs the chunks as the chunk trigger would and concludes both nights."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--users", "1200", "--groups", "800"]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert printed.count("the tenant fanned out; running its chunks") == 2
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["run"]["status"] == "succeeded" and len(report["groups"]) > 500

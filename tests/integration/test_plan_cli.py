@@ -236,7 +236,9 @@ def test_run_candidates_ranks_unlicensed_security_groups_in_the_html(
     assert order.index("SG-Plan-Ready-Sales") < order.index("SG-Plan-Nested") < len(order)
     assert order.index("SG-Plan-Ready-Sales") < order.index("Partners and guests")
     ready = rows["SG-Plan-Ready-Sales"]
-    assert ready[1] == "4" and "SPE_E3" in ready[2] and "ENTERPRISEPACK" not in ready[2], "E3 has no free seat"
+    # Products by name, as in the rest of the report (issue 30, item 9), not SPE_E3 / ENTERPRISEPACK.
+    assert ready[1] == "4" and "Microsoft 365 E3" in ready[2] and "Office 365 E3" not in ready[2], "E3 has no free seat"
+    assert "SPE_E3" not in ready[2]
     assert "its members would get nothing" in rows["SG-Plan-Nested"][4] and rows["SG-Plan-Nested"][2] == "none"
     assert "B2B account" in rows["Partners and guests"][4]
 

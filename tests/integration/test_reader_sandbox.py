@@ -267,3 +267,14 @@ def test_check_permissions_and_send_mail(sandbox: SandboxServer) -> None:
 async def main_without_mail(sandbox: SandboxServer) -> list[Any]:
     async with open_graph(Settings(graph_base_url=sandbox.base_url), "none") as graph:
         return list(await check_permissions(graph))
+
+
+def test_the_users_scan_reports_how_many_users_it_has_read(sandbox: SandboxServer) -> None:
+    """Issue 30, item 7: the scan's total is unknown until its end; each page reports the count read so far
+    (it used to say "users 0/1" until the last page), and the end reports the total."""
+    phases: list[tuple[str, int, int]] = []
+    read(sandbox, progress=lambda *p: phases.append(p))
+    users = [(done, total) for phase, done, total in phases if phase == "users"]
+    counting = [done for done, total in users if total == 0]
+    assert counting and counting == sorted(counting) and counting[-1] > 0
+    assert users[-1] == (counting[-1], counting[-1])

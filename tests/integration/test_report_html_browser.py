@@ -159,3 +159,46 @@ def test_screenshot_renders(page: Path, tmp_path: Path) -> None:
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG")
     assert len(data) > 30_000  # a blank page is about 10 KB; charts, badges and tables are far more
+
+
+# --- issue 30, item 9: what an admin expects of the filters, and a phone-width page
+
+
+def test_clicking_a_severity_chip_shows_only_that_severity(page: Path, tmp_path: Path) -> None:
+    """Every severity is shown at first; a click on "critical" means "only critical" (it used to hide them)."""
+    clicked = tmp_path / "clicked.html"
+    clicks = (
+        "<script>"
+        "var chip = function (s) { return document.querySelector('[data-filter-sev=' + s + ']'); };"
+        "chip('critical').click();"
+        "document.body.setAttribute('data-only-critical', document.body.getAttribute('data-findings-visible'));"
+        "chip('info').click();"  # then add info
+        "document.body.setAttribute('data-plus-info', document.body.getAttribute('data-findings-visible'));"
+        "chip('critical').click(); chip('info').click();"  # removing the last one shows everything again
+        "document.body.setAttribute('data-all-again', document.body.getAttribute('data-findings-visible'));"
+        "</script></body>"
+    )
+    clicked.write_text(page.read_text(encoding="utf-8").replace("</body>", clicks), encoding="utf-8")
+    dom = _chromium(tmp_path, "--dump-dom", clicked.as_uri())
+    assert _attr(dom, "data-only-critical") == "1"
+    assert _attr(dom, "data-plus-info") == "6"
+    assert _attr(dom, "data-all-again") == "36"
+
+
+def test_the_filter_matches_sku_part_numbers_and_ids(page: Path, tmp_path: Path) -> None:
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri() + "#q=ENTERPRISEPACK")
+    assert _attr(dom, "data-findings-visible") == "1"  # the seat shortage, shown as "Office 365 E3"
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri() + "#q=0a1b2c3d-0000-4000-9000-000000000003")
+    assert _attr(dom, "data-findings-visible") == "1"  # a user id
+
+
+def test_a_phone_width_page_does_not_scroll_sideways(page: Path, tmp_path: Path) -> None:
+    dom = _chromium(tmp_path, "--window-size=400,900", "--dump-dom", page.as_uri())
+    window = int(_attr(dom, "data-window-width"))
+    assert window <= 520  # headless Chromium's smallest window is about 500 px
+    assert int(_attr(dom, "data-page-width")) <= window
+
+
+def test_the_licenses_link_names_the_microsoft_365_admin_center(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert "Licenses in the Microsoft 365 admin center" in text and "Licenses in the Entra admin center" not in text

@@ -297,6 +297,9 @@ def test_command_line_prints_base_url_and_stops_on_sigterm():
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("http://127.0.0.1:") and line.endswith("/v1.0")
+        # Issue 30, item 11: and how to point an audit at it (stderr: stdout stays the URL alone).
+        hint = proc.stderr.readline().strip()
+        assert f"licensing-audit run --graph-url {line} --credential none --store none" in hint
         assert httpx.get(f"{line}/organization", timeout=10).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -163,14 +163,17 @@ def test_every_card_parses_with_zero_validation_events(cards: dict[str, bytes]) 
 def test_typical_card_content(cards: dict[str, bytes]) -> None:
     card = json.loads(cards["typical"])["attachments"][0]["content"]
     texts = "\n".join(card_texts(card))
-    assert "Contoso" in card["body"][0]["text"] and "critical" in card["body"][0]["text"]
-    assert any(b["type"] == "Table" for b in card["body"])
-    table = next(b for b in card["body"] if b["type"] == "Table")
-    header = [c["items"][0]["text"] for c in table["rows"][0]["cells"]]
-    assert header == ["Product", "Enabled", "Consumed", "Free", "Waiting"]
-    assert table["rows"][1]["cells"][0]["items"][0]["text"] == "Office 365 E3"
+    # Issue 30, item 2: the title says what is new first; no internal id in the subtitle (it is in the footer).
+    assert card["body"][0]["text"] == r"License audit — Contoso: 9 new \(2 critical, 7 warning\)"  # markdown-escaped
+    assert "alert" not in card["body"][1]["text"] and "Run" not in card["body"][1]["text"]
+    assert card["body"][-1]["text"].startswith("Run ")
+    # Only the products really short of seats (the E5 is merely low): one line each, no wide table.
+    short = next(i for i, b in enumerate(card["body"]) if b.get("text") == "Products short of seats")
+    assert card["body"][short + 1]["text"] == "- **Office 365 E3**: 100 of 100 used, 12 users waiting"
+    assert "Office 365 E5" not in card["body"][short + 1]["text"]
+    assert not any(b["type"] == "Table" for b in card["body"])
     assert "Guest 1" in texts and "Team 3" in texts and "CountViolation" in texts
-    assert card["actions"][0] == {"type": "Action.OpenUrl", "title": "Open the full report", "url": REPORT_URL}
+    assert card["actions"][0] == {"type": "Action.OpenUrl", "title": "Full report", "url": REPORT_URL}
     for url in urls_in_card(card):
         assert url in (REPORT_URL, M365_LICENSES) or url.startswith(ENTRA), url
 
@@ -180,7 +183,7 @@ def test_no_report_action_without_a_report_url() -> None:
     s = settings()
     d = build_digest(rep, plan_alerts(rep, {}, s, NOW), s)
     assert d is not None
-    assert [a["title"] for a in build_card(d)["actions"]] == ["Licenses (Microsoft 365 admin center)"]
+    assert [a["title"] for a in build_card(d)["actions"]] == ["Licenses (M365 admin)"]
 
 
 def test_evil_names_create_no_link_and_no_date_function(cards: dict[str, bytes]) -> None:
@@ -305,3 +308,17 @@ def test_license_errors_are_listed_longest_waiting_first() -> None:
     assert [e.text for e in block.entries] == ["User 3", "User 4", "User 1", "User 2"]
     assert block.entries[0].detail == "Office 365 E3: CountViolation, since 2026-11-03"
     assert block.entries[-1].detail == "Office 365 E3: CountViolation"
+
+
+def test_mail_lists_license_errors_as_a_table() -> None:
+    """Issue 30, item 2: the mail stays complete, with the license errors as a table (user, product, error, since,
+    group), not one paragraph per group."""
+    d, _ = digest_for(typical())
+    html = build_message(d, ["admins@contoso.example"])["message"]["body"]["content"]
+    section = html[html.index("Group license assignments in error") :]
+    section = section[: section.index("</table>")]  # the section's table of errors
+    assert ">User</th>" in section and ">Product</th>" in section and ">Since</th>" in section
+    rows = re.findall(r"<tr><td[^>]*>(.*?)</tr>", section)
+    assert len(rows) == 2  # one row per error
+    assert "CountViolation" in section and "MutuallyExclusiveViolation" in section
+    parse_html(html)  # still well-formed

@@ -175,6 +175,7 @@ OPTIONAL_SETTINGS = {
     "LICENSING_STORAGE__accountName",
     "LICENSING_STORAGE__tableServiceUri",
     "LICENSING_STORAGE__queueServiceUri",
+    "LICENSING_STORAGE__blobServiceUri",
     "LICENSING_STORAGE__credential",
     "LICENSING_STORAGE__clientId",
     # A connection string with a key would defeat allowSharedKeyAccess=false.
@@ -201,7 +202,6 @@ OPTIONAL_SETTINGS = {
 
 # App settings the Bicep sets that the Python code never reads: they are for the host/platform.
 HOST_SETTINGS = {
-    "AzureWebJobsStorage__blobServiceUri",  # host leases and timer monitor; Flex deployment
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # Entra ID auth of the host's exporter
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",  # Functions OpenTelemetry for the Python worker
     "PYTHON_ENABLE_OPENTELEMETRY",
@@ -370,6 +370,7 @@ LEAST_ROLES = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
     "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
 }
 
 
@@ -544,3 +545,30 @@ def test_the_app_identity_may_never_write_licences(trees: dict[str, dict[str, An
             text = path.read_text(encoding="utf-8")
             for write in ("LicenseAssignment.ReadWrite", "Directory.ReadWrite", "Group.ReadWrite", "User.ReadWrite"):
                 assert write not in text, (path, write)
+
+
+def test_reports_container_is_private_kept_like_the_runs_and_readable_by_the_operator(
+    trees: dict[str, dict[str, Any]],
+) -> None:
+    """Issue 30, item 1: REPORT_CONTAINER exists, private, its blobs deleted after RETENTION_DAYS; the app is told its
+    name and the blob endpoint; an operator gets read access on that container only."""
+    main = trees["main.bicep"]
+    defaults = load_settings({})
+    assert main["variables"]["reportContainer"]["value"] == defaults.report_container
+    storage = main["modules"]["storage"]["config"]["params"]
+    containers = {c["name"]: c for c in storage["blobServices"]["containers"]}
+    assert containers["reportContainer"]["publicAccess"] == "None"
+    assert storage["allowBlobPublicAccess"] is False
+    (rule,) = storage["managementPolicyRules"]
+    assert rule["enabled"] is True and rule["type"] == "Lifecycle"
+    assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] == "retentionDays"
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${reportContainer}/"]
+    app_settings = _app_settings(trees)
+    assert app_settings["REPORT_CONTAINER"] == "reportContainer"
+    assert "AzureWebJobsStorage__blobServiceUri" in app_settings
+    deployed = load_settings(
+        {"AzureWebJobsStorage__accountName": "stexample", "AzureWebJobsStorage__credential": "managedidentity"}
+    )
+    assert deployed.storage is not None and deployed.storage.blob_uri == "https://stexample.blob.core.windows.net"
+    rbac = (INFRA / "app" / "rbac.bicep").read_text(encoding="utf-8")
+    assert "scope: reportContainer" in rbac and "storageBlobDataReader" in rbac

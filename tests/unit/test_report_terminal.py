@@ -157,12 +157,22 @@ def test_zero_findings() -> None:
     assert "No findings" in buf.getvalue()
 
 
-def test_progress_is_silent_off_a_terminal() -> None:
+def test_progress_off_a_terminal_is_a_plain_line_every_few_seconds() -> None:
+    """Issue 30, item 7: piped or logged, a long run prints a line every interval (nothing for a short one)."""
     console, buf = _plain_console()
-    with progress_reporter(console) as progress:
+    now = [100.0]
+    with progress_reporter(console, clock=lambda: now[0], interval=10) as progress:
         progress("groups", 3, 10)
-        progress("members", 10, 10)
-    assert buf.getvalue() == ""
+        now[0] = 105.0
+        progress("users", 2_000, 0)
+        assert buf.getvalue() == ""  # 5 s: too soon
+        now[0] = 111.0
+        progress("users", 12_000, 0)
+        now[0] = 112.0
+        progress("members", 10, 10)  # 1 s after the last line: nothing
+    lines = buf.getvalue().splitlines()
+    assert lines == ["licensing-audit: 11 s: groups 3/10, users 12,000 read (2,000/s)"]
+    assert "\x1b[" not in buf.getvalue()
 
 
 def test_progress_on_a_terminal_shows_the_phase() -> None:
@@ -172,9 +182,11 @@ def test_progress_on_a_terminal_shows_the_phase() -> None:
         progress("reading groups", 3, 10)
         progress("reading groups", 10, 10)
         progress("reading users", 5, 0)  # total unknown
+        progress("reading users", 45_000, 0)
     out = buf.getvalue()
     assert "reading groups" in out
     assert "10/10" in out
+    assert "reading users 45,000 read (" in out  # the count and the rate where the total is unknown
 
 
 def _series(days: int, start: int, step: int, enabled: int) -> list[SkuDay]:

@@ -160,13 +160,31 @@ def test_in_azure_the_workers_provider_is_kept_and_a_missing_distro_only_warns()
     assert result.stdout.split() == ["1", "True", "False", "True"]
 
 
-def test_verbose_prints_one_line_spans_and_correlated_logs_on_stderr() -> None:
+def test_verbose_alone_prints_correlated_logs_but_no_span() -> None:
+    """Issue 30, item 8: -v printed one raw span per Graph request (196 KB on 100k users); spans only when asked."""
     result = run_python(
         """
         import logging
         from licensing import telemetry
         from licensing.settings import Settings
         telemetry.configure(Settings(), verbose=True)
+        with telemetry.span("audit.run", {"run.id": "r-1"}):
+            logging.getLogger("licensing.pipeline.run").info("reading as %s", "someone")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"name": "audit.run"' not in result.stderr
+    (log_line,) = [line for line in result.stderr.splitlines() if "reading as" in line]
+    assert "[trace=" in log_line
+
+
+def test_traces_print_one_line_spans_and_correlated_logs_on_stderr() -> None:
+    result = run_python(
+        """
+        import logging
+        from licensing import telemetry
+        from licensing.settings import Settings
+        telemetry.configure(Settings(), verbose=True, traces=True)
         with telemetry.span("audit.run", {"run.id": "r-1"}):
             logging.getLogger("licensing.pipeline.run").info("reading as %s", "alice@contoso.com")
         """

@@ -12,6 +12,9 @@
     if (box.width > 0 && box.height > 0 && svg.querySelector("path, rect")) { drawn += 1; }
   });
   body.setAttribute("data-charts-drawn", String(drawn));
+  // How wide the page lays out against the window (the browser test checks that a phone never scrolls sideways).
+  body.setAttribute("data-page-width", String(doc.documentElement.scrollWidth));
+  body.setAttribute("data-window-width", String(window.innerWidth));
 
   var rows = Array.prototype.slice.call(doc.querySelectorAll("tr[data-sev]"));
   var sections = Array.prototype.slice.call(doc.querySelectorAll("section[data-kind]"));
@@ -19,7 +22,10 @@
   var kindSelect = doc.getElementById("kind-filter");
   var text = doc.getElementById("text-filter");
   var status = doc.getElementById("filter-status");
-  var texts = rows.map(function (r) { return (r.textContent || "").toLowerCase(); });
+  // What the filter matches: the row's text, and the ids and SKU part numbers it stands for (data-search).
+  var texts = rows.map(function (r) {
+    return ((r.textContent || "") + " " + (r.getAttribute("data-search") || "")).toLowerCase();
+  });
 
   function active() {
     var on = {};
@@ -64,7 +70,17 @@
 
   chips.forEach(function (c) {
     c.addEventListener("click", function () {
-      c.setAttribute("aria-pressed", c.getAttribute("aria-pressed") === "true" ? "false" : "true");
+      // With every severity shown, a click means "only this one" (what an admin expects of "critical"); after
+      // that, clicks add or remove severities, and removing the last one shows them all again.
+      var on = active(), count = Object.keys(on).length;
+      if (count === chips.length) {
+        chips.forEach(function (o) { o.setAttribute("aria-pressed", o === c ? "true" : "false"); });
+      } else {
+        c.setAttribute("aria-pressed", on[c.getAttribute("data-filter-sev")] ? "false" : "true");
+        if (Object.keys(active()).length === 0) {
+          chips.forEach(function (o) { o.setAttribute("aria-pressed", "true"); });
+        }
+      }
       apply();
     });
   });

@@ -1,0 +1,29 @@
+"""Issue 30, item 2: a plan card names the reasons' kinds in words, not as vocabulary values."""
+
+from __future__ import annotations
+
+import json
+
+from licensing.alerts.notice import Notice, notice_card, notice_mail
+from tests.unit.alerts_support import validate_cards
+
+LINES = (
+    "  Microsoft 365 E3 (SPE_E3): 2 need a seat, 158 free, 0 already licensed",
+    "Blockers:",
+    "  nested_group (1):",
+    "    - the group contains the group Team Nested: its members would get nothing",
+    "Warnings:",
+    "  usage_location_missing (3):",
+)
+
+
+def test_plan_card_and_mail_name_kinds_in_words() -> None:
+    notice = Notice("Plan for SG-Plan-Nested: unsuitable", LINES, False, "run-1.teams.plan", "Contoso")
+    body = notice_card(notice)
+    texts = [b["text"].replace("\\", "") for b in json.loads(body)["attachments"][0]["content"]["body"]]
+    assert "Nested group (1):" in texts and "Usage location missing (3):" in texts
+    assert not any("nested_group" in t or "usage_location_missing" in t for t in texts)
+    assert "Blockers:" in texts  # other lines as they are
+    assert validate_cards([body])["events"] == []
+    html = notice_mail(notice, ["admins@contoso.example"])["message"]["body"]["content"]
+    assert "Nested group (1):" in html and "nested_group" not in html
