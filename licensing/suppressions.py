@@ -173,7 +173,8 @@ def parse_until(raw: str, now: datetime, *, max_days: int | None = None) -> date
             )
         else:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            until = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            # Kept in UTC: every place that shows it says "UTC" (an offset kept as typed was shown 2 h off).
+            until = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise BadRequestError(
             f"until {one_line(raw, 40)!r} is not a date (YYYY-MM-DD) or an ISO date and time"

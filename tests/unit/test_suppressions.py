@@ -108,6 +108,9 @@ def test_a_good_request_and_the_same_queue_request_twice() -> None:
 
 def test_until_takes_a_date_or_an_iso_time() -> None:
     assert parse_until("2026-12-02T18:00:00Z", NOW) == datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    # An offset is converted, so that "until 2026-12-10 10:00 UTC" is what every output says.
+    offset = parse_until("2026-12-10T12:00:00+02:00", NOW)
+    assert offset.tzinfo is UTC and f"{offset:%Y-%m-%d %H:%M}" == "2026-12-10 10:00"
     with pytest.raises(BadRequestError, match="in the past"):
         parse_until("2026-12-02T08:59:00+00:00", NOW)
 
