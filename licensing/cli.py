@@ -463,7 +463,8 @@ def suppress(
     """Stop alerts about a finding, user, group or SKU (with a reason, until a date); list or remove."""
     from licensing.clock import utcnow
     from licensing.graph.auth import signed_in_identity
-    from licensing.suppressions import Limits, SuppressionRequest, apply_request, describe_all
+    from licensing.suppressions import Limits, SuppressionRequest, apply_request, describe_all, parse_until
+    from licensing.text import one_line
 
     settings = _settings(store=store, tenant_id=tenant_id)
     adding = any((finding, user, group, sku, kind, reason, until))
@@ -471,6 +472,13 @@ def suppress(
         raise ConfigurationError(
             "give one of: a subject to suppress (--finding/--user/--group/--sku), --list, --remove ID"
         )
+    now = utcnow()
+    if adding:  # the flags first, before storage and sign-in: a missing or bad one is named whatever else fails
+        if not one_line(reason or ""):
+            raise BadRequestError("a suppression needs a reason (--reason): who decided what, and why")
+        if not until:
+            raise BadRequestError("a suppression needs an end (--until YYYY-MM-DD): none lasts until removed")
+        parse_until(until, now, max_days=settings.suppress_max_days)  # the critical maximum is checked with the store
     audit_store = _open_store(settings)
     if audit_store is None:
         raise ConfigurationError("suppressions are kept in Table Storage: give --store or set LICENSING_STORAGE")
@@ -478,7 +486,6 @@ def suppress(
     if not tenant:
         raise ConfigurationError("the store has no audit yet: run one first, or give --tenant-id")
     console = _console()
-    now = utcnow()
     if list_all:
         for line in describe_all(audit_store.suppressions(tenant), now):
             console.print(line, markup=False, soft_wrap=True)

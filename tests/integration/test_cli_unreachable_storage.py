@@ -53,3 +53,22 @@ def test_unreachable_storage_fails_fast_in_one_line(
     assert len(err.splitlines()) == 1 and err.startswith("licensing-audit: failed:")
     assert AZURITE_KEY not in err
     assert elapsed < 15, f"{command[0]} waited {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--reason", "partners"], "--until"),
+        (["--until", "2026-12-31"], "--reason"),
+        (["--reason", "partners", "--until", "9999-12-31"], "days ahead"),
+    ],
+    ids=["no-until", "no-reason", "too-far"],
+)
+def test_suppress_names_a_missing_or_bad_flag_before_any_storage_or_sign_in(
+    dead_store: str, flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An admin who forgot --until is told so, not "cannot reach table storage" or a sign-in failure."""
+    code = main(["suppress", "--kind", "b2b_member", "--sku", "SPE_E3", *flags, "--store", dead_store])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and named in err, err
