@@ -178,7 +178,9 @@ def classify(
         warnings.append(("disabled_account", "the account is disabled: consider removing its licences instead"))
     if _holds_mailbox(user, skus, None) and not _holds_mailbox(user, skus, (user.id, sku.sku_id)):
         warnings.append(("exchange_data_hold", f'ends with no mailbox licence. Microsoft: "{EXCHANGE_HOLD}"'))
-    if group_changed is not None and mine is not None and mine.last_updated and mine.last_updated < group_changed:
+    # lastUpdatedDateTime is served to the second: the change's time is compared at the same precision.
+    changed = group_changed.replace(microsecond=0) if group_changed is not None else None
+    if changed is not None and mine is not None and mine.last_updated and mine.last_updated < changed:
         warnings.append(("stale_inherited_state",
                          f"the inherited state ({mine.last_updated:%Y-%m-%d %H:%M}) is older than the group's last "
                          f"change ({group_changed:%Y-%m-%d %H:%M}): reprocess the user first"))  # fmt: skip
