@@ -262,7 +262,7 @@ def _migrate_one(console: Console, tenant: Any, settings: Settings, store: Any, 
                                  body=body, what="a direct E3", idempotent=False)  # fmt: skip
             run = await plan_migration(graph, group.id, ["SPE_E3"], waves=(1, None), accept_loss=False, desired=None,
                                        journal=book, now=utcnow())  # fmt: skip
-            for line in migrate_lines(run):
+            for line in migrate_lines(run, confirming=True):
                 say(line)
             policy = WritePolicy(await signed_in(graph), 20, 0.05, asyncio.sleep, utcnow, say)
             done, stopped = await migrate_confirmed(graph, run, book, policy)

@@ -90,7 +90,7 @@ def migrate_command(app: typer.Typer, settings_factory: Callable[..., Any], cred
             async with open_graph(settings, credential=credential.value) as graph:
                 run = await plan_migration(graph, group, sku or [], waves=sizes, accept_loss=accept_loss,
                                            desired=state, journal=book, now=utcnow())  # fmt: skip
-                for line in migrate_lines(run):
+                for line in migrate_lines(run, confirming=confirm):
                     say(console, line)
                 status = run.status
                 if not confirm or status is not MigrationStatus.REMOVALS_PENDING:

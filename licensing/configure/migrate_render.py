@@ -73,7 +73,7 @@ _TITLES = {
 }
 
 
-def migrate_lines(run: Migration) -> list[str]:
+def migrate_lines(run: Migration, *, confirming: bool = False) -> list[str]:
     g = run.group
     lines = [f"migration {run.id} of {one_line(g.name) or g.id} ({g.id}) on tenant {run.tenant_id}"]
     waves = _waves(run)
@@ -91,8 +91,11 @@ def migrate_lines(run: Migration) -> list[str]:
         lines.append(f"  note: {note}")
     sizes = ", ".join(str(len(w)) for w in run.wave_users())
     status = run.status.value.replace("_", " ")
-    tail = f" (waves of {sizes}; migrate … --confirm to remove them)" if run.to_remove else ""
-    lines.append(f"{status}; nothing was written{tail}")
+    if confirming and run.to_remove:
+        lines.append(f"{status}: removing them in waves of {sizes}")
+    else:
+        tail = f" (waves of {sizes}; migrate … --confirm to remove them)" if run.to_remove else ""
+        lines.append(f"{status}; nothing was written{tail}")
     return lines
 
 

@@ -76,3 +76,19 @@ def test_plans_lost_is_what_direct_adds_nothing_decides() -> None:
     assert plans_lost(direct(), [inherited("p-yam")]) == frozenset({"p-yam"})
     assert plans_lost(direct("p-yam"), [inherited("p-yam"), inherited()]) == frozenset()
     assert plans_lost(direct(), []) is None and not direct_adds_nothing(direct(), [])
+
+
+def test_a_users_change_is_never_a_groups_last_applied_state() -> None:
+    """license_drift compares groups with their last apply/rollback: a migration's removal, or its rollback (a user's
+    direct assignment re-added, kind rollback with the user), must not count as the group's assignment."""
+    from licensing.changes import ChangeKind, ChangeOutcome, LicenseChange, Product, last_applied
+
+    group_change = LicenseChange("a", "t", G, "ready", (), (Product("e3"),), "me", WHEN, "d",
+                                 outcome=ChangeOutcome.VERIFIED)  # fmt: skip
+    later = WHEN.replace(hour=1)
+    removal = LicenseChange("b", "t", G, "ready", (Product("e3"),), (), "me", later, "m",
+                            outcome=ChangeOutcome.VERIFIED, kind=ChangeKind.MIGRATE, user_id="u1")  # fmt: skip
+    restore = LicenseChange("c", "t", G, "ready", (), (Product("e3"),), "me", later, "m",
+                            outcome=ChangeOutcome.VERIFIED, kind=ChangeKind.ROLLBACK, user_id="u1",
+                            rollback_of="b")  # fmt: skip
+    assert last_applied([group_change, removal, restore])[G].id == "a"
