@@ -235,7 +235,9 @@ def _configure_one(console: Console, tenant: Any, settings: Settings, store: Any
     return [path, asyncio.run(go())]
 
 
-def _migrate_one(console: Console, tenant: Any, settings: Settings, store: Any, output: Path) -> list[Path]:
+def _migrate_one(
+    console: Console, tenant: Any, sandbox: Any, settings: Settings, store: Any, output: Path
+) -> list[Path]:
     """Two members of the group just licensed still hold Microsoft 365 E3 directly: licensing-audit migrate's own
     code classifies them, removes them in waves (1, then the rest), verifies each wave, journals (docs/configure.md)."""
     from licensing.configure.identity import signed_in
@@ -248,6 +250,8 @@ def _migrate_one(console: Console, tenant: Any, settings: Settings, store: Any, 
 
     group = tenant.plan_group("plan_ready")
     e3 = tenant.sku_by_part("SPE_E3").sku_id
+    for u in list(group.users)[:2]:  # their old direct E3 (no new seat: they hold it through the group)
+        sandbox.assign_direct(tenant.user_id(u), e3)
     tenant.processed_at[group.index] = utcnow()  # Entra processed the group after the apply (the sandbox's clock)
     book = StoreJournal(store)
 
@@ -256,10 +260,6 @@ def _migrate_one(console: Console, tenant: Any, settings: Settings, store: Any, 
 
     async def go() -> Path:
         async with open_graph(settings, credential="none") as graph:
-            for u in list(group.users)[:2]:  # their old direct E3 (no new seat: they hold it through the group)
-                body = orjson.dumps({"addLicenses": [{"disabledPlans": [], "skuId": e3}], "removeLicenses": []})
-                await graph.send("POST", f"/users/{tenant.user_id(u)}/assignLicense", route="/users/{id}/assignLicense",
-                                 body=body, what="a direct E3", idempotent=False)  # fmt: skip
             run = await plan_migration(graph, group.id, ["SPE_E3"], waves=(1, None), accept_loss=False, desired=None,
                                        journal=book, now=utcnow())  # fmt: skip
             for line in migrate_lines(run, confirming=True):
@@ -380,7 +380,7 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
             with _step(console, "Configuring that group from a desired state (licensing-audit apply --confirm)"):
                 plans += _configure_one(console, tenant, settings, store, output)
             with _step(console, "Moving its members off their direct assignments (licensing-audit migrate --confirm)"):
-                plans += _migrate_one(console, tenant, settings, store, output)
+                plans += _migrate_one(console, tenant, graph.app, settings, store, output)
             report = outcome.report
             (output / "report.json").write_bytes(to_json_bytes(report))
             csvs = write_csv(report, output)

@@ -158,6 +158,15 @@ class Writes(Rendering):
             self._stats.by_status[200] += 1
         return Response(200, orjson.dumps(body), [("request-id", request_id), ("client-request-id", client_id)])
 
+    def assign_direct(self, user_id: str, sku_id: str, disabled_plans: tuple[str, ...] = ()) -> None:
+        """A direct assignment made before the story starts (the demo's members who had E3 directly): what user
+        assignLicense does, without a caller (nothing outside the writing wing calls assignLicense)."""
+        u = self.tenant.user_index(user_id)
+        if u is None:
+            raise KeyError(user_id)
+        add = {"disabledPlans": list(disabled_plans), "skuId": sku_id}
+        self._apply_user_assignment(u, orjson.dumps({"addLicenses": [add], "removeLicenses": []}))
+
     def _apply_user_assignment(self, u: int, raw: bytes) -> None:
         t = self.tenant
         adds, removes = self._read_body(raw)
