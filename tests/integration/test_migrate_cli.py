@@ -181,3 +181,30 @@ def test_stale_state_warning_and_bad_input(server: SandboxServer, tenant: Sandbo
     assert cli(server, "migrate", "--group", gid, "--waves", "all,3") == 2
     assert cli(server, "migrate", "--group", gid, "--sku", "EMS") == 2  # the group does not assign it
     assert cli(server, "migrate", "--group", gid, "--confirm") == 2  # no journal
+
+
+def test_a_wave_whose_check_fails_stops_before_the_next_wave(
+    server: SandboxServer, tenant: SandboxTenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The removal is accepted, but the user's group assignment is in error when the wave is read again: the wave's
+    check names it, the journal says failed, and the later waves are not started."""
+    from licensing.configure import migrate_confirm
+
+    path, gid, users, _loser = direct_e3_group(tenant, server, tmp_path)
+    k, _ = _e3(tenant)
+    g = tenant.group_by_id(gid)
+    assert g is not None
+    real = migrate_confirm._post
+
+    async def post_then_break(graph: Any, user_id: str, body: dict[str, object], label: str) -> None:
+        await real(graph, user_id, body, label)
+        u = tenant.user_index(user_id)
+        assert u is not None
+        tenant.errors[(u, g.index, k)] = "MutuallyExclusiveViolation"  # Entra re-evaluated it, badly
+        server.app._fragments.clear()
+
+    monkeypatch.setattr(migrate_confirm, "_post", post_then_break)
+    code, doc = migrate_json(server, path, "--group", gid, "--desired", str(path), "--waves", "1,all", "--confirm")
+    assert code == 1 and doc["stopped"].startswith("wave 1:") and "MutuallyExclusiveViolation" in doc["stopped"]
+    assert [r["outcome"] for r in doc["users"] if r["outcome"]] == ["failed"]
+    assert len([u for u in users if k in tenant.direct.get(u, ())]) == len(users) - 1  # wave 2 never started
