@@ -154,6 +154,12 @@ def test_accept_loss_and_kept_on_purpose(server: SandboxServer, tenant: SandboxT
     assert code == EXIT_PENDING
     assert by[tenant.user_id(users[0])]["verdict"] == "kept_on_purpose" and not by[tenant.user_id(users[0])]["remove"]
     assert by[tenant.user_id(loser)]["remove"]  # --accept-loss
+    args = ["--group", gid, "--desired", str(path)]
+    assert cli(server, "migrate", *args, "--accept-loss", "--confirm", "--waves", "10") == 0
+    holds_e3(tenant, users)
+    code, out = migrate_json(server, path, *args)
+    assert code == 0 and out["status"] == "nothing_to_do"  # only the one kept on purpose is left
+    assert [r["verdict"] for r in out["users"]] == ["kept_on_purpose"]
 
 
 def test_a_wave_that_goes_wrong_stops_the_rest(server: SandboxServer, tenant: SandboxTenant, tmp_path: Path) -> None:
