@@ -47,6 +47,7 @@ class ChangeKind(StrEnum):
     APPLY = "apply"
     ROLLBACK = "rollback"
     REPROCESS = "reprocess"  # one user's group assignments reprocessed: the group's assignment is unchanged
+    MIGRATE = "migrate"  # one user's direct assignments removed (migrate): before = them, after = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ class LicenseChange:
     finished: datetime | None = None
     detail: str = ""
     rollback_of: str | None = None  # the change a rollback restores
-    user_id: str | None = None  # reprocess: the user
+    user_id: str | None = None  # reprocess, migrate (and its rollback): the user
 
 
 def change_to_plain(change: LicenseChange) -> dict[str, Any]:
@@ -90,6 +91,7 @@ def last_applied(changes: Iterable[LicenseChange]) -> dict[str, LicenseChange]:
     """Per group, the last change Graph accepted (by time, then id): the group's last applied desired state."""
     out: dict[str, LicenseChange] = {}
     for change in sorted(changes, key=lambda c: (c.finished or c.when, c.id)):
-        if change.outcome.accepted and change.kind in (ChangeKind.APPLY, ChangeKind.ROLLBACK):
+        # A rollback of a migration (user_id set) restored a user's direct assignment, not the group's.
+        if change.outcome.accepted and change.kind in (ChangeKind.APPLY, ChangeKind.ROLLBACK) and not change.user_id:
             out[change.group_id] = change
     return out

@@ -279,6 +279,45 @@ def _run_chunks(settings: Settings, runtime: Any) -> Any:
         client.close()
 
 
+def _migrate_one(
+    console: Console, tenant: Any, sandbox: Any, settings: Settings, store: Any, output: Path
+) -> list[Path]:
+    """Two members of the group just licensed still hold Microsoft 365 E3 directly: licensing-audit migrate's own
+    code classifies them, removes them in waves (1, then the rest), verifies each wave, journals (docs/configure.md)."""
+    from licensing.configure.identity import signed_in
+    from licensing.configure.journal import StoreJournal
+    from licensing.configure.migrate import plan_migration
+    from licensing.configure.migrate_confirm import migrate_confirmed
+    from licensing.configure.migrate_render import migrate_json_bytes, migrate_lines, migrate_result_lines
+    from licensing.configure.writer import WritePolicy
+    from licensing.graph import open_graph
+
+    group = tenant.plan_group("plan_ready")
+    e3 = tenant.sku_by_part("SPE_E3").sku_id
+    for u in list(group.users)[:2]:  # their old direct E3 (no new seat: they hold it through the group)
+        sandbox.assign_direct(tenant.user_id(u), e3)
+    tenant.processed_at[group.index] = utcnow()  # Entra processed the group after the apply (the sandbox's clock)
+    book = StoreJournal(store)
+
+    def say(line: str) -> None:
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+
+    async def go() -> Path:
+        async with open_graph(settings, credential="none") as graph:
+            run = await plan_migration(graph, group.id, ["SPE_E3"], waves=(1, None), accept_loss=False, desired=None,
+                                       journal=book, now=utcnow())  # fmt: skip
+            for line in migrate_lines(run, confirming=True):
+                say(line)
+            policy = WritePolicy(await signed_in(graph), 20, 0.05, asyncio.sleep, utcnow, say)
+            done, stopped = await migrate_confirmed(graph, run, book, policy)
+            for line in migrate_result_lines(done, stopped, run.id):
+                say(line)
+            (output / "migrate.json").write_bytes(migrate_json_bytes(run, done, stopped))
+            return output / "migrate.json"
+
+    return [asyncio.run(go())]
+
+
 def _demo_settings(graph_url: str, storage: str, webhook: str, tenant_domain: str) -> Settings:
     from licensing.settings import load_settings
 
@@ -390,6 +429,8 @@ def run_demo(console: Console, *, output: Path, users: int = 600, groups: int = 
             )
             with _step(console, "Configuring that group from a desired state (licensing-audit apply --confirm)"):
                 plans += _configure_one(console, tenant, settings, store, output)
+            with _step(console, "Moving its members off their direct assignments (licensing-audit migrate --confirm)"):
+                plans += _migrate_one(console, tenant, graph.app, settings, store, output)
             report = outcome.report
             (output / "report.json").write_bytes(to_json_bytes(report))
             csvs = write_csv(report, output)

@@ -1,4 +1,5 @@
-"""The writing wing: licensing as code (export, dry run, apply, verify, journal, rollback) from an admin's terminal.
+"""The writing wing: licensing as code (export, dry run, apply, verify, journal, rollback; reprocess, migrate) from an
+admin's terminal.
 
 Nothing here is reachable from the Function App: ``function_app.py``, ``licensing/pipeline`` and the triggers never
 import this package (tests/unit/test_architecture.py holds it), and the app's identity has no write permission

@@ -1,5 +1,5 @@
-"""The writing commands of ``licensing-audit``: ``export``, ``apply``, ``rollback``, ``reprocess`` (registered by
-licensing/cli.py).
+"""The writing commands of ``licensing-audit``: ``export``, ``apply``, ``rollback``, ``reprocess`` (and ``migrate``,
+licensing/configure/migrate_command.py), registered by licensing/cli.py.
 
 Exit codes of ``apply`` and ``rollback`` (a contract, docs/design.md): 0 nothing to change (or, with
 ``--confirm``, everything applied and verified); 4 changes pending (dry run); 3 blocked, nothing applied; 2 bad
@@ -9,72 +9,27 @@ waiting (or, with ``--confirm``, every one cleared), 4 users to reprocess (dry r
 """
 
 import asyncio
-import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import typer
 
+from licensing.configure.terminal import (
+    EXIT_BLOCKED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    MAX_WAIT_S,
+    new_console,
+    open_journal,
+    say,
+    write_json,
+    write_policy,
+)
 from licensing.errors import AuditError, BadRequestError, ConfigurationError
 
 __all__ = ["EXIT_BLOCKED", "EXIT_PENDING", "register"]
-
-EXIT_OK, EXIT_FAILED, EXIT_BLOCKED, EXIT_PENDING = 0, 1, 3, 4
-MAX_WAIT_S: Final = 24 * 3600
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
-
-
-def _say(console: Any, line: str) -> None:
-    console.print(line, markup=False, soft_wrap=True)
-
-
-def _journal(settings: Any, beside: Path | None, journal_file: Path | None) -> Any:
-    """The LicenseChanges table when a store is configured, else the file next to the desired state (or given)."""
-    from licensing.configure.journal import FileJournal, StoreJournal, journal_beside
-
-    if settings.storage is not None:
-        from licensing.store import open_store
-
-        store = open_store(settings.storage)
-        store.ensure_tables()
-        return StoreJournal(store)
-    if journal_file is not None:
-        return FileJournal(journal_file)
-    if beside is not None:
-        return FileJournal(journal_beside(beside))
-    raise ConfigurationError("no journal: give --journal FILE (the journal next to your desired state) or --store")
-
-
-def _policy(console: Any, who: str, wait: int, **extra: Any) -> Any:
-    from licensing.clock import utcnow
-    from licensing.configure.writer import WritePolicy
-
-    poll_s = min(5.0, max(0.05, wait / 10))
-    return WritePolicy(
-        who=who,
-        polls=math.ceil(wait / poll_s) + 1,
-        poll_s=poll_s,
-        sleep=asyncio.sleep,
-        now=utcnow,
-        progress=lambda line: _say(console, f"  {line}"),
-        **extra,
-    )
-
-
-def _write_json(path: Path | None, data: bytes) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    except OSError as exc:
-        raise AuditError(f"could not write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _run_apply(
@@ -99,16 +54,16 @@ def _run_apply(
     from licensing.configure.writer import apply_confirmed
     from licensing.graph import open_graph
 
-    console = _console()
+    console = new_console()
 
     async def go() -> int:
         async with open_graph(settings, credential=credential) as graph:
             run = await dry_run(graph, desired, max_loss=max_loss, now=utcnow())
             for line in dry_run_lines(run, show_users=show_users):
-                _say(console, line)
+                say(console, line)
             status = run.status
             if not confirm or status is not DryRunStatus.CHANGES_PENDING:
-                _write_json(json_file, apply_json_bytes(run))
+                write_json(json_file, apply_json_bytes(run))
                 return {
                     DryRunStatus.NOTHING_TO_CHANGE: EXIT_OK,
                     DryRunStatus.CHANGES_PENDING: EXIT_PENDING,
@@ -116,12 +71,12 @@ def _run_apply(
                 }[status]
             who = await signed_in(graph)
             book = journal()
-            _say(console, f"applying as {who}; journal: {book.where}")
-            policy = _policy(console, who, wait, kind=ChangeKind(kind), rollback_of=rollback_of)
+            say(console, f"applying as {who}; journal: {book.where}")
+            policy = write_policy(console, who, wait, kind=ChangeKind(kind), rollback_of=rollback_of)
             result = await apply_confirmed(graph, run, book, policy)
             for line in result_lines(result, {g.group_id: dict(g.labels) for g in run.groups}):
-                _say(console, line)
-            _write_json(json_file, apply_json_bytes(run, result))
+                say(console, line)
+            write_json(json_file, apply_json_bytes(run, result))
             return EXIT_OK if result.ok else EXIT_FAILED
 
     return asyncio.run(go())
@@ -131,6 +86,9 @@ def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_
     """Add ``export``, ``apply``, ``rollback`` and ``reprocess`` to the CLI. The bodies import the writer lazily."""
     default_credential = next(iter(credential_type))
     _reprocess_command(app, settings_factory, credential_type)
+    from licensing.configure.migrate_command import migrate_command
+
+    migrate_command(app, settings_factory, credential_type)
 
     @app.command()
     def export(
@@ -161,7 +119,7 @@ def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise AuditError(f"could not write {output}: {exc.strerror or type(exc).__name__}") from None
-        _say(_console(), f"wrote {output}")
+        say(new_console(), f"wrote {output}")
 
     @app.command()
     def apply(
@@ -197,7 +155,7 @@ def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_
             max_loss=max_loss,
             show_users=show_users,
             json_file=json_file,
-            journal=lambda: _journal(settings, file, None),
+            journal=lambda: open_journal(settings, file, None),
         )
         raise typer.Exit(code)
 
@@ -224,7 +182,10 @@ def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_
         settings = settings_factory(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
         if journal_file is None and settings.storage is None:
             raise ConfigurationError("rollback reads the journal: give --journal FILE or --store")
-        book = _journal(settings, None, journal_file)
+        book = open_journal(settings, None, journal_file)
+        migrated = _rollback_migration(settings, credential.value, book, change_id, confirm=confirm, wait=wait)
+        if migrated is not None:
+            raise typer.Exit(migrated)
         desired = desired_before(book, change_id)
         code = _run_apply(
             settings,
@@ -240,6 +201,40 @@ def register(app: typer.Typer, settings_factory: Callable[..., Any], credential_
             rollback_of=change_id,
         )
         raise typer.Exit(code)
+
+
+def _rollback_migration(
+    settings: Any, credential: str, book: Any, change_id: str, *, confirm: bool, wait: int
+) -> int | None:
+    """The rollback of a migration (a removal's change id, or the migration id): None when it is not one."""
+    from licensing.configure.identity import signed_in
+    from licensing.configure.migrate_confirm import migration_changes, restore_confirmed
+    from licensing.configure.tenant import read_tenant_id
+    from licensing.graph import open_graph
+
+    console = new_console()
+
+    async def go() -> int | None:
+        async with open_graph(settings, credential=credential) as graph:
+            changes = migration_changes(book, change_id, await read_tenant_id(graph))
+            if changes is None:
+                return None
+            for c in changes:
+                plans = "; ".join(f"{p.sku_id} (disabled: {', '.join(p.disabled_plans) or 'none'})" for p in c.before)
+                say(console, f"  re-add to {c.user_id}: {plans} [removed by {c.id}]")
+            if not confirm:
+                say(console, f"{len(changes)} direct assignment(s) to restore; nothing was sent")
+                return EXIT_PENDING
+            who = await signed_in(graph)
+            say(console, f"restoring as {who}; journal: {book.where}")
+            done, stopped = await restore_confirmed(graph, changes, book, write_policy(console, who, wait))
+            for d in done:
+                say(console, f"{d.outcome.value:9} {d.label} [change {d.change_id}]")
+            if stopped:
+                say(console, f"STOPPED: {stopped}")
+            return EXIT_FAILED if stopped else EXIT_OK
+
+    return asyncio.run(go())
 
 
 def _reprocess_command(app: typer.Typer, settings_factory: Callable[..., Any], credential_type: Any) -> None:
@@ -275,27 +270,27 @@ def _reprocess_command(app: typer.Typer, settings_factory: Callable[..., Any], c
         settings = settings_factory(graph_url=graph_url, cloud=cloud, tenant_id=tenant_id, store=store)
         if confirm and journal_file is None and settings.storage is None:
             raise ConfigurationError("reprocess --confirm journals each call: give --journal FILE or --store")
-        console = _console()
+        console = new_console()
 
         async def go() -> int:
             async with open_graph(settings, credential=credential.value) as graph:
                 tenant, waiting = await find_waiting(graph, group=group, users=user or [], kinds=kinds)
                 for w in waiting:
-                    _say(console, f"  {w.label} ({w.user_id}): {w.describe()}")
-                _say(console, f"{len(waiting)} user(s) to reprocess" + ("" if confirm else "; nothing was sent"))
+                    say(console, f"  {w.label} ({w.user_id}): {w.describe()}")
+                say(console, f"{len(waiting)} user(s) to reprocess" + ("" if confirm else "; nothing was sent"))
                 if not waiting:
                     return EXIT_OK
                 if not confirm:
                     return EXIT_PENDING
                 who = await signed_in(graph)
-                book = _journal(settings, None, journal_file)
-                _say(console, f"reprocessing as {who}; journal: {book.where}")
+                book = open_journal(settings, None, journal_file)
+                say(console, f"reprocessing as {who}; journal: {book.where}")
                 results = await reprocess_confirmed(
-                    graph, tenant, waiting, book, _policy(console, who, wait), kinds=kinds,
+                    graph, tenant, waiting, book, write_policy(console, who, wait), kinds=kinds,
                     group=group.lower() if group else None, pause_s=1.0 / rate,
                 )  # fmt: skip
                 for r in results:
-                    _say(console, f"{r.outcome.value:9} {r.user.label}: {r.user.describe()} -> {r.after} "
+                    say(console, f"{r.outcome.value:9} {r.user.label}: {r.user.describe()} -> {r.after} "
                                   f"[change {r.change_id}]")  # fmt: skip
                 if any(r.outcome.value == "refused" for r in results):
                     return EXIT_FAILED

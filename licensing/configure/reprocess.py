@@ -25,7 +25,7 @@ from licensing.graph.parse import parse_user
 from licensing.model import User
 from licensing.text import one_line
 
-__all__ = ["ERRORS", "Waiting", "find_waiting", "reprocess_confirmed"]
+__all__ = ["ERRORS", "Waiting", "find_waiting", "read_user", "reprocess_confirmed", "user_label"]
 
 # https://learn.microsoft.com/graph/api/resources/licenseassignmentstate (error values)
 ERRORS: Final = ("CountViolation", "MutuallyExclusiveViolation", "DependencyViolation",
@@ -42,7 +42,8 @@ class Waiting:
         return ", ".join(f"{sku} {err}" for _, sku, err in self.errors) or "no error"
 
 
-def _label(user: User) -> str:
+def user_label(user: User) -> str:
+    """``Name (upn)``, one clean line each (tenant strings)."""
     name, upn = one_line(user.display_name), one_line(user.user_principal_name)
     return f"{name} ({upn})" if name and upn and name != upn else (name or upn or user.id)
 
@@ -57,7 +58,8 @@ def _errors(user: User, group: str | None, kinds: frozenset[str]) -> tuple[tuple
     )
 
 
-async def _read_user(graph: GraphClient, user_id: str) -> User | None:
+async def read_user(graph: GraphClient, user_id: str) -> User | None:
+    """One user with its licence states; None when the tenant has no such user (404)."""
     path = f"/users/{quote(user_id, safe='@')}?" + query(
         {"$select": "id,displayName,userPrincipalName,accountEnabled,licenseAssignmentStates"}
     )
@@ -95,7 +97,7 @@ async def find_waiting(
     else:
         members = []
         for uid in users:
-            user = await _read_user(graph, uid.strip())
+            user = await read_user(graph, uid.strip())
             if user is None:
                 raise BadRequestError(f"--user {uid}: the tenant has no such user")
             members.append(user)
@@ -103,7 +105,7 @@ async def find_waiting(
     for user in members:
         errors = _errors(user, gid, kinds)
         if errors:
-            found.append(Waiting(user.id, _label(user), errors))
+            found.append(Waiting(user.id, user_label(user), errors))
     return tenant_id, found
 
 
@@ -156,7 +158,7 @@ async def reprocess_confirmed(
     for attempt in range(max(1, policy.polls)):
         for uid in list(remaining):
             w, change = remaining[uid]
-            user = await _read_user(graph, uid)
+            user = await read_user(graph, uid)
             now = _errors(user, group, kinds) if user is not None else ()
             if not now:
                 after = "no error"

@@ -108,6 +108,13 @@ def summary_lines(plan: Plan) -> list[str]:
             f"  {s.product} ({s.sku_part_number}): {s.needed} need a seat, {s.free} free, "
             f"{s.already_licensed} already licensed"
         )
+        if s.already_licensed:
+            # Those holding it directly keep a direct assignment once the group has it: the command that moves
+            # them (docs/configure.md, "migrate").
+            lines.append(
+                f"    once the group holds it, direct holders move to it with: licensing-audit migrate --group {g.id} "
+                f"--sku {s.sku_part_number or s.sku_id}"
+            )
     for title, reasons in (("Blockers", plan.blockers), ("Warnings", plan.warnings)):
         if not reasons:
             continue

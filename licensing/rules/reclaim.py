@@ -10,7 +10,15 @@ from typing import Final
 from licensing.model import FindingKind, LicenseAssignment, User
 from licensing.rules.base import Facts, RuleContext, RuleResult, as_utc, make_finding, plural, quote
 
-__all__ = ["Reclaim", "direct_adds_nothing", "evaluate_inactive_user_licensed", "holds", "is_inactive", "reclaimable"]
+__all__ = [
+    "Reclaim",
+    "direct_adds_nothing",
+    "evaluate_inactive_user_licensed",
+    "holds",
+    "is_inactive",
+    "plans_lost",
+    "reclaimable",
+]
 
 _SEAT_STATES: Final = frozenset({"active", "activewitherror"})  # states that hold a seat (licenseAssignmentState)
 
@@ -56,10 +64,16 @@ def direct_adds_nothing(direct: LicenseAssignment, inherited: list[LicenseAssign
     when the plans all groups disable are disabled by the direct one too (Microsoft's migration guidance: compare
     the assignments before removing the direct one, https://learn.microsoft.com/entra/identity/users/licensing-groups-migrate-users).
     """
+    return plans_lost(direct, inherited) == frozenset()
+
+
+def plans_lost(direct: LicenseAssignment, inherited: list[LicenseAssignment]) -> frozenset[str] | None:
+    """The servicePlanIds the direct assignment enables and no inherited one does (what removing it loses); None
+    when nothing is inherited (everything would go). ``licensing-audit migrate`` names them."""
     if not inherited:
-        return False
+        return None
     off_everywhere = set(inherited[0].disabled_plans).intersection(*(a.disabled_plans for a in inherited[1:]))
-    return off_everywhere <= set(direct.disabled_plans)
+    return frozenset(off_everywhere - set(direct.disabled_plans))
 
 
 def redundant_is_safe(user: User, sku_id: str) -> bool:

@@ -31,6 +31,7 @@ ROUTES: Final = {
     "sendMail": 1,
     "assignLicense": 1,  # a write; its RU cost is not published per route: an assumption
     "reprocessLicenseAssignment": 1,  # likewise
+    "userAssignLicense": 1,  # likewise
     "batch": 0,
 }
 STATUS_FAULTS: Final = ("429", "500", "502", "503", "504", "401", "403", "404")

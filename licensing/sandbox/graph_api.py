@@ -156,6 +156,8 @@ class GraphApp(Handlers, Metering, Writes):
             return self._assign_license(req, key, fault, request_id, client_id)
         if route.family == "reprocessLicenseAssignment":
             return self._reprocess(key, fault, request_id, client_id)
+        if route.family == "userAssignLicense":
+            return self._user_assign_license(req, key, fault, request_id, client_id)
         if route.family == "group":
             self._tick(key)  # a read of the group moves its license processing on (writes.py)
         if fault is not None and fault.kind == "redirect":
@@ -265,6 +267,8 @@ class GraphApp(Handlers, Metering, Writes):
             return Route("sendMail", False, self._no_run, 202), seg[1]
         if head == "users" and n == 3 and seg[2] == "reprocessLicenseAssignment" and method == "POST":
             return Route("reprocessLicenseAssignment", False, self._no_run), seg[1]
+        if head == "users" and n == 3 and seg[2] == "assignLicense" and method == "POST":
+            return Route("userAssignLicense", False, self._no_run), seg[1]
         if head == "groups" and n == 3 and seg[2] == "assignLicense" and method == "POST":
             return Route("assignLicense", False, self._no_run, 202), seg[1]
         if not get:

@@ -131,7 +131,7 @@ class Rendering(AppState):
         out = []
         for st in t.user_states(u):
             grp = t.groups[st.group] if st.group != NO_GROUP else None
-            disabled: tuple[str, ...] = ()
+            disabled: tuple[str, ...] = t.direct_disabled.get((u, st.sku), ()) if grp is None else ()
             if grp is not None and st.sku in grp.sku_indices:  # a removed product kept in error: none listed
                 disabled = grp.disabled_plans[grp.sku_indices.index(st.sku)]
             out.append(
@@ -201,7 +201,7 @@ class Rendering(AppState):
         for st in t.user_states(u):
             if not st.holds_seat:
                 continue
-            plans: set[str] = set()
+            plans: set[str] = set(t.direct_disabled.get((u, st.sku), ())) if st.group == NO_GROUP else set()
             if st.group != NO_GROUP and st.sku in t.groups[st.group].sku_indices:
                 grp = t.groups[st.group]
                 plans = set(grp.disabled_plans[grp.sku_indices.index(st.sku)])

@@ -312,6 +312,10 @@ class SandboxTenant:
         # user -> (group, sku, error): users who left a licensed group and still hold its seat because removing
         # the license failed (DependencyViolation, or a proxy-address conflict: UniquenessViolation).
         self.removed = removed
+        # (user, sku) -> the servicePlanIds a direct assignment leaves off (user assignLicense; none when absent).
+        self.direct_disabled: dict[tuple[int, int], tuple[str, ...]] = {}
+        # group -> when its last licence processing completed (the tenant's now then): its members' states date from it.
+        self.processed_at: dict[int, datetime] = {}
         self._uids = user_ids
         self._gids = group_ids
         self._ug_offsets = ug_offsets
@@ -390,7 +394,7 @@ class SandboxTenant:
     def state_updated(self, u: int, st: AssignmentState) -> datetime:
         """When the state last changed: deterministic per (user, SKU), hours to days before ``states_as_of``."""
         if not st.error:
-            return self.states_as_of
+            return self.processed_at.get(st.group, self.states_as_of)
         return self.states_as_of - timedelta(hours=(u * 37 + st.sku * 11) % (24 * 14) + 1)
 
     def sign_in_days_ago(self, u: int) -> int | None:

@@ -140,6 +140,11 @@ ROUTE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "assignLicense": frozenset({"LicenseAssignment.ReadWrite.All", "Directory.ReadWrite.All"}),
     # https://learn.microsoft.com/graph/api/user-reprocesslicenseassignment (its permissions table is an include not
     # read here: the same write permissions plus User.ReadWrite.All are an assumption)
+    # https://learn.microsoft.com/graph/api/user-assignlicense: LicenseAssignment.ReadWrite.All (least privileged);
+    # Directory.ReadWrite.All, User.ReadWrite.All higher
+    "userAssignLicense": frozenset(
+        {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
+    ),
     "reprocessLicenseAssignment": frozenset(
         {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
     ),

@@ -93,37 +93,10 @@ class Writes(Rendering):
         grp = t.group_by_id(key)
         if grp is None or grp.index in self.deleted:
             raise not_found(key)
-        try:
-            payload = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            raise bad_request("Unable to read JSON request payload.", "RequestBodyRead") from None
-        if (
-            not isinstance(payload, dict)
-            or not isinstance(payload.get("addLicenses"), list)
-            or not isinstance(payload.get("removeLicenses"), list)
-        ):
-            # Both parameters appear in every example (an empty list when unused): the sandbox requires them.
-            raise bad_request("addLicenses and removeLicenses are required (use [] for none).", "Request_BadRequest")
-        by_id = {s.sku_id.lower(): k for k, s in enumerate(t.skus)}
-        adds: dict[int, tuple[str, ...]] = {}
-        for item in payload["addLicenses"]:
-            sku = str(item.get("skuId", "")).lower() if isinstance(item, dict) else ""
-            if sku not in by_id:
-                raise bad_request(f"License {sku or '(none)'} does not correspond to a valid company License.")
-            k = by_id[sku]
-            plan_ids = {p.id.lower() for p in t.skus[k].plans}
-            disabled = item.get("disabledPlans") or []
-            if not isinstance(disabled, list) or any(str(p).lower() not in plan_ids for p in disabled):
-                raise bad_request(f"A disabled plan is not a service plan of the license {sku}.")
-            adds[k] = tuple(sorted({str(p).lower() for p in disabled}))
-        removes: set[int] = set()
-        for sku_ref in payload["removeLicenses"]:
-            sku = str(sku_ref).lower()
-            if sku not in by_id or by_id[sku] not in grp.sku_indices:
-                raise bad_request(f"License {sku} is not assigned to the group and cannot be removed.")
-            removes.add(by_id[sku])
-        if removes & adds.keys():
-            raise bad_request("The same license cannot be added and removed in one call.")
+        adds, removes = self._read_body(raw)
+        for k in removes:
+            if k not in grp.sku_indices:
+                raise bad_request(f"License {t.skus[k].sku_id} is not assigned to the group and cannot be removed.")
         if adds and not grp.security_enabled:
             raise bad_request("Licenses can be assigned only to security-enabled groups.")
         current = dict(zip(grp.sku_indices, grp.disabled_plans, strict=True))
@@ -157,6 +130,108 @@ class Writes(Rendering):
         self._cache.clear()
         self._fragments.clear()
         self._error_groups = None
+
+    # -------------------------------------------------------------- user assignLicense
+
+    def _user_assign_license(
+        self, req: Request, key: str, fault: FaultRule | None, request_id: str, client_id: str
+    ) -> Response:
+        """``POST /users/{id}/assignLicense`` (https://learn.microsoft.com/graph/api/user-assignlicense): the same
+        ``addLicenses``/``removeLicenses`` body as the group's, answered ``200 OK`` with the updated user, done at
+        once. It adds and removes *direct* assignments only: a licence the user holds only through a group cannot
+        be removed here (Graph's wording is not documented: docs/graph-fidelity.md, "silent"), and removing a
+        direct one leaves the inherited one intact."""
+        if fault is not None:
+            if fault.kind in ("reset", "timeout"):
+                return Response(0, action=fault.kind, hold_s=fault.hold_s)
+            return self._error(self._fault_error(fault), request_id, client_id)  # type: ignore[attr-defined]
+        u = self.tenant.user_index(key)
+        if u is None:
+            return self._error(not_found(key), request_id, client_id)  # type: ignore[attr-defined]
+        try:
+            self._apply_user_assignment(u, req.body)
+        except GraphError as exc:
+            return self._error(exc, request_id, client_id)  # type: ignore[attr-defined]
+        select = ("id", "displayName", "userPrincipalName", "accountEnabled", "assignedLicenses")
+        body = {"@odata.context": self._context("users/$entity"), **self._user_json(u, select, False)}
+        with self._lock:
+            self._stats.by_status[200] += 1
+        return Response(200, orjson.dumps(body), [("request-id", request_id), ("client-request-id", client_id)])
+
+    def assign_direct(self, user_id: str, sku_id: str, disabled_plans: tuple[str, ...] = ()) -> None:
+        """A direct assignment made before the story starts (the demo's members who had E3 directly): what user
+        assignLicense does, without a caller (nothing outside the writing wing calls assignLicense)."""
+        u = self.tenant.user_index(user_id)
+        if u is None:
+            raise KeyError(user_id)
+        add = {"disabledPlans": list(disabled_plans), "skuId": sku_id}
+        self._apply_user_assignment(u, orjson.dumps({"addLicenses": [add], "removeLicenses": []}))
+
+    def _apply_user_assignment(self, u: int, raw: bytes) -> None:
+        t = self.tenant
+        adds, removes = self._read_body(raw)
+        direct = set(t.direct.get(u, ()))
+        held = {st.sku for st in t.user_states(u) if st.holds_seat}
+        for k in sorted(removes):
+            if k not in direct:
+                if k in held:  # Sandbox assumption (docs/graph-fidelity.md): the wording is ours
+                    raise bad_request(f"User license {t.skus[k].sku_id} is inherited from a group membership and "
+                                      "cannot be removed directly from the user.")  # fmt: skip
+                raise bad_request(f"User does not have a corresponding license {t.skus[k].sku_id}.")
+        for k in sorted(adds):
+            if k not in held and t.skus[k].available <= 0:
+                raise bad_request(f"License {t.skus[k].sku_id}: there are not enough licenses to assign.")
+        with self._lock:
+            for k in removes:
+                direct.discard(k)
+                t.direct_disabled.pop((u, k), None)
+            for k, plans in adds.items():
+                direct.add(k)
+                t.direct_disabled[(u, k)] = plans
+            t.direct[u] = tuple(sorted(direct))
+            after = {st.sku for st in t.user_states(u) if st.holds_seat}
+            skus = list(t.skus)
+            for k in held ^ after:
+                skus[k] = dataclasses.replace(skus[k], consumed=max(0, skus[k].consumed + (1 if k in after else -1)))
+            t.skus = tuple(skus)
+            self._fragments.clear()
+            self._error_groups = None
+
+    def _read_body(self, raw: bytes) -> tuple[dict[int, tuple[str, ...]], set[int]]:
+        """The assignLicense body as (SKU index -> disabled plan ids to add, SKU indices to remove)."""
+        t = self.tenant
+        try:
+            payload = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            raise bad_request("Unable to read JSON request payload.", "RequestBodyRead") from None
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("addLicenses"), list)
+            or not isinstance(payload.get("removeLicenses"), list)
+        ):
+            # Both parameters appear in every example (an empty list when unused): the sandbox requires them.
+            raise bad_request("addLicenses and removeLicenses are required (use [] for none).", "Request_BadRequest")
+        by_id = {s.sku_id.lower(): k for k, s in enumerate(t.skus)}
+        adds: dict[int, tuple[str, ...]] = {}
+        for item in payload["addLicenses"]:
+            sku = str(item.get("skuId", "")).lower() if isinstance(item, dict) else ""
+            if sku not in by_id:
+                raise bad_request(f"License {sku or '(none)'} does not correspond to a valid company License.")
+            k = by_id[sku]
+            plan_ids = {p.id.lower() for p in t.skus[k].plans}
+            disabled = item.get("disabledPlans") or []
+            if not isinstance(disabled, list) or any(str(p).lower() not in plan_ids for p in disabled):
+                raise bad_request(f"A disabled plan is not a service plan of the license {sku}.")
+            adds[k] = tuple(sorted({str(p).lower() for p in disabled}))
+        removes: set[int] = set()
+        for sku_ref in payload["removeLicenses"]:
+            sku = str(sku_ref).lower()
+            if sku not in by_id:
+                raise bad_request(f"License {sku} does not correspond to a valid company License.")
+            removes.add(by_id[sku])
+        if removes & adds.keys():
+            raise bad_request("The same license cannot be added and removed in one call.")
+        return adds, removes
 
     # -------------------------------------------------------------- reprocessLicenseAssignment
 
@@ -240,7 +315,7 @@ class Writes(Rendering):
         for st in t.user_states(u):
             if not st.holds_seat or (st.group == skip_group and not st.active):
                 continue
-            disabled: tuple[str, ...] = ()
+            disabled: tuple[str, ...] = t.direct_disabled.get((u, st.sku), ()) if st.group == NO_GROUP else ()
             if st.group != NO_GROUP and not st.active:
                 grp = t.groups[st.group]
                 disabled = grp.disabled_plans[grp.sku_indices.index(st.sku)]
@@ -295,6 +370,7 @@ class Writes(Rendering):
                 for k in need:
                     free[k] -= 1
         self._replace_group(dataclasses.replace(grp, processing_state=PROCESSING_COMPLETE))
+        t.processed_at[g] = t.as_of  # the members' lastUpdatedDateTime: the tenant's now, not the wall clock
         # consumedUnits follows the seats held (Graph counts every active assignment once per user).
         after = {u: {st.sku for st in t.user_states(u) if st.holds_seat} for u in grp.users}
         skus = list(t.skus)

@@ -1,4 +1,4 @@
-"""group: assignLicense on Microsoft's published bodies: the sandbox takes them, the writer sends their shape.
+"""group and user assignLicense on Microsoft's published bodies: the sandbox takes them, the writer sends their shape.
 
 https://learn.microsoft.com/graph/api/group-assignlicense (examples 1 and 2; sources in fixtures/SOURCES.md).
 """
@@ -90,3 +90,56 @@ def test_reprocess_takes_microsofts_bodiless_request_and_answers_its_user_shape(
         assert type(ours[key]) is type(theirs[key]), key
     for lic in ours["assignedLicenses"]:
         assert set(lic) == set(theirs["assignedLicenses"][0])
+
+
+def _direct_user(tenant: SandboxTenant) -> tuple[int, list[int]]:
+    """A member of a licensed group given Microsoft's two example SKUs' stand-ins directly: FLOW_FREE (the example's
+    own skuId) and the group's first product (for the example's 84a661c4…, which the catalogue lacks)."""
+    grp = next(g for g in tenant.groups if g.licensed and g.processed and len(g.users))
+    u = grp.users[0]
+    flow = next(s.index for s in tenant.skus if s.sku_id == "f30db892-07e9-47e9-837c-80727f46fd3d")
+    tenant.direct[u] = (flow, grp.sku_indices[0])
+    return u, [flow, grp.sku_indices[0]]
+
+
+def test_user_assignlicense_takes_microsofts_removal_body_and_answers_its_user_shape(
+    client: httpx.Client, tenant: SandboxTenant
+) -> None:
+    """https://learn.microsoft.com/graph/api/user-assignlicense: the removal example's body (addLicenses [],
+    removeLicenses skuIds), 200 and the updated user; our writer sends exactly that shape."""
+    from licensing.changes import Product
+    from licensing.configure.writer import assign_body
+
+    theirs = body("user-assignlicense-remove.json")
+    u, skus = _direct_user(tenant)
+    ours_body = assign_body([Product(tenant.skus[k].sku_id) for k in skus], ())
+    assert set(ours_body) == set(theirs) and ours_body["addLicenses"] == theirs["addLicenses"] == []
+    assert all(isinstance(s, str) for s in (*ours_body["removeLicenses"], *theirs["removeLicenses"]))
+    r = client.post(f"/users/{tenant.user_id(u)}/assignLicense", json=ours_body)
+    assert r.status_code == 200, r.text
+    response = body("user-assignlicense-response.json")
+    for key in ("accountEnabled", "assignedLicenses"):
+        assert type(r.json()[key]) is type(response[key]), key
+    assert set(r.json()["assignedLicenses"][0]) == set(response["assignedLicenses"][0])
+    # A direct removal leaves the inherited assignment intact: the user still holds the group's product.
+    states = client.get(f"/users/{tenant.user_id(u)}", params={"$select": "licenseAssignmentStates"}).json()
+    left = [s for s in states["licenseAssignmentStates"] if s["skuId"] == tenant.skus[skus[1]].sku_id]
+    assert left and all(s["assignedByGroup"] for s in left)
+
+
+def test_user_assignlicense_cannot_remove_a_licence_only_a_group_assigns(
+    client: httpx.Client, tenant: SandboxTenant
+) -> None:
+    grp = next(g for g in tenant.groups if g.licensed and g.processed and len(g.users))
+    u = next(x for x in grp.users if not tenant.direct.get(x))
+    sku = tenant.skus[grp.sku_indices[0]].sku_id
+    r = client.post(f"/users/{tenant.user_id(u)}/assignLicense", json={"addLicenses": [], "removeLicenses": [sku]})
+    assert r.status_code == 400 and "inherited from a group" in r.json()["error"]["message"]
+    # The example's add-with-disabled-plans shape is taken for a direct assignment (the plans of its own SKU).
+    flow = next(s for s in tenant.skus if s.sku_id == "f30db892-07e9-47e9-837c-80727f46fd3d")
+    add = {"addLicenses": [{"disabledPlans": [flow.plans[0].id], "skuId": flow.sku_id}], "removeLicenses": []}
+    r = client.post(f"/users/{tenant.user_id(u)}/assignLicense", json=add)
+    assert r.status_code == 200, r.text
+    states = client.get(f"/users/{tenant.user_id(u)}", params={"$select": "licenseAssignmentStates"}).json()
+    mine = [s for s in states["licenseAssignmentStates"] if s["skuId"] == flow.sku_id and not s["assignedByGroup"]]
+    assert mine and mine[0]["disabledPlans"] == [flow.plans[0].id]

@@ -33,6 +33,11 @@ def test_the_demo_runs_two_nights_and_writes_every_output(tmp_path: Path, capsys
         "verified"
     ]
     assert (out / "licensing.yaml").exists() and "verified" in printed
+    # A migration (issue 29): two members' direct E3 removed in waves, each wave verified, nobody left without it.
+    migrated = json.loads((out / "migrate.json").read_text(encoding="utf-8"))
+    assert migrated["confirmed"] and migrated["stopped"] is None
+    assert [u["outcome"] for u in migrated["users"] if u["remove"]] == ["verified", "verified"]
+    assert migrated["waves"] == [1, 1]
 
 
 @pytest.mark.slow

@@ -58,7 +58,11 @@ def test_suitable_with_counts_and_the_document() -> None:
     document = orjson.loads(plan_to_json_bytes(plan))
     jsonschema.validate(document, SCHEMA)
     assert document["schema"] == PLAN_SCHEMA and document["verdict"] == "suitable"
-    assert "SUITABLE" in summary_lines(plan)[0]
+    lines = summary_lines(plan)
+    assert "SUITABLE" in lines[0]
+    # A member already holds it (directly here): the line names the command that moves such holders to the group.
+    assert any("licensing-audit migrate --group g --sku SPE_E5" in line for line in lines)
+    assert not any("migrate" in line for line in summary_lines(assess(candidate([user("b")]))))
 
 
 def test_every_blocker() -> None:
