@@ -464,7 +464,6 @@ def suppress(
     from licensing.clock import utcnow
     from licensing.graph.auth import signed_in_identity
     from licensing.suppressions import Limits, SuppressionRequest, apply_request, describe_all, parse_until
-    from licensing.text import one_line
 
     settings = _settings(store=store, tenant_id=tenant_id)
     adding = any((finding, user, group, sku, kind, reason, until))
@@ -474,7 +473,7 @@ def suppress(
         )
     now = utcnow()
     if adding:  # the flags first, before storage and sign-in: a missing or bad one is named whatever else fails
-        if not one_line(reason or ""):
+        if not (reason or "").strip():
             raise BadRequestError("a suppression needs a reason (--reason): who decided what, and why")
         if not until:
             raise BadRequestError("a suppression needs an end (--until YYYY-MM-DD): none lasts until removed")
