@@ -26,6 +26,7 @@ from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
 from licensing.report.trends import TrendChart, trend_chart
 from licensing.rules.seats import Projection, project_seats
+from licensing.suppressions import end_words
 from licensing.templating import environment
 from licensing.text import clean_text
 
@@ -310,7 +311,7 @@ def _suppressed(f: Finding) -> str | None:
     mark = f.suppressed
     if mark is None:
         return None
-    until = f" until {mark.until:%Y-%m-%d %H:%M} UTC" if mark.until else ""
+    until = f" {end_words(mark.until)}" if mark.until else ""
     return clean_text(f"Suppressed by {mark.by}{until} ({mark.id}): {mark.reason}", 400)
 
 

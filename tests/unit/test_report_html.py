@@ -343,7 +343,7 @@ def test_a_suppressed_finding_is_shown_with_who_why_and_until() -> None:
 
     mark = Suppressed("s0123456789ab", "Partners <b>on purpose</b>", "cli:ana", datetime(2027, 1, 1, tzinfo=UTC))
     html = render_html(AuditReport(run=run_info(), findings=(finding(suppressed=mark),)))
-    assert (
-        "Suppressed by cli:ana until 2027-01-01 00:00 UTC (s0123456789ab): Partners &lt;b&gt;on purpose&lt;/b&gt;"
-        in html
-    )
+    assert "Suppressed by cli:ana through 31 Dec 2026 (s0123456789ab): Partners &lt;b&gt;on purpose&lt;/b&gt;" in html
+    timed = Suppressed("s0123456789ab", "r", "cli:ana", datetime(2027, 1, 1, 12, 0, tzinfo=UTC))
+    html = render_html(AuditReport(run=run_info(), findings=(finding(suppressed=timed),)))
+    assert "Suppressed by cli:ana until 2027-01-01 12:00 UTC (s0123456789ab)" in html
