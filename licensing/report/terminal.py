@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
-from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
+from licensing.model import AuditReport, Finding, FindingKind, Part, Severity, SkuDay, SkuSummary
 from licensing.report.progress import ProgressFn, progress_reporter  # re-exported: the CLI imports them here
 from licensing.rules.seats import project_seats
 from licensing.text import clean_text
@@ -141,12 +141,21 @@ def render_summary(
 
     if report.skus:
         out.print()
-        out.print(_seat_table(report.skus, report.findings, out))
+        out.print(_seat_table(report.skus, report.findings, out, users_read=not _users_unread(report)))
     _render_findings(report.findings, out, verbose=verbose)
 
 
-def _seat_state(sku: SkuSummary, kinds: set[str]) -> str:
-    if FindingKind.SEAT_SHORTAGE in kinds or sku.consumed > sku.enabled or sku.waiting_users > max(sku.available, 0):
+def _users_unread(report: AuditReport) -> bool:
+    """The users scan was not read (or not trusted): the run records each unreadable whole part as one error line
+    "users: <reason>" (licensing.pipeline.conclusion); a single user that could not be read is "user <id>: …"."""
+    prefix = f"{Part.USERS.value}: "
+    return any(error.startswith(prefix) for error in report.run.errors)
+
+
+def _seat_state(sku: SkuSummary, kinds: set[str], *, users_read: bool = True) -> str:
+    # Who waits comes from the users scan: without it only the SKUs' own counts (and findings) say short or low.
+    waiting = sku.waiting_users > max(sku.available, 0) if users_read else False
+    if FindingKind.SEAT_SHORTAGE in kinds or sku.consumed > sku.enabled or waiting:
         return "short"
     if kinds & {FindingKind.SEAT_LOW, FindingKind.SEAT_FORECAST, FindingKind.UNITS_EXPIRING}:
         return "low"
@@ -166,7 +175,9 @@ def _bar(used: int, enabled: int, waiting: int, width: int, unicode: bool) -> st
     return full * filled + wait * waits + empty * (width - filled - waits)
 
 
-def _seat_table(skus: Sequence[SkuSummary], findings: Sequence[Finding], console: Console) -> object:
+def _seat_table(
+    skus: Sequence[SkuSummary], findings: Sequence[Finding], console: Console, *, users_read: bool = True
+) -> object:
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -183,11 +194,13 @@ def _seat_table(skus: Sequence[SkuSummary], findings: Sequence[Finding], console
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("Usage", no_wrap=True)
     order = {"short": 0, "low": 1, "ok": 2}
-    for s in sorted(skus, key=lambda s: (order[_seat_state(s, kinds[s.sku_id])], (s.product_name or "").lower())):
-        state = _seat_state(s, kinds[s.sku_id])
+    states = {s.sku_id: _seat_state(s, kinds[s.sku_id], users_read=users_read) for s in skus}
+    for s in sorted(skus, key=lambda s: (order[states[s.sku_id]], (s.product_name or "").lower())):
+        state = states[s.sku_id]
         style = {"short": "red", "low": "yellow", "ok": "green"}[state]
         pct = f"{s.consumed / s.enabled:4.0%}" if s.enabled > 0 else ("over" if s.consumed else "   -")
-        usage = Text(_bar(s.consumed, s.enabled, s.waiting_users, bar_width, unicode), style=style)
+        waiting = s.waiting_users if users_read else 0
+        usage = Text(_bar(s.consumed, s.enabled, waiting, bar_width, unicode), style=style)
         usage.append(f" {pct}")
         if state != "ok":
             usage.append(f" {state}", style=style)
@@ -196,7 +209,9 @@ def _seat_table(skus: Sequence[SkuSummary], findings: Sequence[Finding], console
             f"{s.enabled:,}",
             f"{s.consumed:,}",
             Text(f"{s.available:,}", style="red" if s.available < 0 else ""),
-            Text(f"{s.waiting_users:,}", style="red" if s.waiting_users else "dim"),
+            Text(f"{s.waiting_users:,}", style="red" if s.waiting_users else "dim")
+            if users_read
+            else Text("not read", style="yellow"),
             usage,
         )
     return table

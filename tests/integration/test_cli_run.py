@@ -186,3 +186,20 @@ def test_several_skus_in_one_flag_say_repeat_the_flag(capsys: pytest.CaptureFixt
     assert main(["plan", "--help"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "--sku SKU" in out and "list[str]" not in out
+
+
+def test_a_users_scan_that_was_not_read_shows_no_waiting_count(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reviewer of issue 30: a partial run whose users scan was unreadable printed `Waiting 0` for every product."""
+    from licensing.sandbox import FaultRule, Faults
+
+    server.set_faults(Faults(rules=(FaultRule("403", route="users"),)))
+    try:
+        main(base_args(server))
+    finally:
+        server.set_faults(Faults())
+    out = capsys.readouterr().out
+    table = out.split("Seats", 1)[1].split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines() if "%" in line or " over " in line]
+    assert rows and all("not read" in row for row in rows)
