@@ -97,8 +97,10 @@ def render_summary(
     counts, counts_text = _counts_line(report.findings)
     status = getattr(run.status, "value", str(run.status))
     tenant = clean_text(run.tenant_name or run.tenant_id, 60)
+    nothing = _nothing_to_audit(report)
     if quiet:
-        line = Text(f"{status}: {counts_text} · {tenant} · run {clean_text(run.id, 60)}")
+        said = nothing or counts_text
+        line = Text(f"{status}: {said} · {tenant} · run {clean_text(run.id, 60)}")
         out.print(line, soft_wrap=True)
         return
 
@@ -132,17 +134,41 @@ def render_summary(
             out.print(Text("  - ").append_text(_text(error, 300)), soft_wrap=True)
         if len(shown) < len(run.errors):
             out.print(Text(f"  … and {len(run.errors) - len(shown):,} more (--verbose lists all)", style="dim"))
+    if nothing:
+        out.print(Text(nothing, style="yellow"), soft_wrap=True)
+        return
+    # One line per reason: a part that was not read makes many kinds not evaluated for the same cause.
+    reasons: dict[str, list[str]] = defaultdict(list)
     for outcome in report.outcomes:
         if outcome.status == "not_evaluated":
-            line = Text("not evaluated: ", style="yellow").append_text(_text(outcome.rule_id, 60))
-            if outcome.reason:
-                line.append(": ").append_text(_text(outcome.reason, 300))
-            out.print(line, soft_wrap=True)
+            reasons[outcome.reason or ""].append(outcome.rule_id)
+    for reason, kinds in reasons.items():
+        line = Text("not evaluated: ", style="yellow").append_text(_text(", ".join(kinds), 600))
+        if reason:
+            line.append(": ").append_text(_text(reason, 300))
+        out.print(line, soft_wrap=True)
 
     if report.skus:
         out.print()
         out.print(_seat_table(report.skus, report.findings, out, users_read=not _users_unread(report)))
     _render_findings(report.findings, out, verbose=verbose)
+
+
+def _nothing_to_audit(report: AuditReport) -> str | None:
+    """A group-scoped run of a group that assigns no licence: every kind is not evaluated for that one reason
+    (licensing.rules.registry, "group <id> assigns no license: …"); said once, with what to run instead."""
+    gid = report.run.scope_id
+    if getattr(report.run.scope, "value", report.run.scope) != "group" or not gid or report.findings:
+        return None
+    reasons = {o.reason for o in report.outcomes if o.status == "not_evaluated"}
+    evaluated = [o for o in report.outcomes if o.status != "not_evaluated"]
+    if evaluated or len(reasons) != 1 or not (reasons.pop() or "").startswith(f"group {gid} assigns no license"):
+        return None
+    group = clean_text(gid, 60)
+    return (
+        f"group {group} assigns no licence: nothing to audit; `licensing-audit plan --group {group} --sku …` says "
+        "whether it may be licensed"
+    )
 
 
 def _users_unread(report: AuditReport) -> bool:
