@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
-from licensing.model import AuditReport, Finding, FindingKind, Part, Severity, SkuDay, SkuSummary
+from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
 from licensing.report.progress import ProgressFn, progress_reporter  # re-exported: the CLI imports them here
+from licensing.report.seats import seat_state, users_unread
 from licensing.rules.seats import project_seats
 from licensing.text import clean_text
 
@@ -150,7 +151,7 @@ def render_summary(
 
     if report.skus:
         out.print()
-        out.print(_seat_table(report.skus, report.findings, out, users_read=not _users_unread(report)))
+        out.print(_seat_table(report.skus, report.findings, out, users_read=not users_unread(report)))
     _render_findings(report.findings, out, verbose=verbose)
 
 
@@ -169,23 +170,6 @@ def _nothing_to_audit(report: AuditReport) -> str | None:
         f"group {group} assigns no licence: nothing to audit; `licensing-audit plan --group {group} --sku …` says "
         "whether it may be licensed"
     )
-
-
-def _users_unread(report: AuditReport) -> bool:
-    """The users scan was not read (or not trusted): the run records each unreadable whole part as one error line
-    "users: <reason>" (licensing.pipeline.conclusion); a single user that could not be read is "user <id>: …"."""
-    prefix = f"{Part.USERS.value}: "
-    return any(error.startswith(prefix) for error in report.run.errors)
-
-
-def _seat_state(sku: SkuSummary, kinds: set[str], *, users_read: bool = True) -> str:
-    # Who waits comes from the users scan: without it only the SKUs' own counts (and findings) say short or low.
-    waiting = sku.waiting_users > max(sku.available, 0) if users_read else False
-    if FindingKind.SEAT_SHORTAGE in kinds or sku.consumed > sku.enabled or waiting:
-        return "short"
-    if kinds & {FindingKind.SEAT_LOW, FindingKind.SEAT_FORECAST, FindingKind.UNITS_EXPIRING}:
-        return "low"
-    return "ok"
 
 
 def _bar(used: int, enabled: int, waiting: int, width: int, unicode: bool) -> str:
@@ -220,7 +204,11 @@ def _seat_table(
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("Usage", no_wrap=True)
     order = {"short": 0, "low": 1, "ok": 2}
-    states = {s.sku_id: _seat_state(s, kinds[s.sku_id], users_read=users_read) for s in skus}
+    # The terminal draws an idle SKU (nothing enabled, nothing used) like an ok one.
+    states = {
+        s.sku_id: state if (state := seat_state(s, kinds[s.sku_id], users_read=users_read)) != "idle" else "ok"
+        for s in skus
+    }
     for s in sorted(skus, key=lambda s: (order[states[s.sku_id]], (s.product_name or "").lower())):
         state = states[s.sku_id]
         style = {"short": "red", "low": "yellow", "ok": "green"}[state]
