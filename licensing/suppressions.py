@@ -36,6 +36,7 @@ __all__ = [
     "covers",
     "describe_all",
     "digest_notes",
+    "end_words",
     "new_suppression",
     "parse_until",
     "suppression_id",
@@ -189,6 +190,16 @@ def parse_until(raw: str, now: datetime, *, max_days: int | None = None) -> date
     return until
 
 
+def end_words(until: datetime) -> str:
+    """When a suppression ends, in words every output uses: "through 31 Mar 2027" for an end at midnight UTC (``--until
+    2027-03-31`` lasts through that day, so it is stored as 1 Apr 00:00), "until 2027-04-01 12:00 UTC" otherwise."""
+    end = until.astimezone(UTC) if until.tzinfo else until.replace(tzinfo=UTC)
+    if end.time() == time(0):
+        last = end - timedelta(days=1)
+        return f"through {last.day} {last:%b %Y}"
+    return f"until {end:%Y-%m-%d %H:%M} UTC"
+
+
 def _one_subject(request: SuppressionRequest) -> tuple[str, str]:
     given = [(name, getattr(request, name)) for name in _SUBJECTS if getattr(request, name)]
     if len(given) != 1:
@@ -312,18 +323,25 @@ class SuppressionStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What a suppression request did: ``added`` (False: the same request had added it before), or ``removed``."""
+    """What a suppression request did: ``added`` (False: the same request had added it before), or ``removed``
+    (``already_removed``: someone had removed it before; nothing changed)."""
 
     suppression: Suppression
     added: bool = False
     removed: bool = False
+    already_removed: bool = False
 
     @property
     def summary(self) -> str:
         s = self.suppression
+        if self.already_removed and s.removed_at is not None:
+            return (
+                f"{s.id} ({s.subject}) was already removed by {s.removed_by or 'unknown'} on "
+                f"{s.removed_at:%Y-%m-%d %H:%M} UTC: nothing changed"
+            )
         if self.removed:
             return f"removed {s.id} ({s.subject}); what it covered alerts again, as new"
-        until = f" until {s.until:%Y-%m-%d %H:%M} UTC" if s.until else ""
+        until = f" {end_words(s.until)}" if s.until else ""
         again = "" if self.added else " (already there: the same request made it before)"
         return f"suppressed {s.subject}{until} as {s.id}: {s.reason}{again}"
 
@@ -333,7 +351,7 @@ def describe_all(suppressions: Sequence[Suppression], now: datetime) -> list[str
     lines = []
     for s in suppressions:
         state = "removed" if s.removed_at else "active" if s.active(now) else "expired"
-        until = f"until {s.until:%Y-%m-%d %H:%M} UTC" if s.until else "no end"
+        until = end_words(s.until) if s.until else "no end"
         removed = f"; removed by {s.removed_by} on {s.removed_at:%Y-%m-%d}" if s.removed_at else ""
         made = f"by {s.created_by} on {s.created_at:%Y-%m-%d}{removed}"
         lines.append(f"{s.id}  {state:7}  {s.subject}  {until}  {made}: {s.reason}")
@@ -348,10 +366,13 @@ def apply_request(
     too distant end."""
     if request.remove:
         ident = suppression_id(request.remove)
-        removed = store.remove_suppression(tenant_id, ident, by=one_line(request.by, 256) or "unknown", at=now)
+        by = one_line(request.by, 256) or "unknown"
+        removed = store.remove_suppression(tenant_id, ident, by=by, at=now)
         if removed is None:
             raise BadRequestError(f"the tenant has no suppression {ident}")
-        return Applied(removed, removed=True)
+        # The store hands back an already removed row unchanged: its removal is someone else's, or an earlier one.
+        before = removed.removed_at is not None and (removed.removed_at != now or removed.removed_by != by)
+        return Applied(removed, removed=True, already_removed=before)
     states = store.alert_states(tenant_id)
     last = store.last_tenant_run(tenant_id, before=now + timedelta(seconds=1))
     if last is None and not request.finding_id:
@@ -382,7 +403,7 @@ class DigestNotes:
 
 
 def _until(s: Suppression) -> str:
-    return f"until {s.until:%Y-%m-%d %H:%M} UTC" if s.until else "with no end"
+    return end_words(s.until) if s.until else "with no end"
 
 
 def digest_notes(suppressions: Sequence[Suppression], findings: Sequence[Finding], now: datetime) -> DigestNotes:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from licensing.alerts.escape import md_text, plain_text
+from licensing.links import group_url
 from licensing.templating import environment
 from licensing.text import one_line
 
@@ -27,6 +28,7 @@ __all__ = ["MAX_LINES", "Notice", "notice_card", "notice_mail"]
 
 MAX_LINES: Final = 40  # a notice is short: the full answer is in the stored run and the CLI's --json
 CARD_VERSION: Final = "1.5"  # what Teams renders (licensing.alerts.teams)
+LINK_TITLE: Final = "Group (Entra admin)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,12 @@ class Notice:
     good: bool  # the answer is a yes: shown as good news, else as attention
     reference: str  # the outbox id, shown so a replayed message is recognisable
     tenant_name: str = ""
+    group_id: str | None = None  # the group asked about: the card and the mail link its Entra admin center page
+    cloud: str = "global"
+
+    @property
+    def link(self) -> str | None:
+        return group_url(self.group_id, self.cloud) if self.group_id else None
 
 
 # A reason heading of the plan's summary, "  nested_group (1):", is a vocabulary value: a card says it in words.
@@ -85,13 +93,16 @@ def notice_card(notice: Notice) -> bytes:
             "wrap": True,
         }
     )
-    card = {
+    card: dict[str, Any] = {
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "version": CARD_VERSION,
         "body": body,
         "msteams": {"width": "Full"},
     }
+    if notice.link:
+        # Issue 30, item 2: a plan card links the group. A short title, as on the digest's buttons.
+        card["actions"] = [{"type": "Action.OpenUrl", "title": LINK_TITLE, "url": notice.link}]
     message = {
         "type": "message",
         "attachments": [
@@ -110,7 +121,7 @@ def notice_mail(notice: Notice, recipients: Sequence[str]) -> dict[str, Any]:
     """The sendMail request body (https://learn.microsoft.com/graph/api/user-sendmail) for ``notice``."""
     if not recipients:
         raise ValueError("a notice e-mail needs at least one recipient")
-    html = _template().render(notice=notice, lines=_shown(notice)).replace("\n", "")
+    html = _template().render(notice=notice, lines=_shown(notice), link_title=LINK_TITLE).replace("\n", "")
     return {
         "message": {
             "subject": one_line(notice.title, 250),

@@ -59,13 +59,13 @@ def _items(run: RunInfo, plan: Plan, runtime: Runtime) -> list[OutboxItem]:
     items: list[OutboxItem] = []
     if settings.teams_enabled:
         ref = f"{run.id}.teams.plan"
-        notice = Notice(title + by, tuple(lines[1:]), good, ref, run.tenant_name)
+        notice = Notice(title + by, tuple(lines[1:]), good, ref, run.tenant_name, plan.group.id, settings.graph_cloud)
         items.append(OutboxItem(Channel.TEAMS, ref, run.id, notice_card(notice), now))
     if settings.mail_enabled and settings.alert_mail_to:
         import orjson
 
         ref = f"{run.id}.mail.plan"
-        notice = Notice(title + by, tuple(lines[1:]), good, ref, run.tenant_name)
+        notice = Notice(title + by, tuple(lines[1:]), good, ref, run.tenant_name, plan.group.id, settings.graph_cloud)
         items.append(
             OutboxItem(Channel.MAIL, ref, run.id, orjson.dumps(notice_mail(notice, settings.alert_mail_to)), now)
         )

@@ -15,6 +15,7 @@ from typing import Final
 from licensing.errors import AuditError
 from licensing.graph.candidates import GroupCandidate
 from licensing.model import Part, User
+from licensing.rules.base import plural
 from licensing.rules.dynamic import group_licensing_seats
 from licensing.rules.membership import rule_admits_guests
 from licensing.rules.reclaim import holds
@@ -151,8 +152,9 @@ def assess(candidate: GroupCandidate) -> Plan:
             blockers.append(
                 Reason(
                     Blocker.SEATS_SHORT,
-                    f"{row.product} needs {row.needed} seats for the members who do not hold it, "
-                    f"{row.free} are free{lifecycle}: buy {row.needed - row.free} or reclaim them",
+                    f"{row.product} needs {plural(row.needed, 'seat')} for the members who do not hold it, "
+                    f"{row.free} {'is' if row.free == 1 else 'are'} free{lifecycle}: buy {row.needed - row.free} "
+                    "or reclaim them",
                     sku_id=sku.sku_id,
                 )
             )

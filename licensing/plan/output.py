@@ -103,10 +103,15 @@ def summary_lines(plan: Plan) -> list[str]:
     g = plan.group
     kind = "dynamic group" if g.dynamic else "group"
     lines = [f"{g.display_name or g.id} ({kind}, {g.users} users, {g.members} members): {plan.verdict.value.upper()}"]
+    # A SKU that applies to the company is not counted in seats: no seat arithmetic makes it fit (sku_not_assignable).
+    company = {b.sku_id for b in plan.blockers if b.kind is Blocker.SKU_NOT_ASSIGNABLE}
     for s in plan.skus:
+        if s.sku_id in company:
+            lines.append(f"  {s.product} ({s.sku_part_number}): not assignable to a group, no seats counted")
+            continue
         lines.append(
-            f"  {s.product} ({s.sku_part_number}): {s.needed} need a seat, {s.free} free, "
-            f"{s.already_licensed} already licensed"
+            f"  {s.product} ({s.sku_part_number}): {s.needed} {'needs' if s.needed == 1 else 'need'} a seat, "
+            f"{s.free} free, {s.already_licensed} already licensed"
         )
         if s.already_licensed:
             # Those holding it directly keep a direct assignment once the group has it: the command that moves

@@ -12,7 +12,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -24,8 +24,10 @@ from licensing.errors import LicensingError
 from licensing.kinds import KIND_ORDER, SEAT_KINDS, spec
 from licensing.links import group_url, licenses_url, user_url
 from licensing.model import AuditReport, Finding, FindingKind, GroupSummary, Severity, SkuDay, SkuSummary
+from licensing.report.seats import seat_state, users_unread
 from licensing.report.trends import TrendChart, trend_chart
 from licensing.rules.seats import Projection, project_seats
+from licensing.suppressions import end_words
 from licensing.templating import environment
 from licensing.text import clean_text
 
@@ -111,6 +113,7 @@ class SeatRow:
     consumed: int
     free: int
     waiting: int
+    waiting_read: bool
     warning: int
     suspended: int
     locked_out: int
@@ -193,19 +196,14 @@ def _fmt_duration(start: datetime, end: datetime | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _seat_state(sku: SkuSummary, kinds: set[str]) -> str:
-    if FindingKind.SEAT_SHORTAGE in kinds or sku.consumed > sku.enabled or sku.waiting_users > max(sku.available, 0):
-        return "short"
-    if kinds & {FindingKind.SEAT_LOW, FindingKind.SEAT_FORECAST, FindingKind.UNITS_EXPIRING}:
-        return "low"
-    if sku.enabled == 0 and sku.consumed == 0:
-        return "idle"
-    return "ok"
-
-
-def _seat_chart(skus: Sequence[SkuSummary], sku_kinds: Mapping[str, set[str]]) -> SeatChart | None:
+def _seat_chart(
+    skus: Sequence[SkuSummary], sku_kinds: Mapping[str, set[str]], *, users_read: bool = True
+) -> SeatChart | None:
     if not skus:
         return None
+    if not users_read:  # who waits was not read: no waiting bar, no shortage from it; the table says "not read"
+        skus = [replace(s, waiting_users=0) for s in skus]
+    states = {s.sku_id: seat_state(s, sku_kinds.get(s.sku_id, set())) for s in skus}
     label_w, bar_w, right_w, row_h, top = 300, 470, 230, 46, 28
     width = label_w + bar_w + right_w
 
@@ -222,7 +220,7 @@ def _seat_chart(skus: Sequence[SkuSummary], sku_kinds: Mapping[str, set[str]]) -
     ordered = sorted(
         skus,
         key=lambda s: (
-            {"short": 0, "low": 1, "ok": 2, "idle": 3}[_seat_state(s, sku_kinds.get(s.sku_id, set()))],
+            {"short": 0, "low": 1, "ok": 2, "idle": 3}[states[s.sku_id]],
             -ratio(s.consumed, s.enabled),
             s.product_name.lower(),
         ),
@@ -237,11 +235,12 @@ def _seat_chart(skus: Sequence[SkuSummary], sku_kinds: Mapping[str, set[str]]) -
                 name=clean_text(full, 38),
                 full_name=full,
                 part_number=clean_text(s.sku_part_number, 40),
-                state=_seat_state(s, sku_kinds.get(s.sku_id, set())),
+                state=states[s.sku_id],
                 enabled=s.enabled,
                 consumed=s.consumed,
                 free=s.available,
                 waiting=s.waiting_users,
+                waiting_read=users_read,
                 warning=s.warning,
                 suspended=s.suspended,
                 locked_out=s.locked_out,
@@ -310,7 +309,7 @@ def _suppressed(f: Finding) -> str | None:
     mark = f.suppressed
     if mark is None:
         return None
-    until = f" until {mark.until:%Y-%m-%d %H:%M} UTC" if mark.until else ""
+    until = f" {end_words(mark.until)}" if mark.until else ""
     return clean_text(f"Suppressed by {mark.by}{until} ({mark.id}): {mark.reason}", 400)
 
 
@@ -431,7 +430,7 @@ def render_html(
         severities=[s.value for s in _SEVERITIES],
         severity_counts={s.value: severity_counts.get(s.value, 0) for s in _SEVERITIES},
         total=len(report.findings),
-        seat_chart=_seat_chart(report.skus, sku_kinds),
+        seat_chart=_seat_chart(report.skus, sku_kinds, users_read=not users_unread(report)),
         skus=report.skus,
         trends=trends,
         forecast_days=forecast_days,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
 from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
 from licensing.report.progress import ProgressFn, progress_reporter  # re-exported: the CLI imports them here
+from licensing.report.seats import seat_state, users_unread
 from licensing.rules.seats import project_seats
 from licensing.text import clean_text
 
@@ -97,8 +98,10 @@ def render_summary(
     counts, counts_text = _counts_line(report.findings)
     status = getattr(run.status, "value", str(run.status))
     tenant = clean_text(run.tenant_name or run.tenant_id, 60)
+    nothing = _nothing_to_audit(report)
     if quiet:
-        line = Text(f"{status}: {counts_text} · {tenant} · run {clean_text(run.id, 60)}")
+        said = nothing or counts_text
+        line = Text(f"{status}: {said} · {tenant} · run {clean_text(run.id, 60)}")
         out.print(line, soft_wrap=True)
         return
 
@@ -132,25 +135,41 @@ def render_summary(
             out.print(Text("  - ").append_text(_text(error, 300)), soft_wrap=True)
         if len(shown) < len(run.errors):
             out.print(Text(f"  … and {len(run.errors) - len(shown):,} more (--verbose lists all)", style="dim"))
+    if nothing:
+        out.print(Text(nothing, style="yellow"), soft_wrap=True)
+        return
+    # One line per reason: a part that was not read makes many kinds not evaluated for the same cause.
+    reasons: dict[str, list[str]] = defaultdict(list)
     for outcome in report.outcomes:
         if outcome.status == "not_evaluated":
-            line = Text("not evaluated: ", style="yellow").append_text(_text(outcome.rule_id, 60))
-            if outcome.reason:
-                line.append(": ").append_text(_text(outcome.reason, 300))
-            out.print(line, soft_wrap=True)
+            reasons[outcome.reason or ""].append(outcome.rule_id)
+    for reason, kinds in reasons.items():
+        line = Text("not evaluated: ", style="yellow").append_text(_text(", ".join(kinds), 600))
+        if reason:
+            line.append(": ").append_text(_text(reason, 300))
+        out.print(line, soft_wrap=True)
 
     if report.skus:
         out.print()
-        out.print(_seat_table(report.skus, report.findings, out))
+        out.print(_seat_table(report.skus, report.findings, out, users_read=not users_unread(report)))
     _render_findings(report.findings, out, verbose=verbose)
 
 
-def _seat_state(sku: SkuSummary, kinds: set[str]) -> str:
-    if FindingKind.SEAT_SHORTAGE in kinds or sku.consumed > sku.enabled or sku.waiting_users > max(sku.available, 0):
-        return "short"
-    if kinds & {FindingKind.SEAT_LOW, FindingKind.SEAT_FORECAST, FindingKind.UNITS_EXPIRING}:
-        return "low"
-    return "ok"
+def _nothing_to_audit(report: AuditReport) -> str | None:
+    """A group-scoped run of a group that assigns no licence: every kind is not evaluated for that one reason
+    (licensing.rules.registry, "group <id> assigns no license: …"); said once, with what to run instead."""
+    gid = report.run.scope_id
+    if getattr(report.run.scope, "value", report.run.scope) != "group" or not gid or report.findings:
+        return None
+    reasons = {o.reason for o in report.outcomes if o.status == "not_evaluated"}
+    evaluated = [o for o in report.outcomes if o.status != "not_evaluated"]
+    if evaluated or len(reasons) != 1 or not (reasons.pop() or "").startswith(f"group {gid} assigns no license"):
+        return None
+    group = clean_text(gid, 60)
+    return (
+        f"group {group} assigns no licence: nothing to audit; `licensing-audit plan --group {group} --sku …` says "
+        "whether it may be licensed"
+    )
 
 
 def _bar(used: int, enabled: int, waiting: int, width: int, unicode: bool) -> str:
@@ -166,7 +185,9 @@ def _bar(used: int, enabled: int, waiting: int, width: int, unicode: bool) -> st
     return full * filled + wait * waits + empty * (width - filled - waits)
 
 
-def _seat_table(skus: Sequence[SkuSummary], findings: Sequence[Finding], console: Console) -> object:
+def _seat_table(
+    skus: Sequence[SkuSummary], findings: Sequence[Finding], console: Console, *, users_read: bool = True
+) -> object:
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -183,11 +204,17 @@ def _seat_table(skus: Sequence[SkuSummary], findings: Sequence[Finding], console
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("Usage", no_wrap=True)
     order = {"short": 0, "low": 1, "ok": 2}
-    for s in sorted(skus, key=lambda s: (order[_seat_state(s, kinds[s.sku_id])], (s.product_name or "").lower())):
-        state = _seat_state(s, kinds[s.sku_id])
+    # The terminal draws an idle SKU (nothing enabled, nothing used) like an ok one.
+    states = {
+        s.sku_id: state if (state := seat_state(s, kinds[s.sku_id], users_read=users_read)) != "idle" else "ok"
+        for s in skus
+    }
+    for s in sorted(skus, key=lambda s: (order[states[s.sku_id]], (s.product_name or "").lower())):
+        state = states[s.sku_id]
         style = {"short": "red", "low": "yellow", "ok": "green"}[state]
         pct = f"{s.consumed / s.enabled:4.0%}" if s.enabled > 0 else ("over" if s.consumed else "   -")
-        usage = Text(_bar(s.consumed, s.enabled, s.waiting_users, bar_width, unicode), style=style)
+        waiting = s.waiting_users if users_read else 0
+        usage = Text(_bar(s.consumed, s.enabled, waiting, bar_width, unicode), style=style)
         usage.append(f" {pct}")
         if state != "ok":
             usage.append(f" {state}", style=style)
@@ -196,7 +223,9 @@ def _seat_table(skus: Sequence[SkuSummary], findings: Sequence[Finding], console
             f"{s.enabled:,}",
             f"{s.consumed:,}",
             Text(f"{s.available:,}", style="red" if s.available < 0 else ""),
-            Text(f"{s.waiting_users:,}", style="red" if s.waiting_users else "dim"),
+            Text(f"{s.waiting_users:,}", style="red" if s.waiting_users else "dim")
+            if users_read
+            else Text("not read", style="yellow"),
             usage,
         )
     return table

@@ -52,11 +52,15 @@ def test_a_queued_plan_is_answered_stored_and_told_once(pipe: Pipeline) -> None:
     # Card text is escaped so that tenant names render literally (licensing.alerts.escape.md_text).
     assert texts[0] == md_text("Plan for SG-Plan-Nested: unsuitable (asked by runbook-7)")
     assert md_text("Nested group (1):") in texts  # kinds in words (issue 30)
+    # And it links the group's page in the Entra admin center (issue 30, item 2), as the mail does.
+    [action] = orjson.loads(card)["attachments"][0]["content"]["actions"]
+    assert action["type"] == "Action.OpenUrl" and action["url"].endswith(f"/groupId/{nested.id}")
     [mail] = pipe.graph.sent_mail
     assert (
         mail["mailbox"] == mailbox
         and mail["body"]["message"]["subject"] == "Plan for SG-Plan-Nested: unsuitable (asked by runbook-7)"
     )
+    assert f"/groupId/{nested.id}" in mail["body"]["message"]["body"]["content"]
     # The same request again (a duplicate delivery): skipped, nothing sent twice.
     send(pipe, fns, body, "m-2")
     assert len(pipe.teams.bodies) == 1 and len(pipe.graph.sent_mail) == 1

@@ -74,11 +74,12 @@ def test_a_suppression_added_between_two_nights(pipe: Pipeline, capsys: pytest.C
     assert group_id
     capsys.readouterr()
 
-    # Bad input: one line, exit 2, nothing written.
+    # Bad input: one line, exit 2, nothing written (a missing --until is named first: tests/integration).
+    soon = (utcnow() + timedelta(days=7)).date().isoformat()
     for args, needle in (
-        (["--finding", "0" * 32, "--reason", "x"], "no finding"),
+        (["--finding", "0" * 32, "--reason", "x", "--until", soon], "no finding"),
         (["--group", group_id, "--reason", "x", "--until", "2020-01-01"], "is in the past"),
-        (["--sku", "NOT_OWNED", "--reason", "x"], "no subscribed SKU"),
+        (["--sku", "NOT_OWNED", "--reason", "x", "--until", soon], "no subscribed SKU"),
         (["--group", group_id], "needs a reason"),
         (["--remove", "s000000000000"], "has no suppression"),
     ):
@@ -109,6 +110,12 @@ def test_a_suppression_added_between_two_nights(pipe: Pipeline, capsys: pytest.C
     capsys.readouterr()
     [removed] = pipe.store.suppressions(pipe.tenant.tenant_id)
     assert removed.removed_at is not None and removed.removed_by and removed.removed_by.startswith("cli:")
+    # Again: nothing changes, and it says who removed it and when (issue 30, item 10: "removed" twice).
+    assert suppress(pipe, "--remove", made.id) == EXIT_OK
+    again = capsys.readouterr().out
+    assert f"{made.id} (" in again and f"was already removed by {removed.removed_by}" in again
+    assert not again.startswith("removed ")
+    assert pipe.store.suppressions(pipe.tenant.tenant_id) == [removed]
 
     night(pipe, fns, "n3")
     assert len(pipe.teams.bodies) == 3, "what the suppression covered comes back as new"

@@ -186,3 +186,53 @@ def test_several_skus_in_one_flag_say_repeat_the_flag(capsys: pytest.CaptureFixt
     assert main(["plan", "--help"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "--sku SKU" in out and "list[str]" not in out
+
+
+def test_a_users_scan_that_was_not_read_shows_no_waiting_count(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reviewer of issue 30: a partial run whose users scan was unreadable printed `Waiting 0` for every product."""
+    from licensing.sandbox import FaultRule, Faults
+
+    server.set_faults(Faults(rules=(FaultRule("403", route="users"),)))
+    try:
+        main(base_args(server))
+    finally:
+        server.set_faults(Faults())
+    out = capsys.readouterr().out
+    table = out.split("Seats", 1)[1].split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines() if "%" in line or " over " in line]
+    assert rows and all("not read" in row for row in rows)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_group_that_assigns_no_licence_is_one_line(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str], quiet: bool
+) -> None:
+    """Reviewer of issue 30: ~18 identical "not evaluated: … assigns no license" lines, then "No findings"."""
+    gid = server.tenant.plan_group("plan_ready").id
+    args = [*base_args(server), "--scope", "group", "--group", gid] + (["--quiet"] if quiet else [])
+    assert main(args) == EXIT_OK
+    out = capsys.readouterr().out
+    said = (
+        f"group {gid} assigns no licence: nothing to audit; `licensing-audit plan --group {gid} --sku …` says "
+        "whether it may be licensed"
+    )
+    assert out.count(said) == 1
+    assert "not evaluated" not in out and "No findings" not in out
+
+
+def test_kinds_not_evaluated_for_one_reason_are_one_line(
+    server: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from licensing.sandbox import FaultRule, Faults
+
+    server.set_faults(Faults(rules=(FaultRule("403", route="users"),)))
+    try:
+        main(base_args(server))
+    finally:
+        server.set_faults(Faults())
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("not evaluated: ")]
+    assert any(line.startswith("not evaluated: seat_shortage, seat_low: ") for line in lines)
+    reasons = [line.split(": ", 2)[2] for line in lines]
+    assert len(reasons) == len(set(reasons))

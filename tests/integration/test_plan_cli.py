@@ -263,13 +263,17 @@ def test_the_sandbox_serves_the_group_properties_over_http(server: SandboxServer
 
 
 def test_a_tenant_level_sku_is_a_blocker_and_a_suspended_one_has_no_free_seat(
-    server: SandboxServer, tmp_path: Path
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """subscribedSku.appliesTo: "Only SKUs with target class User are assignable" (Office 365 Extra File Storage
     is Company); the suspended EMSPREMIUM (enabled 0, consumed > 0) has 0 free, the same count on every line."""
     ready = TENANT.plan_group("plan_ready").id
     code, doc = plan(server, tmp_path, ready, "SHAREPOINTSTORAGE")
     assert code == EXIT_FINDINGS and kinds(doc, "blockers") == ["sku_not_assignable"]
+    # The terminal counts no seats for it (the reviewer saw "4 need a seat, 1 free"); the JSON keeps its row.
+    out = capsys.readouterr().out
+    assert "not assignable to a group, no seats counted" in out and "need a seat" not in out
+    assert [r["sku_part_number"] for r in doc["skus"]] == ["SHAREPOINTSTORAGE"]
     code, doc = plan(server, tmp_path, ready, "EMSPREMIUM")
     [row] = doc["skus"]
     assert row["free"] == 0 and kinds(doc, "blockers") == ["seats_short"]

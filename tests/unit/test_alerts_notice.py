@@ -27,3 +27,20 @@ def test_plan_card_and_mail_name_kinds_in_words() -> None:
     assert validate_cards([body])["events"] == []
     html = notice_mail(notice, ["admins@contoso.example"])["message"]["body"]["content"]
     assert "Nested group (1):" in html and "nested_group" not in html
+
+
+def test_plan_card_and_mail_link_the_group_in_the_entra_admin_center() -> None:
+    # Issue 30, item 2: "plan cards ... link the group".
+    from licensing.links import group_url
+
+    gid = "0b5a4d3c-2e1f-4a9b-8c7d-6e5f4a3b2c1d"
+    notice = Notice("Plan for SG-Sales: suitable", LINES, True, "run-1.teams.plan", "Contoso", gid, "usgov")
+    body = notice_card(notice)
+    [action] = json.loads(body)["attachments"][0]["content"]["actions"]
+    assert action == {"type": "Action.OpenUrl", "title": "Group (Entra admin)", "url": group_url(gid, "usgov")}
+    assert validate_cards([body])["events"] == []
+    html = notice_mail(notice, ["admins@contoso.example"])["message"]["body"]["content"]
+    assert f'<a href="{group_url(gid, "usgov")}"' in html and "Group (Entra admin)</a>" in html
+    # Without a group (none known), no button and no link.
+    bare = Notice("Plan", LINES, True, "r", "Contoso")
+    assert "actions" not in json.loads(notice_card(bare))["attachments"][0]["content"]

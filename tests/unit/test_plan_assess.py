@@ -89,6 +89,17 @@ def test_every_blocker() -> None:
     assert plan.blockers[1].user_id == "guest" and plan.blockers[2].member_group_id == "inner"
 
 
+def test_one_free_seat_and_one_needed_are_said_in_the_singular() -> None:
+    # Issue 30, item 10: "1 are free".
+    one_free = Sku(E5.sku_id, "SPE_E5", enabled=10, consumed=9)
+    [short] = assess(candidate([user("a"), user("b")], skus=(one_free,))).blockers
+    assert "needs 2 seats for the members who do not hold it, 1 is free: buy 1 or reclaim them" in short.message
+    [none_free] = assess(candidate([user("a")], skus=(Sku(E5.sku_id, "SPE_E5", enabled=9, consumed=9),))).blockers
+    assert "needs 1 seat for the members who do not hold it, 0 are free: buy 1" in none_free.message
+    lone = assess(candidate([user("a")], skus=(Sku(E5.sku_id, "SPE_E5", enabled=9, consumed=9),)))
+    assert "  Microsoft 365 E5 (SPE_E5): 1 needs a seat, 0 free, 0 already licensed" in summary_lines(lone)
+
+
 def test_a_lifecycle_only_sku_is_short_and_says_why() -> None:
     suspended = Sku("s", "CRMSTANDARD", capability_status="Suspended", enabled=0, suspended=25, consumed=14)
     plan = assess(candidate([user("a")], skus=(suspended,)))

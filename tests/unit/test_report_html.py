@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -343,7 +344,20 @@ def test_a_suppressed_finding_is_shown_with_who_why_and_until() -> None:
 
     mark = Suppressed("s0123456789ab", "Partners <b>on purpose</b>", "cli:ana", datetime(2027, 1, 1, tzinfo=UTC))
     html = render_html(AuditReport(run=run_info(), findings=(finding(suppressed=mark),)))
-    assert (
-        "Suppressed by cli:ana until 2027-01-01 00:00 UTC (s0123456789ab): Partners &lt;b&gt;on purpose&lt;/b&gt;"
-        in html
-    )
+    assert "Suppressed by cli:ana through 31 Dec 2026 (s0123456789ab): Partners &lt;b&gt;on purpose&lt;/b&gt;" in html
+    timed = Suppressed("s0123456789ab", "r", "cli:ana", datetime(2027, 1, 1, 12, 0, tzinfo=UTC))
+    html = render_html(AuditReport(run=run_info(), findings=(finding(suppressed=timed),)))
+    assert "Suppressed by cli:ana until 2027-01-01 12:00 UTC (s0123456789ab)" in html
+
+
+def test_an_unread_users_scan_shows_waiting_not_read_and_no_shortage_from_it() -> None:
+    # Reviewer of issue 30 (the terminal's "Waiting 0"): the HTML seat chart said the same from a scan never read.
+    from tests.factories import run_info
+
+    sku = sku_summary(waiting_users=9, available=5, consumed=95)
+    unread = run_info(status=RunStatus.PARTIAL, errors=("users: the users scan is not trusted: 3 users hold licences",))
+    html = render_html(AuditReport(run=unread, skus=(sku,)))
+    assert 'data-state="ok"' in html and 'data-state="short"' not in html
+    assert '<td class="n">not read</td>' in html and "9 waiting" not in html
+    read = render_html(AuditReport(run=replace(unread, errors=()), skus=(sku,)))
+    assert 'data-state="short"' in read and "9 waiting" in read and "not read" not in read

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from rich.console import Console
@@ -147,6 +148,36 @@ def test_hostile_names_cannot_restyle_or_inject() -> None:
     assert "\x1b]8;" not in out  # no hyperlink escape
     assert "\x1b[31mred" not in out
     assert "\u202e" not in out
+
+
+def test_an_unread_users_scan_shows_waiting_not_read_and_no_short_label() -> None:
+    # Reviewer of issue 30: a partial run whose users scan was not trusted printed "Waiting 0" (or a count from a
+    # scan that was not the scan) and called the product short from it.
+    started = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
+    run = RunInfo(
+        id="run-2",
+        tenant_id="t",
+        trigger=Trigger.CLI,
+        scope=Scope.TENANT,
+        started_at=started,
+        finished_at=started,
+        status=RunStatus.PARTIAL,
+        errors=("users: the users scan is not trusted: 3 users hold licences while the SKUs show 95 units consumed",),
+    )
+    sku = SkuSummary(SKU_ID, "ENTERPRISEPACK", "Office 365 E3", 100, 95, 5, 0, 0, 0, 3, 9, ("g1",))
+    console, buf = _plain_console()
+    render_summary(AuditReport(run=run, skus=(sku,)), console=console)
+    [row] = [line for line in buf.getvalue().splitlines() if line.startswith("Office 365 E3")]
+    assert "not read" in row and "short" not in row and " 9 " not in row
+    # Read, the same counts are a shortage: 9 wait, 5 free.
+    console, buf = _plain_console()
+    render_summary(AuditReport(run=replace(run, errors=()), skus=(sku,)), console=console)
+    [row] = [line for line in buf.getvalue().splitlines() if line.startswith("Office 365 E3")]
+    assert "short" in row and "not read" not in row
+    # One user that could not be read is not the scan.
+    console, buf = _plain_console()
+    render_summary(AuditReport(run=replace(run, errors=("user u1: 404",)), skus=(sku,)), console=console)
+    assert "not read" not in buf.getvalue()
 
 
 def test_zero_findings() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,10 +11,15 @@ from licensing.alerts import plan_alerts
 from licensing.errors import BadRequestError
 from licensing.model import AlertStatus, Severity
 from licensing.suppressions import (
+    Applied,
     Suppression,
     SuppressionRequest,
+    apply_request,
     apply_suppressions,
     covers,
+    describe_all,
+    digest_notes,
+    end_words,
     new_suppression,
     parse_until,
 )
@@ -154,3 +160,39 @@ def test_a_suppressed_finding_that_goes_away_is_closed_without_an_all_clear() ->
     later = NOW + timedelta(days=1)
     gone = plan_alerts(report([], run_id="r2", when=later), states, s, later)
     assert not gone.resolved and {r.finding_id: r.status for r in gone.next_states} == {guest.id: AlertStatus.RESOLVED}
+
+
+def test_a_whole_day_end_is_said_as_the_last_day_and_a_time_is_kept() -> None:
+    # Issue 30, item 10: `--until 2027-03-31` answered "until 2027-04-01 00:00 UTC".
+    day = parse_until("2027-03-31", NOW)
+    assert end_words(day) == "through 31 Mar 2027"
+    assert end_words(parse_until("2027-01-05T12:30:00+02:00", NOW)) == "until 2027-01-05 10:30 UTC"
+    made = suppression(group_id=gid(1), until=day)
+    assert "through 31 Mar 2027 as s0123456789ab" in Applied(made, added=True).summary
+    assert "through 31 Mar 2027" in describe_all([made], NOW)[0]
+    assert "through 31 Mar 2027. Reason" in digest_notes([made], [], NOW).news[0]
+
+
+class _Removals:
+    """The part of the store that removing needs: the row stays, marked, and comes back unchanged once removed."""
+
+    def __init__(self, row: Suppression) -> None:
+        self.row = row
+
+    def remove_suppression(self, tenant_id: str, suppression_id: str, *, by: str, at: datetime) -> Suppression | None:
+        if suppression_id != self.row.id:
+            return None
+        if self.row.removed_at is None:
+            self.row = replace(self.row, removed_at=at, removed_by=by)
+        return self.row
+
+
+def test_removing_twice_says_it_was_already_removed_by_whom_and_when() -> None:
+    store = _Removals(suppression(group_id=gid(1), until=NOW + timedelta(days=3)))
+    first = apply_request(store, TENANT, SuppressionRequest(remove="s0123456789ab", by="cli:ana"), NOW)  # type: ignore[arg-type]
+    assert first.summary.startswith("removed s0123456789ab")
+    later = NOW + timedelta(hours=1)
+    again = apply_request(store, TENANT, SuppressionRequest(remove="s0123456789ab", by="cli:bo"), later)  # type: ignore[arg-type]
+    assert again.summary == (
+        f"s0123456789ab (group {gid(1)}) was already removed by cli:ana on 2026-12-02 09:00 UTC: nothing changed"
+    )
