@@ -41,9 +41,10 @@ typecheck: $(PY_STAMP)
 
 # The whole suite in random order (pytest-randomly prints its seed: PYTEST_ARGS=--randomly-seed=N repeats an
 # order, PYTEST_ARGS="-p no:randomly" keeps the file order). Under CI=true a missing Chromium fails the browser tests.
+# Two workers (pytest-xdist), each with its own Azurite; PYTEST_ARGS="-n 0" runs in one process.
 pytest: $(PY_STAMP) $(NODE_STAMP) debian
-	@echo "==> pytest (random order)"
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "==> pytest (random order, 2 workers)"
+	@$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # The fast tiers again under a shifted wall clock: a test that depends on today's date fails here. Only the wall
 # clock moves: a faked monotonic clock makes Python's timed lock waits (sem_clockwait) never return.
