@@ -463,7 +463,7 @@ def suppress(
     """Stop alerts about a finding, user, group or SKU (with a reason, until a date); list or remove."""
     from licensing.clock import utcnow
     from licensing.graph.auth import signed_in_identity
-    from licensing.suppressions import Limits, SuppressionRequest, apply_request, describe_all, parse_until
+    from licensing.suppressions import Limits, SuppressionRequest, apply_request, check_flags, describe_all
 
     settings = _settings(store=store, tenant_id=tenant_id)
     adding = any((finding, user, group, sku, kind, reason, until))
@@ -473,11 +473,7 @@ def suppress(
         )
     now = utcnow()
     if adding:  # the flags first, before storage and sign-in: a missing or bad one is named whatever else fails
-        if not (reason or "").strip():
-            raise BadRequestError("a suppression needs a reason (--reason): who decided what, and why")
-        if not until:
-            raise BadRequestError("a suppression needs an end (--until YYYY-MM-DD): none lasts until removed")
-        parse_until(until, now, max_days=settings.suppress_max_days)  # the critical maximum is checked with the store
+        check_flags(reason, until, now, settings.suppress_max_days)
     audit_store = _open_store(settings)
     if audit_store is None:
         raise ConfigurationError("suppressions are kept in Table Storage: give --store or set LICENSING_STORAGE")

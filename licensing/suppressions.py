@@ -159,6 +159,20 @@ class Limits:
         return min(self.max_days, self.max_days_critical) if ceiling is Severity.CRITICAL else self.max_days
 
 
+REASON_NEEDED: Final = "a suppression needs a reason (--reason): who decided what, and why"
+UNTIL_NEEDED: Final = "a suppression needs an end (--until YYYY-MM-DD): none lasts until removed"
+
+
+def check_flags(reason: str | None, until: str | None, now: datetime, max_days: int) -> None:
+    """What the flags alone can tell, before any storage or sign-in: a reason, and an end at most ``max_days``
+    ahead (the shorter maximum of a critical finding needs the store and is checked with the request)."""
+    if not one_line(reason or ""):
+        raise BadRequestError(REASON_NEEDED)
+    if not until:
+        raise BadRequestError(UNTIL_NEEDED)
+    parse_until(until, now, max_days=max_days)
+
+
 def parse_until(raw: str, now: datetime, *, max_days: int | None = None) -> datetime:
     """``--until``: a date (the suppression lasts through that day, UTC) or an ISO date and time; never the past,
     never more than ``max_days`` ahead."""
@@ -230,7 +244,7 @@ def new_suppression(
     """
     reason = one_line(request.reason or "", MAX_REASON + 1)
     if not reason:
-        raise BadRequestError("a suppression needs a reason (--reason): who decided what, and why")
+        raise BadRequestError(REASON_NEEDED)
     if len(reason) > MAX_REASON:
         raise BadRequestError(f"the reason is longer than {MAX_REASON} characters")
     name, value = _one_subject(request)
@@ -260,7 +274,7 @@ def new_suppression(
         covered.append(Severity(severities[value]))
     ceiling = max(covered, key=lambda v: v.rank) if covered else Severity.WARNING
     if not request.until:
-        raise BadRequestError("a suppression needs an end (--until YYYY-MM-DD): none lasts until removed")
+        raise BadRequestError(UNTIL_NEEDED)
     until = parse_until(request.until, now, max_days=(limits or Limits()).days(ceiling))
     seed = request.request_id or f"{now.isoformat()}|{name}|{value}|{kind}|{reason}"
     ident = "s" + hashlib.sha256(f"{tenant_id}|{seed}".encode()).hexdigest()[:12]
