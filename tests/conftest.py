@@ -3,6 +3,9 @@ in-memory OpenTelemetry capture (reset before every test)."""
 
 from __future__ import annotations
 
+import os
+import select
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +13,30 @@ from typing import Any
 import pytest
 
 from licensing.emulator import Azurite, find_azurite
+
+
+def under_faketime() -> bool:
+    """True in the clock tier (`make clock`): libfaketime is preloaded with the monotonic clock left real."""
+    return "faketime" in os.environ.get("LD_PRELOAD", "") and os.environ.get("FAKETIME_DONT_FAKE_MONOTONIC") == "1"
+
+
+def _sleep_through_select(seconds: float) -> None:
+    """time.sleep for the clock tier: select() takes a relative timeout, which libfaketime passes through."""
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        select.select([], [], [], left)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # libfaketime 0.9.10 (Debian's) with FAKETIME_DONT_FAKE_MONOTONIC=1 turns the absolute monotonic deadline of
+    # clock_nanosleep(TIMER_ABSTIME), which is how Python 3.11's time.sleep waits, into an invalid one: every
+    # time.sleep raises OSError(EINVAL). Faking the monotonic clock instead makes timed lock waits never return.
+    # So the clock tier keeps the monotonic clock real and sleeps through select(); the library code and its
+    # dependencies (subprocess's wait loop, exporters) then run unchanged. Outside the clock tier nothing changes.
+    if under_faketime():
+        time.sleep = _sleep_through_select
 
 
 @pytest.fixture(scope="session")
