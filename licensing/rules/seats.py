@@ -105,7 +105,8 @@ def evaluate_seat_shortage(facts: Facts, ctx: RuleContext) -> RuleResult:
             over = sku.consumed - held
             grace = f" (and {sku.warning} in grace)" if sku.warning else ""
             message = (
-                f"{product}: {sku.consumed} seats are in use but only {sku.enabled} are enabled{grace} ({over} over)"
+                f"{product}: {plural(sku.consumed, 'seat is', 'seats are')} in use but only {sku.enabled} "
+                f"{'is' if sku.enabled == 1 else 'are'} enabled{grace} ({over} over)"
             )
             if waiting:
                 message += f", and {plural(waiting, 'user is', 'users are')} waiting for a seat"
@@ -137,7 +138,8 @@ def evaluate_seat_low(facts: Facts, ctx: RuleContext) -> RuleResult:
         if sku.available < threshold:
             shown = math.ceil(threshold)
             message = (
-                f"{facts.product(sku.sku_id)}: only {sku.available} of {sku.enabled} seats are free "
+                f"{facts.product(sku.sku_id)}: only {sku.available} of {sku.enabled} seats "
+                f"{'is' if sku.available == 1 else 'are'} free "
                 f"(alert below {shown}; consumed {sku.consumed})"
             )
             found = reclaimable(facts, ctx, sku.sku_id)
@@ -250,7 +252,8 @@ def evaluate_units_expiring(facts: Facts, ctx: RuleContext) -> RuleResult:
             severity = Severity.CRITICAL
         elif sku.warning > 0 or status == "warning":
             message = (
-                f"{product}: {sku.warning} seats are in their grace period and will be suspended unless renewed "
+                f"{product}: {plural(sku.warning, 'seat is', 'seats are')} in a grace period and will be suspended "
+                "unless renewed "
                 f"({_counts(sku)})"
             )
             severity = Severity.WARNING

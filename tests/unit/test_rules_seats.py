@@ -355,3 +355,13 @@ def test_scoped_audits_leave_low_or_short_to_the_tenant_audit(scope: Scope, scop
     assert not ev.errors, "not an error of the run"
     tenant = run(snapshot([sku(E3, enabled=100, consumed=98)], waiting_users(1)))
     assert len(of(tenant, "seat_low")) == 1, "the tenant audit still judges it"
+
+
+def test_seat_messages_agree_in_number_with_one_seat() -> None:
+    # issue 30, item 10: "only 1 of 5 seats are free" read wrong to an admin.
+    [low] = of(run(snapshot([sku(enabled=5, consumed=4)])), "seat_low")
+    assert "only 1 of 5 seats is free" in low.message
+    [grace] = of(run(snapshot([sku(enabled=10, consumed=5, warning=1)])), "units_expiring")
+    assert "1 seat is in a grace period" in grace.message
+    [over] = of(run(snapshot([sku(enabled=1, consumed=2)])), "seat_shortage")
+    assert "2 seats are in use but only 1 is enabled (1 over)" in over.message
