@@ -60,3 +60,18 @@ async def audit_chunk(message: func.QueueMessage) -> None:
     await handle_chunk_message(
         message.get_body(), open_runtime(settings), message_id=message.id, dequeue_count=message.dequeue_count or 1
     )
+
+
+@app.route(route="reports/{tenant}/{run}/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def report(req: func.HttpRequest) -> func.HttpResponse:
+    """The alerts' "Full report" link: a published report, to a reader signed in through App Service authentication
+    (the route's own check, not a function key: a key in a Teams card would be a secret in a message)."""
+    from licensing.pipeline.viewer import serve_report
+
+    params = req.route_params
+    answer = serve_report(
+        settings, req.headers, params.get("tenant", ""), params.get("run", ""), params.get("name", "")
+    )
+    return func.HttpResponse(
+        answer.body, status_code=answer.status, headers=dict(answer.headers), mimetype=answer.content_type.split(";")[0]
+    )

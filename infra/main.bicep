@@ -174,6 +174,12 @@ param alertExcludeSkus string = ''
 @description('ALERT_REPORT_URL: link to the full report shown in the alerts (https). Empty: no link.')
 param alertReportUrl string = ''
 
+@description('REPORT_READERS: Entra object ids (comma-separated) of the people who may open the published reports through the app (with reportSignInClientId).')
+param reportReaders string = ''
+
+@description('Client id of an app registration (redirect URI https://<app>/.auth/login/aad/callback, ID tokens) that signs report readers in. Empty: the alerts link the private blob instead (docs/deploy.md, "The report").')
+param reportSignInClientId string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Microsoft Graph application permissions (optional here; see infra/scripts/grant-graph-permissions.*)
 // ---------------------------------------------------------------------------------------------
@@ -452,6 +458,8 @@ module functionApp 'app/function.bicep' = {
     alertRenotifyHoursWarning: alertRenotifyHoursWarning
     alertExcludeSkus: alertExcludeSkus
     alertReportUrl: alertReportUrl
+    reportReaders: reportReaders
+    reportSignInClientId: reportSignInClientId
   }
   // The app resolves its Key Vault reference and storage at start: grant the roles first.
   dependsOn: [

@@ -67,6 +67,10 @@ param alertRenotifyHoursCritical int
 param alertRenotifyHoursWarning int
 param alertExcludeSkus string
 param alertReportUrl string
+@description('REPORT_READERS: Entra object ids (comma-separated) of the people who may open the reports through the app.')
+param reportReaders string
+@description('Client id of the app registration that signs report readers in (App Service authentication). Empty: no sign-in, the route answers 404 and the alerts link the blob.')
+param reportSignInClientId string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -130,6 +134,42 @@ var appSettings = {
   ALERT_RENOTIFY_HOURS_WARNING: string(alertRenotifyHoursWarning)
   ALERT_EXCLUDE_SKUS: alertExcludeSkus
   ALERT_REPORT_URL: alertReportUrl
+  REPORT_READERS: reportReaders
+}
+
+// The alerts' Full report link opens in one click: App Service authentication signs the reader in with Entra ID
+// (https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad), then the app checks the
+// object id against REPORT_READERS (licensing/pipeline/viewer.py). No client secret: only an ID token is needed
+// ("When the client secret is not set, implicit flow is used and only an ID token is returned"). Every request must
+// be signed in; the timer and queue triggers are not HTTP and are not affected.
+var reportSignIn = empty(reportSignInClientId) ? null : {
+  platform: {
+    enabled: true
+  }
+  globalValidation: {
+    requireAuthentication: true
+    unauthenticatedClientAction: 'RedirectToLoginPage'
+    redirectToProvider: 'azureactivedirectory'
+  }
+  identityProviders: {
+    azureActiveDirectory: {
+      enabled: true
+      registration: {
+        clientId: reportSignInClientId
+        openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+      }
+      validation: {
+        allowedAudiences: [
+          reportSignInClientId
+        ]
+      }
+    }
+  }
+  login: {
+    tokenStore: {
+      enabled: false
+    }
+  }
 }
 
 module functionApp 'br/public:avm/res/web/site:0.15.1' = {
@@ -186,6 +226,7 @@ module functionApp 'br/public:avm/res/web/site:0.15.1' = {
       minTlsVersion: '1.2'
     }
     appSettingsKeyValuePairs: appSettings
+    authSettingV2Configuration: reportSignIn
   }
 }
 

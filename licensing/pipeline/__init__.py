@@ -11,6 +11,7 @@
         ├──► planning ──► conclusion (FINISHED), plan, alerts, store
         └──► schedule                         (every module ──► runtime: settings, store, clock, …)
     conclusion ──► publishing (report, store): the run's report to REPORT_CONTAINER, before the alerts link it
+    publishing ──► viewer (store): the link, and the report served to a signed-in reader (the HTTP trigger)
 
 ``handlers`` parse a message and ask ``admission`` whether it may run now (reserved ids, request claims,
 the tenant lease, fencing, deferral, rejected-run records); ``run`` reads Graph and either hands a large

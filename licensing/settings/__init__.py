@@ -29,8 +29,11 @@ from licensing.settings.values import (
     parse_emails,
     parse_graph_url,
     parse_guid,
+    parse_guids,
+    parse_host_name,
     parse_http_url,
     parse_one_email,
+    parse_platform_flag,
     parse_prices,
     parse_queue,
     parse_schedule,
@@ -312,6 +315,24 @@ class Settings:
         parse_container,
         "a blob container name (3-63 lowercase letters, digits, single hyphens) or 'none'",
         "the private blob container each tenant run's HTML/JSON/CSV report is published to ('none': not published)",
+    )
+    # Opening the published report from the alert in one click (docs/deploy.md, "The report"): the app serves it at
+    # /api/reports/... behind App Service authentication (Entra sign-in) to these people only.
+    report_readers: tuple[str, ...] = _setting(
+        "REPORT_READERS",
+        (),
+        parse_guids,
+        "Entra object ids (GUIDs), comma-separated",
+        "who may open the published reports through the app's Entra sign-in (the alerts' Full report link)",
+    )
+    # Injected by App Service, read-only (https://learn.microsoft.com/azure/app-service/reference-app-settings):
+    # "WEBSITE_AUTH_ENABLED: Read-only. Injected into a Windows or Linux app to indicate whether App Service
+    # authentication is enabled"; "WEBSITE_HOSTNAME: Read-only. Primary hostname for the app."
+    website_auth_enabled: bool = _setting(
+        "WEBSITE_AUTH_ENABLED", False, parse_platform_flag, "True or False", "(App Service) authentication is on"
+    )
+    website_hostname: str | None = _setting(
+        "WEBSITE_HOSTNAME", None, parse_host_name, "a host name", "(App Service) the app's primary host name"
     )
     applicationinsights_connection_string: Secret | None = _setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",

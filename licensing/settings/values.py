@@ -88,6 +88,28 @@ def parse_guid(raw: str) -> str:
     return raw.lower()
 
 
+def parse_guids(raw: str) -> tuple[str, ...]:
+    """Object ids (GUIDs) separated by commas, semicolons or spaces, lowercased and deduplicated in order."""
+    items = split_list(raw)
+    if not all(is_guid(item) for item in items):
+        raise ValueError
+    return tuple(dict.fromkeys(item.lower() for item in items))
+
+
+def parse_platform_flag(raw: str) -> bool:
+    """App Service's ``True``/``False`` flags (any case); anything else is not the platform's."""
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+    return raw.lower() in ("true", "1")
+
+
+def parse_host_name(raw: str) -> str:
+    """A DNS host name (App Service's ``WEBSITE_HOSTNAME``), without scheme, path or port."""
+    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", raw):
+        raise ValueError
+    return raw.lower()
+
+
 def parse_emails(raw: str) -> tuple[str, ...]:
     items = split_list(raw)
     if not items or not all(_EMAIL.match(i) for i in items):

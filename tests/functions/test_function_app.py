@@ -57,7 +57,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 def test_bindings_are_indexed_as_designed(clean_env: pytest.MonkeyPatch) -> None:
     module = load_app(clean_env, {"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     found = functions(module)
-    assert set(found) == {"audit_schedule", "audit_request", "audit_chunk"}
+    assert set(found) == {"audit_schedule", "audit_request", "audit_chunk", "report"}
     timer = json.loads(found["audit_schedule"].get_function_json())["bindings"]
     assert timer == [
         {
@@ -89,6 +89,13 @@ def test_bindings_are_indexed_as_designed(clean_env: pytest.MonkeyPatch) -> None
             "connection": "AzureWebJobsStorage",
         }
     ]
+    # The alerts' Full report link: anonymous at the function level (App Service authentication signs the reader
+    # in; a function key in a Teams card would be a secret in a message), GET only.
+    http = json.loads(found["report"].get_function_json())["bindings"]
+    trigger = next(b for b in http if b["type"] == "httpTrigger")
+    assert trigger["route"] == "reports/{tenant}/{run}/{name}"
+    assert trigger["methods"] == ["GET"]
+    assert trigger["authLevel"] == "ANONYMOUS"
 
 
 def test_settings_choose_schedule_queue_and_connection(clean_env: pytest.MonkeyPatch) -> None:

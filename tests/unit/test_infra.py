@@ -198,6 +198,9 @@ OPTIONAL_SETTINGS = {
     "WEBSITE_SITE_NAME",
     "WEBSITE_INSTANCE_ID",
     "FUNCTIONS_WORKER_RUNTIME",
+    # Injected by App Service: whether its authentication is on, and the app's host name (the report link).
+    "WEBSITE_AUTH_ENABLED",
+    "WEBSITE_HOSTNAME",
 }
 
 # App settings the Bicep sets that the Python code never reads: they are for the host/platform.
@@ -256,6 +259,7 @@ def test_operator_settings_are_parameters(trees: dict[str, dict[str, Any]]) -> N
         "ALERT_RENOTIFY_HOURS_WARNING": "alertRenotifyHoursWarning",
         "ALERT_EXCLUDE_SKUS": "alertExcludeSkus",
         "ALERT_REPORT_URL": "alertReportUrl",
+        "REPORT_READERS": "reportReaders",
         "GRAPH_CLOUD": "graphCloud",
         "GRAPH_MAX_CONCURRENCY": "graphMaxConcurrency",
         "FANOUT_GROUPS": "fanoutGroups",
@@ -572,3 +576,24 @@ def test_reports_container_is_private_kept_like_the_runs_and_readable_by_the_ope
     assert deployed.storage is not None and deployed.storage.blob_uri == "https://stexample.blob.core.windows.net"
     rbac = (INFRA / "app" / "rbac.bicep").read_text(encoding="utf-8")
     assert "scope: reportContainer" in rbac and "storageBlobDataReader" in rbac
+
+
+def test_report_sign_in_is_entra_for_every_request_and_only_when_asked(trees: dict[str, dict[str, Any]]) -> None:
+    # The alerts' Full report link (licensing/pipeline/viewer.py) is served only behind App Service authentication.
+    function = trees["app/function.bicep"]
+    assert function["modules"]["functionApp"]["config"]["params"]["authSettingV2Configuration"] == "reportSignIn"
+    conditional = function["variables"]["reportSignIn"]["value"]["operator"]
+    assert conditional["operands"]["condition"] == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "reportSignInClientId"}}
+    }
+    assert conditional["operands"]["true_value"] is None  # no client id: no sign-in, the route answers 404
+    auth = conditional["operands"]["false_value"]
+    assert auth["globalValidation"]["requireAuthentication"] is True
+    assert auth["globalValidation"]["unauthenticatedClientAction"] == "RedirectToLoginPage"
+    entra = auth["identityProviders"]["azureActiveDirectory"]
+    assert entra["registration"]["clientId"] == "reportSignInClientId"
+    assert entra["registration"]["openIdIssuer"].endswith("${tenant().tenantId}/v2.0")  # this tenant only
+    assert auth["login"]["tokenStore"]["enabled"] is False  # no tokens kept: the app reads with its own identity
+    passed = trees["main.bicep"]["modules"]["functionApp"]["config"]["params"]
+    assert passed["reportSignInClientId"] == "reportSignInClientId"
+    assert trees["main.bicep"]["parameters"]["reportSignInClientId"]["default"] == ""
