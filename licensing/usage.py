@@ -89,7 +89,8 @@ _FLAGS: dict[str, str] = {
     "request_id": "--request-id",
     "requested_by": "--requested-by",
 }
-_FIELD_NAMES = re.compile(r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])")
+# A field name after "is" is a value ("when scope is sku"), not a field: it keeps its spelling.
+_FIELD_NAMES = re.compile(r"(?<![\w-])(?<!\bis )(" + "|".join(_FLAGS) + r")(?![\w-])")
 
 
 def validated_request(fields: dict[str, Any]) -> Any:

@@ -188,6 +188,15 @@ def test_several_skus_in_one_flag_say_repeat_the_flag(capsys: pytest.CaptureFixt
     assert "--sku SKU" in out and "list[str]" not in out
 
 
+def test_request_errors_name_the_flags_and_keep_the_values(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 30, item 10: errors name --group/--sku/--scope, not the queue's fields, and a value stays a value
+    (it read "--sku is only allowed when --scope is --sku")."""
+    args = ["run", "--sku", "SPE_E3", "--graph-url", "http://127.0.0.1:9/v1.0", "--credential", "none"]
+    assert main(args) == EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "licensing-audit: error: --sku is only allowed when --scope is sku (--scope is tenant)"
+
+
 def test_a_users_scan_that_was_not_read_shows_no_waiting_count(
     server: SandboxServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
