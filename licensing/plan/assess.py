@@ -63,6 +63,7 @@ class Warning(StrEnum):
     DISABLED_MEMBERS = "disabled_members"
     P1_NOT_COVERED = "p1_not_covered"
     LARGE_GROUP = "large_group"
+    DYNAMIC_RULE_PAUSED = "dynamic_rule_paused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,17 @@ def assess(candidate: GroupCandidate) -> Plan:
             )
         )
 
+    if group.dynamic and (group.rule_processing or "").casefold() == "paused":
+        # The audit's dynamic_group_paused: "Paused" means the membership is frozen (membershipRuleProcessingState,
+        # https://learn.microsoft.com/graph/api/resources/group): the members counted here are the ones licensed, and
+        # nobody joins or leaves, so a licence follows the rule only once processing is resumed.
+        warnings.append(
+            Reason(
+                Warning.DYNAMIC_RULE_PAUSED,
+                "the group's dynamic membership processing is paused: its members are frozen, so the licences would "
+                "go to today's members and not follow the rule until processing is resumed",
+            )
+        )
     for user in users:
         if not (user.usage_location or "").strip():
             warnings.append(

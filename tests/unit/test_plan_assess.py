@@ -149,6 +149,30 @@ def test_a_large_group_is_warned_about() -> None:
     assert Warning.LARGE_GROUP not in {w.kind for w in assess(candidate(many[:10], skus=(big,))).warnings}
 
 
+def test_a_paused_dynamic_group_is_warned_about() -> None:
+    # It said "suitable" with nothing to read first: the rule would not be followed while processing is paused.
+    paused = assess(
+        candidate(
+            [user("a")],
+            group_types=("DynamicMembership",),
+            membership_rule='user.department -eq "Sales" -and (user.userType -eq "Member")',
+            rule_processing="Paused",
+        )
+    )
+    assert paused.verdict is Verdict.SUITABLE
+    assert [w.kind for w in paused.warnings] == [Warning.DYNAMIC_RULE_PAUSED]
+    jsonschema.validate(orjson.loads(plan_to_json_bytes(paused)), SCHEMA)
+    running = assess(
+        candidate(
+            [user("a")],
+            group_types=("DynamicMembership",),
+            membership_rule='(user.userType -eq "Member")',
+            rule_processing="On",
+        )
+    )
+    assert not running.warnings
+
+
 def test_what_was_not_read_gives_no_verdict() -> None:
     c = candidate([user("a")])
     unread = GroupCandidate(
