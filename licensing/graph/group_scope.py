@@ -68,6 +68,7 @@ __all__ = [
     "read_snapshot",
     "read_user_ids",
     "targeted_costs_less",
+    "tenant_user_count",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ async def _error_list(graph: GraphClient, group_id: str) -> list[str] | GraphErr
     return out
 
 
-async def _tenant_users(graph: GraphClient) -> int | None:
+async def tenant_user_count(graph: GraphClient) -> int | None:
     """The tenant's user count (``/users/$count``, an advanced query: ConsistencyLevel eventual,
     https://learn.microsoft.com/graph/aad-advanced-queries); None when it cannot be read (the scan is then read)."""
     try:
@@ -173,7 +174,7 @@ async def read_group_users(
     (``scope_id`` USERS_KEY); None when the targeted read would cost more than the scan (then read the scan)."""
     wanted = list(dict.fromkeys((*group.user_ids, *group.unknown_members, *extra)))
     if len(wanted) > TARGETED_WITHOUT_COUNT:
-        total = await _tenant_users(graph)
+        total = await tenant_user_count(graph)
         if total is None or not targeted_costs_less(len(wanted), total):
             log.info("group %s: %d users to read, the scan is cheaper", group.id, len(wanted))
             return None
