@@ -156,6 +156,18 @@ async def _error_list(graph: GraphClient, group_id: str) -> list[str] | GraphErr
     return out
 
 
+async def _member_count(graph: GraphClient, group_id: str) -> int | None:
+    """How many direct members the group has: ``/groups/{id}/members/$count`` with ConsistencyLevel eventual,
+    Microsoft's own example in https://learn.microsoft.com/graph/api/group-list-members. None: not readable."""
+    path = f"/groups/{quote(group_id, safe='')}/members/$count"
+    try:
+        body = (await graph.send("GET", path, route="/groups/{id}/members", headers=EVENTUAL)).content
+        return int(body.decode("utf-8-sig").strip())
+    except (GraphError, ValueError, UnicodeDecodeError) as exc:
+        log.info("the member count of group %s is not readable (%s)", group_id, exc)
+        return None
+
+
 async def tenant_user_count(graph: GraphClient) -> int | None:
     """The tenant's user count (``/users/$count``, an advanced query: ConsistencyLevel eventual,
     https://learn.microsoft.com/graph/aad-advanced-queries); None when it cannot be read (the scan is then read)."""
@@ -199,11 +211,10 @@ async def read_group_snapshot(
             return replace(merge_snapshot(overview, [_part(graph, [], {}, [], users_read=True)]), stats=graph.stats)
         [group] = groups
         async with task_group() as reads:
-            members_task = reads.create_task(read_members(graph, groups, progress=progress))
+            size_task = reads.create_task(_member_count(graph, group.id))
             errors_task = reads.create_task(_error_list(graph, group.id))
-        members = members_task.result()
-        errors = errors_task.result()
-        parts = [members]
+        size, errors = size_task.result(), errors_task.result()
+        parts: list[TenantSnapshot] = []
         if isinstance(errors, GraphError):
             # Who holds the group's seats in error without being a member is unknown: the user rules of the group
             # must not pass (nor resolve) on what was not read.
@@ -211,12 +222,26 @@ async def read_group_snapshot(
             permission = errors.permission if isinstance(errors, GraphPermissionError) else None
             parts.append(_part(graph, [], {}, [Unreadable(Part.USERS, None, reason, permission)]))
             errors = []
-        [read] = members.groups or [replace(group, members_read=False)]
-        users = await read_group_users(graph, read, errors, progress) if read.members_read else None
-        if users is None and read.members_read:
-            users = await read_users(graph, progress=progress)
-        if users is not None:
-            parts.append(users)
+        scan = False
+        if size is not None and size + len(errors) > TARGETED_WITHOUT_COUNT:
+            # A big group: decided before its members are read, so that the scan (when cheaper) runs beside the
+            # member chain as in the tenant read, not after it.
+            total = await tenant_user_count(graph)
+            scan = total is None or not targeted_costs_less(size + len(errors), total)
+        if scan:
+            async with task_group() as reads:
+                members_task = reads.create_task(read_members(graph, groups, progress=progress))
+                scan_task = reads.create_task(read_users(graph, progress=progress))
+            parts += [members_task.result(), scan_task.result()]
+        else:
+            members = await read_members(graph, groups, progress=progress)
+            parts.append(members)
+            [read] = members.groups or [replace(group, members_read=False)]
+            users = await read_group_users(graph, read, errors, progress) if read.members_read else None
+            if users is None and read.members_read:
+                users = await read_users(graph, progress=progress)
+            if users is not None:
+                parts.append(users)
     return replace(merge_snapshot(overview, parts), stats=graph.stats)
 
 
