@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import quote
@@ -63,6 +63,8 @@ from licensing.model import AuditRequest, LicensedGroup, Part, Scope, TenantSnap
 __all__ = [
     "IDS_PER_REQUEST",
     "TARGETED_WITHOUT_COUNT",
+    "error_ids",
+    "parse_count",
     "read_group_snapshot",
     "read_group_users",
     "read_snapshot",
@@ -148,6 +150,14 @@ async def _error_list(graph: GraphClient, group_id: str) -> list[str] | GraphErr
         )
     except GraphError as exc:
         return exc
+    return error_ids(items)
+
+
+def error_ids(items: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The user ids of an error-list page. Microsoft's only example of this route (licensing-ps-examples, "Get all
+    users with license errors in a group") types its entries the Azure AD Graph way (``"odata.type":
+    "Microsoft.DirectoryServices.User"``, ``"objectType": "User"``), not by ``@odata.type``: an entry is a user unless
+    it says it is something else. The relationship is a collection of users (group resource)."""
     out: list[str] = []
     for item in items:
         ident = text(item.get("id"))
@@ -156,13 +166,21 @@ async def _error_list(graph: GraphClient, group_id: str) -> list[str] | GraphErr
     return out
 
 
+def parse_count(content: bytes) -> int:
+    """A ``/$count`` answer: the number as plain text ("Content-type: text/plain", ``893`` in Microsoft's "Get only a
+    count of users", https://learn.microsoft.com/graph/api/user-list). ValueError when it is not one."""
+    value = int(content.decode("utf-8-sig").strip())
+    if value < 0:
+        raise ValueError(f"a negative count: {value}")
+    return value
+
+
 async def _member_count(graph: GraphClient, group_id: str) -> int | None:
     """How many direct members the group has: ``/groups/{id}/members/$count`` with ConsistencyLevel eventual,
     Microsoft's own example in https://learn.microsoft.com/graph/api/group-list-members. None: not readable."""
     path = f"/groups/{quote(group_id, safe='')}/members/$count"
     try:
-        body = (await graph.send("GET", path, route="/groups/{id}/members", headers=EVENTUAL)).content
-        return int(body.decode("utf-8-sig").strip())
+        return parse_count((await graph.send("GET", path, route="/groups/{id}/members", headers=EVENTUAL)).content)
     except (GraphError, ValueError, UnicodeDecodeError) as exc:
         log.info("the member count of group %s is not readable (%s)", group_id, exc)
         return None
@@ -172,8 +190,7 @@ async def tenant_user_count(graph: GraphClient) -> int | None:
     """The tenant's user count (``/users/$count``, an advanced query: ConsistencyLevel eventual,
     https://learn.microsoft.com/graph/aad-advanced-queries); None when it cannot be read (the scan is then read)."""
     try:
-        body = (await graph.send("GET", "/users/$count", route="/users", headers=EVENTUAL)).content
-        return int(body.decode("utf-8-sig").strip())
+        return parse_count((await graph.send("GET", "/users/$count", route="/users", headers=EVENTUAL)).content)
     except (GraphError, ValueError, UnicodeDecodeError) as exc:
         log.info("the tenant's user count is not readable (%s): the users scan is read", exc)
         return None
