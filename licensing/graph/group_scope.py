@@ -100,7 +100,9 @@ def _ids_request(key: str, ids: Sequence[str], sign_ins: bool) -> CollectionRequ
 
 
 def _refused_sign_ins(outcome: object) -> bool:
-    # As in the scan (reader._Reader.read): signInActivity refused (AuditLog.Read.All, or no Entra ID P1/P2).
+    # As in the scan (reader._Reader.read): signInActivity refused (AuditLog.Read.All, or no Entra ID P1/P2). A 400
+    # counts too: no Microsoft example selects signInActivity under an `id in` filter, and if Graph refused the pair
+    # the users are still read, without it (docs/graph-fidelity.md, "Where Microsoft's documentation is silent").
     return isinstance(outcome, GraphPermissionError | BadRequestError | GraphResponseError)
 
 
@@ -121,8 +123,8 @@ async def read_user_ids(
         requests = [_ids_request(f"{USERS_KEY}{k}", chunk, sign_ins) for k, chunk in enumerate(chunks)]
         return await graph.read_collections(requests, on_items=on_items)
 
-    if not chunks:
-        return True, None, []
+    if not chunks:  # nobody to read: sign-in activity is not known to be readable (inactive_user_licensed not passed)
+        return False, "sign-in activity not read: the group has no user to read", []
     results = await read(sign_ins=True)
     sign_ins = True
     refused = next((o for o in results.values() if _refused_sign_ins(o)), None)
