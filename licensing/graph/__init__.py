@@ -7,8 +7,9 @@ when a client is created (cold start of the Function App).
 from __future__ import annotations
 
 from licensing.graph.client import CollectionRequest, GraphClient, open_graph
+from licensing.graph.group_scope import read_snapshot
 from licensing.graph.permissions import PermissionCheck, check_permissions
-from licensing.graph.reader import ProgressFn, read_snapshot
+from licensing.graph.reader import ProgressFn
 from licensing.graph.retry import RetryPolicy, parse_retry_after
 
 __all__ = [

@@ -8,8 +8,8 @@ documents ``licenseAssignmentStates`` (https://learn.microsoft.com/graph/api/use
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
@@ -17,9 +17,19 @@ from urllib.parse import quote
 from licensing import telemetry
 from licensing.errors import BadRequestError, GraphError, GraphNotFoundError
 from licensing.graph.client import GraphClient, query
+from licensing.graph.group_scope import read_group_users, tenant_user_count
 from licensing.graph.parse import parse_group, text
-from licensing.graph.reader import GROUP_FIELDS, PAGE, ProgressFn, _Reader, _unreadable, task_group
-from licensing.model import GraphStats, LicensedGroup, Part, Sku, Unreadable, User
+from licensing.graph.reader import (
+    GROUP_FIELDS,
+    PAGE,
+    ProgressFn,
+    _Reader,
+    _unreadable,
+    merge_snapshot,
+    read_members,
+    task_group,
+)
+from licensing.model import GraphStats, LicensedGroup, Part, Sku, TenantSnapshot, Unreadable, User
 from licensing.settings import is_guid
 
 __all__ = ["CANDIDATE_LIMIT", "Candidates", "GroupCandidate", "match_sku", "read_candidate", "read_candidates"]
@@ -40,6 +50,7 @@ class GroupCandidate:
     tenant_skus: tuple[Sku, ...]  # every subscribed SKU (P1 coverage counts all of them)
     # Users holding at least one license state from a group that assigns licenses today (the users scan's
     # licenseAssignmentStates): the direct members of licensed groups, and those who left one and still hold its seat.
+    # Empty when the scan was not read because the tenant has no more users than P1 seats (read_candidate).
     group_licensed_users: frozenset[str]
     unreadable: tuple[Unreadable, ...] = ()
     tenant_name: str = ""
@@ -67,11 +78,45 @@ async def _group(graph: GraphClient, group_id: str) -> LicensedGroup:
     return parse_group(item)
 
 
+async def _read_targeted(
+    graph: GraphClient, reader: _Reader, group: LicensedGroup, p1: int | None, progress: ProgressFn | None
+) -> tuple[LicensedGroup, dict[str, User]] | None:
+    """The group's members and only their users (licensing.graph.group_scope), or None: read the users scan instead.
+
+    The scan serves two things: the members' licence states, which the targeted read gives, and who holds a licence
+    through some group tenant-wide (``group_licensed_users``, for the ``p1_not_covered`` warning: more such users,
+    with this group's members, than ``p1`` seats). That count never exceeds the tenant's users, so when
+    ``/users/$count`` is at most ``p1`` the warning cannot fire whoever they are, and the scan is not needed.
+    """
+    if p1 is None:
+        return None
+    total = await tenant_user_count(graph)
+    if total is None or total > p1:
+        return None
+    overview = TenantSnapshot(tenant_id=reader.tenant_id, groups=(group,))
+    members = await read_members(graph, [group], progress=progress)
+    [read] = members.groups or [replace(group, members_read=False)]
+    users_part = await read_group_users(graph, read, (), progress) if read.members_read else None
+    if users_part is None and read.members_read:
+        return None  # so large a group that the scan costs less
+    snapshot = merge_snapshot(overview, [members, *([users_part] if users_part is not None else [])])
+    reader.unreadable.extend(snapshot.unreadable)
+    return snapshot.groups[0], dict(snapshot.users)
+
+
 async def read_candidate(
-    graph: GraphClient, group_id: str, sku_refs: Sequence[str], progress: ProgressFn | None = None
+    graph: GraphClient,
+    group_id: str,
+    sku_refs: Sequence[str],
+    progress: ProgressFn | None = None,
+    *,
+    p1_seats: Callable[[Sequence[Sku]], int] | None = None,
 ) -> GroupCandidate:
     """The group ``group_id`` and the SKUs ``sku_refs`` name. Raises BadRequestError for a group id that is not a
-    GUID, a group the tenant lacks or a SKU it has not subscribed; GraphError when the SKUs cannot be read."""
+    GUID, a group the tenant lacks or a SKU it has not subscribed; GraphError when the SKUs cannot be read.
+
+    ``p1_seats`` (the seats that license group-based licensing among the tenant's SKUs, licensing.plan): when the
+    tenant has no more users than that, only the group's members are read (:func:`_read_targeted`), not the scan."""
     group_id = group_id.strip()
     if not is_guid(group_id):
         raise BadRequestError(
@@ -100,16 +145,21 @@ async def read_candidate(
             if sku not in wanted:
                 wanted.append(sku)
         users: dict[str, User] = {}
-        try:
-            [read] = await reader.read([group], users, scan=True, prune=False)
-        except GraphError as exc:  # a credential problem mid-read: nothing to assess
-            reader.unreadable.append(_unreadable(Part.MEMBERS, group.id, exc))
-            read = group
+        licensing = {g.id for g in licensed_task.result()}
+        targeted = await _read_targeted(graph, reader, group, p1_seats(tenant_skus) if p1_seats else None, progress)
+        if targeted is not None:
+            read, users = targeted
+            licensed: frozenset[str] = frozenset()  # not needed: see _read_targeted
+        else:
+            try:
+                [read] = await reader.read([group], users, scan=True, prune=False)
+            except GraphError as exc:  # a credential problem mid-read: nothing to assess
+                reader.unreadable.append(_unreadable(Part.MEMBERS, group.id, exc))
+                read = group
+            licensed = frozenset(
+                uid for uid, u in users.items() if any(a.assigned_by_group in licensing for a in u.assignments)
+            )
     members = {uid: users[uid] for uid in read.user_ids if uid in users}
-    licensing = {g.id for g in licensed_task.result()}
-    licensed = frozenset(
-        uid for uid, u in users.items() if any(a.assigned_by_group in licensing for a in u.assignments)
-    )
     return GroupCandidate(
         tenant_id=reader.tenant_id,
         group=read,

@@ -8,6 +8,7 @@ from typing import Any
 from licensing.errors import AuditError
 from licensing.graph.candidates import read_candidate, read_candidates
 from licensing.graph.client import GraphClient
+from licensing.model import Sku
 from licensing.plan.assess import Blocker, Plan, PlanGroup, PlanSku, Reason, Verdict, Warning, assess
 from licensing.plan.output import (
     PLAN_SCHEMA,
@@ -17,6 +18,7 @@ from licensing.plan.output import (
     render_plan,
     summary_lines,
 )
+from licensing.rules.dynamic import group_licensing_seats
 
 __all__ = [
     "PLAN_SCHEMA",
@@ -40,7 +42,12 @@ __all__ = [
 
 async def plan_group(graph: GraphClient, group_id: str, skus: Sequence[str]) -> Plan:
     """Read the group, its members and the SKUs, and assess them (BadRequestError for what the tenant lacks)."""
-    return assess(await read_candidate(graph, group_id, skus))
+    return assess(await read_candidate(graph, group_id, skus, p1_seats=_p1_seats))
+
+
+def _p1_seats(skus: Sequence[Sku]) -> int:
+    """The seats that license group-based licensing (what ``p1_not_covered`` compares with)."""
+    return group_licensing_seats(skus)[0]
 
 
 async def plan_candidates(graph: GraphClient, skus: Sequence[str]) -> dict[str, Any]:
