@@ -2,7 +2,9 @@
 
 Query strategy (docs/graph-fidelity.md has every page this relies on):
 
-* **Users: one tenant-wide scan** (``/users?$select=…,licenseAssignmentStates&$top=999``, 1 RU a page).
+* **Users: one tenant-wide scan** (``/users?$select=…,licenseAssignmentStates,signInActivity&$top=500``, 1 RU a
+  page), read as 44 ``startswith(userPrincipalName,'x')`` chains beside the members on a tenant of 5,000 users or
+  more, proved complete by ``/users/$count`` or read again as one chain (:mod:`licensing.graph.users_scan`).
   It is the only read that sees a user who *left* a licensed group and still holds its seat in an
   error state: removal fails with ``DependencyViolation`` or on a proxy-address conflict, and the
   user keeps a ``licenseAssignmentStates`` entry whose ``assignedByGroup`` is the group
