@@ -119,7 +119,7 @@ def _prefix_sizes(url: str, users: int) -> dict[str, Any]:
     neither in the reader's figures nor its wall time), and whether the reader split at all (its own rule)."""
     import httpx
 
-    from licensing.graph.users_scan import SPLIT_FROM, UPN_PREFIXES, upn_filter
+    from licensing.graph.users_scan import SPLIT_FROM, SPLIT_PAGE, UPN_PREFIXES, upn_filter
 
     sizes: dict[str, int] = {}
     if users >= SPLIT_FROM:
@@ -130,7 +130,7 @@ def _prefix_sizes(url: str, users: int) -> dict[str, Any]:
                 )
                 r.raise_for_status()
                 sizes[prefix] = int(r.text)
-    return {"split": bool(sizes), "prefix_users": sizes}
+    return {"split": bool(sizes), "prefix_users": sizes, "split_page": SPLIT_PAGE}
 
 
 def child_sdk(url: str, limit: int, cap: int) -> dict[str, Any]:
@@ -332,6 +332,7 @@ def run_scenario(sc: Scenario) -> None:
     scan_page = reader["scan_page"]
     sizes: dict[str, int] = reader["prefix_users"]
     if reader["split"]:
+        scan_page = min(scan_page, reader["split_page"])  # the split chains' pages are smaller (users_scan.SPLIT_PAGE)
         widest = max(sizes, key=lambda p: sizes[p])
         users_chain = sc.chain_s(sizes[widest], scan_page)
         users_pages = sum(max(1, math.ceil(n / scan_page)) for n in sizes.values())
