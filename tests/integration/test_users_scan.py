@@ -148,3 +148,30 @@ def test_the_reader_splits_a_big_tenant_and_the_snapshot_is_whole() -> None:
     assert snap.unreadable == () and snap.sign_ins_read
     # Two reads: each one count and one chain per prefix (a few more pages for the letters that hold many users).
     assert by_route["users"] >= 2 * (1 + len(UPN_PREFIXES))
+
+
+def test_a_tenant_audit_over_the_split_scan_finds_exactly_the_ground_truth() -> None:
+    """The whole audit (run_audit, as the CLI runs it) on a tenant big enough to split: the findings are the
+    generator's ground truth, no more and no fewer (inactive members included: signInActivity in every chain)."""
+    from licensing.model import AuditRequest as Request
+    from licensing.model import RunStatus, Scope, Trigger
+    from licensing.pipeline.run import run_audit
+    from licensing.pipeline.runtime import Runtime
+    from licensing.settings import load_settings
+
+    def keys(findings: Any) -> set[tuple[Any, ...]]:
+        return {
+            (str(f.kind), str(f.severity), f.sku_id, f.group_id, f.user_id, f.member_group_id, f.error)
+            for f in findings
+        }
+
+    with SandboxServer(BIG) as server:
+        config = load_settings({"GRAPH_BASE_URL": server.base_url})
+        request = Request(scope=Scope.TENANT, trigger=Trigger.CLI)
+        report = asyncio.run(run_audit(request, Runtime(config, store=None, credential="none"), alerts=False)).report
+        filtered = server.stats["by_route"]["users"]
+    assert report.run.status is RunStatus.SUCCEEDED, report.run.errors
+    assert filtered > len(UPN_PREFIXES), "the users were read as UPN chains"
+    expected, found = keys(BIG.ground_truth), keys(report.findings)
+    assert found - expected == set() and expected - found == set()
+    assert any(k[0] == "inactive_user_licensed" for k in found)
