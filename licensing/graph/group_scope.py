@@ -58,6 +58,7 @@ from licensing.graph.reader import (
 )
 from licensing.graph.reader import read_snapshot as read_whole
 from licensing.graph.responses import SIGN_IN_ROUTE
+from licensing.graph.users_scan import parse_count, tenant_user_count
 from licensing.model import AuditRequest, LicensedGroup, Part, Scope, TenantSnapshot, Unreadable, User
 
 __all__ = [
@@ -168,15 +169,6 @@ def error_ids(items: Iterable[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def parse_count(content: bytes) -> int:
-    """A ``/$count`` answer: the number as plain text ("Content-type: text/plain", ``893`` in Microsoft's "Get only a
-    count of users", https://learn.microsoft.com/graph/api/user-list). ValueError when it is not one."""
-    value = int(content.decode("utf-8-sig").strip())
-    if value < 0:
-        raise ValueError(f"a negative count: {value}")
-    return value
-
-
 async def _member_count(graph: GraphClient, group_id: str) -> int | None:
     """How many direct members the group has: ``/groups/{id}/members/$count`` with ConsistencyLevel eventual,
     Microsoft's own example in https://learn.microsoft.com/graph/api/group-list-members. None: not readable."""
@@ -185,16 +177,6 @@ async def _member_count(graph: GraphClient, group_id: str) -> int | None:
         return parse_count((await graph.send("GET", path, route="/groups/{id}/members", headers=EVENTUAL)).content)
     except (GraphError, ValueError, UnicodeDecodeError) as exc:
         log.info("the member count of group %s is not readable (%s)", group_id, exc)
-        return None
-
-
-async def tenant_user_count(graph: GraphClient) -> int | None:
-    """The tenant's user count (``/users/$count``, an advanced query: ConsistencyLevel eventual,
-    https://learn.microsoft.com/graph/aad-advanced-queries); None when it cannot be read (the scan is then read)."""
-    try:
-        return parse_count((await graph.send("GET", "/users/$count", route="/users", headers=EVENTUAL)).content)
-    except (GraphError, ValueError, UnicodeDecodeError) as exc:
-        log.info("the tenant's user count is not readable (%s): the users scan is read", exc)
         return None
 
 

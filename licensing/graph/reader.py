@@ -2,7 +2,9 @@
 
 Query strategy (docs/graph-fidelity.md has every page this relies on):
 
-* **Users: one tenant-wide scan** (``/users?$select=…,licenseAssignmentStates&$top=999``, 1 RU a page).
+* **Users: one tenant-wide scan** (``/users?$select=…,licenseAssignmentStates,signInActivity&$top=500``, 1 RU a
+  page), read as 44 ``startswith(userPrincipalName,'x')`` chains beside the members on a tenant of 5,000 users or
+  more, proved complete by ``/users/$count`` or read again as one chain (:mod:`licensing.graph.users_scan`).
   It is the only read that sees a user who *left* a licensed group and still holds its seat in an
   error state: removal fails with ``DependencyViolation`` or on a proxy-address conflict, and the
   user keeps a ``licenseAssignmentStates`` entry whose ``assignedByGroup`` is the group
@@ -44,7 +46,7 @@ from licensing.errors import (
 from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
 from licensing.graph.members import Members, prune_users, resolve_members
 from licensing.graph.parse import lifecycles, parse_group, parse_sku, parse_subscription, tenant_of_sku, text
-from licensing.graph.responses import SIGN_IN_ROUTE
+from licensing.graph.users_scan import PAGE, SIGN_IN_PAGE, USER_FIELDS, USERS_KEY, UsersScan, is_users_key
 from licensing.model import (
     UNKNOWN_TENANT,
     AuditRequest,
@@ -63,6 +65,7 @@ from licensing.settings import is_guid
 __all__ = [
     "GROUP_FIELDS",
     "MEMBER_FIELDS",
+    "SIGN_IN_PAGE",
     "USER_FIELDS",
     "ProgressFn",
     "merge_snapshot",
@@ -78,17 +81,6 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 
-USER_FIELDS: Final = (
-    "id,displayName,userPrincipalName,userType,externalUserState,creationType,"
-    "accountEnabled,usageLocation,assignedLicenses,licenseAssignmentStates,createdDateTime"
-)
-# signInActivity in the same scan: "returned only on $select", needs AuditLog.Read.All and a tenant with Entra ID
-# P1 or P2; "the maximum page size for $top is 500. Requests with $top set higher than 500 return pages with up to
-# 500 users" (https://learn.microsoft.com/graph/api/user-list, "Get users including their last sign-in time").
-# Refused (403 for the permission, 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant in a tenant without
-# P1/P2: responses.premium_required), the scan runs again without it and inactive_user_licensed is "not
-# evaluated" with the right remedy, never passed.
-SIGN_IN_PAGE: Final = 500
 # Members: who is in the group; the users' properties come from the users scan. userPrincipalName and
 # securityEnabled tell a user from a group when a page omits @odata.type (see members.member_kind).
 MEMBER_FIELDS: Final = "id,displayName,userPrincipalName,securityEnabled"
@@ -105,8 +97,6 @@ GROUP_FIELDS: Final = (
 SKU_FIELDS: Final = (
     "id,skuId,skuPartNumber,appliesTo,capabilityStatus,consumedUnits,prepaidUnits,servicePlans,accountId,accountName"
 )
-PAGE: Final = 999  # the $top maximum for users, groups and members
-USERS_KEY: Final = "\x00users"  # the users scan's key among collection reads (never a group id)
 
 
 def _member_request(group_id: str) -> CollectionRequest:
@@ -114,13 +104,6 @@ def _member_request(group_id: str) -> CollectionRequest:
     (instead of the microsoft.graph.user and microsoft.graph.group casts plus a $count for the rest)."""
     path = f"/groups/{quote(group_id, safe='')}/members?" + query({"$select": MEMBER_FIELDS, "$top": PAGE})
     return CollectionRequest(group_id, path, "/groups/{id}/members")
-
-
-def _users_request(sign_ins: bool = False) -> CollectionRequest:
-    """The tenant-wide users scan (https://learn.microsoft.com/graph/api/user-list: $select, $top up to 999)."""
-    fields, top = (USER_FIELDS + ",signInActivity", SIGN_IN_PAGE) if sign_ins else (USER_FIELDS, PAGE)
-    route = SIGN_IN_ROUTE if sign_ins else "/users"  # a refusal names AuditLog.Read.All (or P1), not User.Read.All
-    return CollectionRequest(USERS_KEY, "/users?" + query({"$select": fields, "$top": top}), route)
 
 
 def _unreadable(what: Part, subject: str | None, exc: GraphError) -> Unreadable:
@@ -295,40 +278,43 @@ class _Reader:
 
             def on_done(key: str) -> None:
                 nonlocal done
-                if key == USERS_KEY:
-                    self._progress("users", users_read, users_read)
-                    return
-                done += 1
-                self._progress("members", done, total)
+                if not is_users_key(key):
+                    done += 1
+                    self._progress("members", done, total)
 
             users_read = 0
 
-            def on_items(key: str, items: list[dict[str, Any]]) -> None:
+            def add_users(items: list[dict[str, Any]]) -> None:
                 nonlocal users_read
-                if key == USERS_KEY:
-                    acc.add_users(items)
-                    # The scan's total is unknown until its last page: show how many are read (issue 30, item 7).
-                    users_read += len(items)
-                    self._progress("users", users_read, 0)
+                acc.add_users(items)
+                # The scan's total is unknown until its last page: show how many are read (issue 30, item 7).
+                users_read += len(items)
+                self._progress("users", users_read, 0)
+
+            def restart() -> None:  # the scan reads again (users_scan): count afresh
+                nonlocal users_read
+                users_read = acc.limited = 0
+
+            def on_items(key: str, items: list[dict[str, Any]]) -> None:
+                if is_users_key(key):
+                    users_scan.items(items)
                 else:
                     acc.add(key, items)
 
-            requests = [_member_request(g.id) for g in groups] + ([_users_request(sign_ins=True)] if scan else [])
+            # The users scan: split into UPN-prefix chains on a big tenant, read beside the members (users_scan).
+            users_scan = UsersScan(self.graph, add_users, on_restart=restart)
+            requests = [_member_request(g.id) for g in groups]
+            if scan:
+                await users_scan.count()
+                requests += users_scan.requests()
             results = await self.graph.read_collections(requests, on_done=on_done, on_items=on_items)
             scanned = False
             if scan:
-                outcome = results[USERS_KEY]
-                if isinstance(outcome, GraphPermissionError | BadRequestError | GraphResponseError):
-                    # signInActivity refused: the license scan goes on without it (one request lost).
-                    self.sign_ins_note = f"sign-in activity not readable: {outcome}"
-                    log.info("%s; reading users without it", self.sign_ins_note)
-                    again = await self.graph.read_collections([_users_request()], on_done=on_done, on_items=on_items)
-                    outcome = again[USERS_KEY]
-                    results[USERS_KEY] = outcome
-                elif not isinstance(outcome, GraphError):
-                    self.sign_ins_read = True
-                if isinstance(outcome, GraphError):
-                    self.unreadable.append(_unreadable(Part.USERS, None, outcome))
+                scan_result = await users_scan.finish(results)
+                self._progress("users", users_read, users_read)
+                self.sign_ins_read, self.sign_ins_note = scan_result.sign_ins_read, scan_result.sign_ins_note
+                if scan_result.error is not None:
+                    self.unreadable.append(_unreadable(Part.USERS, None, scan_result.error))
                 elif acc.limited:
                     self.unreadable.append(_limited(acc.limited))
                 else:

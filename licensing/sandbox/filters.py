@@ -14,6 +14,7 @@ from licensing.sandbox.tenant import (
     INVITED,
     GroupDef,
 )
+from licensing.sandbox.upn import upn_ends, upn_starts
 from licensing.sandbox.wire import (
     Query,
     bad_request,
@@ -116,6 +117,11 @@ class Filters(Rendering):
             elif m := re.fullmatch(r"startswith\(displayName,\s*'((?:[^']|'')*)'\)", c, re.I):
                 v = m.group(1).replace("''", "'").lower()
                 preds.append(lambda u, v=v: t.user_names(u)[0].lower().startswith(v))  # type: ignore[misc]
+            elif m := re.fullmatch(r"(startswith|endswith)\(userPrincipalName,\s*'((?:[^']|'')*)'\)", c, re.I):
+                # The split users scan's chains (licensing/graph/users_scan.py) and their documented refusals: upn.py.
+                v = m.group(2).replace("''", "'")
+                starts = m.group(1).lower() == "startswith"
+                preds.append(upn_starts(t, v) if starts else upn_ends(t, v, query))
             else:
                 raise unsupported(f"Unsupported or invalid query filter clause specified for property: '{c}'.")
         return lambda u: all(p(u) for p in preds)

@@ -91,6 +91,8 @@ U_NESTED_ONLY = range(28, 32)
 U_EMS5 = range(32, 36)
 U_ODD = range(36, 40)
 FIRST_GENERIC_USER: Final = 40
+# First characters of the few generic users' UPNs that do not start with a letter (user_names).
+ODD_UPN_STARTS: Final = ("2", "_", "'", "!", "#", "^", "~", "0")
 
 
 def big_candidates(groups: int) -> list[int]:
@@ -374,6 +376,14 @@ class SandboxTenant:
         f = self.flags[index]
         display = ODD_USER_NAMES[index % len(ODD_USER_NAMES)] if f & ODD_NAME else f"{first} {last}"
         local = f"{first}.{last}{index}".lower()
+        if index >= FIRST_GENERIC_USER:
+            # UPNs of real variety (the user resource allows A - Z, a - z, 0 - 9 and ' . - _ ! # ^ ~): a few start with
+            # a digit or one of the symbols, some keep upper case. The index stays the last digits before '@' or '_'.
+            k = index % 101
+            if k < len(ODD_UPN_STARTS):
+                local = ODD_UPN_STARTS[k] + local
+            elif index % 7 == 3:
+                local = f"{first}.{last}{index}"
         upn = f"{local}_fabrikam.example#EXT#@{self.domain}" if f & EXT_UPN else f"{local}@{self.domain}"
         return display, first, last, upn
 

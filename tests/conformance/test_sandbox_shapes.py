@@ -122,6 +122,51 @@ def test_count_true_without_consistency_level_is_ignored_only_the_count_segment_
     assert client.get("/users/$count", headers=EVENTUAL).status_code == 200
 
 
+def test_users_count_as_microsofts_example_a_plain_number(client: httpx.Client, tenant: SandboxTenant) -> None:
+    """user-list, example 3: ``GET /users/$count`` with ``ConsistencyLevel: eventual`` answers text/plain ``893``."""
+    theirs = (FIXTURES / "user-list-count.txt").read_text()
+    r = client.get("/users/$count", headers=EVENTUAL)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert r.text.isdigit() and theirs.isdigit()
+    assert int(r.text) == tenant.user_count
+
+
+def test_upn_starts_with_is_default_and_ends_with_needs_the_advanced_parameters(
+    client: httpx.Client, tenant: SandboxTenant
+) -> None:
+    """aad-advanced-queries, the $filter table: userPrincipalName startsWith "Default"; endsWith only with the
+    advanced query parameters, refused without them with Microsoft's own example body."""
+    theirs = body("users-endswith-upn-missing-advanced-400.json")["error"]
+    starts = client.get("/users", params={"$filter": "startswith(userPrincipalName,'a')", "$top": "999"})
+    assert starts.status_code == 200, starts.text
+    upns = [u["userPrincipalName"] for u in starts.json()["value"]]
+    assert upns and all(u[0] in "aA" for u in upns)
+    assert any(u[0] == "A" for u in upns), "case-insensitive (an assumption, the pages are silent)"
+    ext = {"$filter": "endsWith(userPrincipalName,'#EXT#@" + tenant.domain + "')"}
+    refused = client.get("/users", params=ext)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["code"], error["message"]) == (theirs["code"], theirs["message"])
+    served = client.get("/users", params={**ext, "$count": "true", "$top": "999"}, headers=EVENTUAL)
+    assert served.status_code == 200 and served.json()["value"]
+    assert all("#EXT#" in u["userPrincipalName"] for u in served.json()["value"])
+
+
+def test_upn_prefixes_cover_every_user_once(client: httpx.Client, tenant: SandboxTenant) -> None:
+    """The split users scan's chains (licensing/graph/users_scan.py) are disjoint and cover the tenant: the UPNs
+    the sandbox makes start with letters of either case, digits and the documented symbols."""
+    from licensing.graph.users_scan import UPN_PREFIXES, upn_filter
+
+    seen: list[str] = []
+    for prefix in UPN_PREFIXES:
+        r = client.get("/users", params={"$filter": upn_filter(prefix), "$select": "id", "$top": "999"})
+        assert r.status_code == 200, (prefix, r.text)
+        seen += [u["id"] for u in r.json()["value"]]
+    assert len(seen) == len(set(seen)) == tenant.user_count
+    firsts = {tenant.user_names(u)[3][0] for u in range(tenant.user_count)}
+    assert {"2", "0", "_", "'", "!", "#", "^", "~"} <= firsts and any(c.isupper() for c in firsts)
+
+
 def test_members_and_casts_as_microsofts_examples(client: httpx.Client, tenant: SandboxTenant) -> None:
     g = tenant.groups[tm.G_E5]
     typed = client.get(f"/groups/{g.id}/members").json()["value"]
