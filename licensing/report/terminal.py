@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 
 from licensing.kinds import KIND_ORDER, SKU_SUBJECT_KINDS, spec
 from licensing.model import AuditReport, Finding, FindingKind, Severity, SkuDay, SkuSummary
+from licensing.report.license_errors import sign_in_name
 from licensing.report.progress import ProgressFn, progress_reporter  # re-exported: the CLI imports them here
 from licensing.report.seats import seat_state, users_unread
 from licensing.rules.seats import project_seats
@@ -235,6 +236,30 @@ def _subject_name(name: str | None, object_id: str | None) -> str:
     return clean_text(name or object_id or "?", _NAME_WIDTH)
 
 
+def _namesakes(items: Sequence[Finding], *, product_of: bool) -> dict[str, set[str]]:
+    """Per line (a product's or a group's), the display names that more than one of its users carries (common in
+    large tenants: two Amara Shermans)."""
+    seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for f in items:
+        if f.user_id and f.user_name:
+            if product_of:
+                line = clean_text(f.product_name or f.sku_part_number or f.sku_id or "?", _NAME_WIDTH)
+            else:
+                line = _subject_name(f.group_name, f.group_id)
+            seen[line][f.user_name].add(f.user_id)
+    return {line: {n for n, ids in names.items() if len(ids) > 1} for line, names in seen.items()}
+
+
+def _user_label(f: Finding, namesakes: set[str]) -> str:
+    """The user's display name; for a name several users of the line share, with their sign-in name (or the start
+    of their object id), so that a line never reads "Adele Robbins, Adele Robbins" (issue 30, item 6)."""
+    name = _subject_name(f.user_name, f.user_id)
+    if f.user_name not in namesakes:
+        return name
+    upn = sign_in_name(f)
+    return f"{name} ({clean_text(upn, 64)})" if upn else f"{name} (id {(f.user_id or '?')[:8]})"
+
+
 def _render_findings(findings: Sequence[Finding], out: Console, *, verbose: bool) -> None:
     from rich.text import Text
 
@@ -299,19 +324,22 @@ def _render_kind_digest(kind: str, items: Sequence[Finding], out: Console) -> bo
         return trimmed
     if kind == FindingKind.REDUNDANT_DIRECT_ASSIGNMENT:
         # No group in the subject: a user holds a SKU twice. Group the users by product.
+        shared = _namesakes(items, product_of=True)
         buckets: dict[str, list[str]] = defaultdict(list)
         for f in items:
             product = f.product_name or f.sku_part_number or f.sku_id or "?"
-            buckets[clean_text(product, _NAME_WIDTH)].append(_subject_name(f.user_name, f.user_id))
+            line_key = clean_text(product, _NAME_WIDTH)
+            buckets[line_key].append(_user_label(f, shared.get(line_key, set())))
         label = "user"
     else:
         buckets = defaultdict(list)
+        shared = _namesakes(items, product_of=False)
         for f in items:
             group = _subject_name(f.group_name, f.group_id)
             if f.member_group_id:
                 buckets[group].append(_subject_name(f.member_group_name, f.member_group_id))
             elif f.user_id:
-                name = _subject_name(f.user_name, f.user_id)
+                name = _user_label(f, shared.get(group, set()))
                 buckets[group].append(f"{name} ({clean_text(f.error, 40)})" if f.error else name)
             else:
                 buckets.setdefault(group, [])  # the group itself is the subject (empty, processing)

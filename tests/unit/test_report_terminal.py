@@ -137,6 +137,17 @@ def test_default_trims_and_verbose_lists_everything() -> None:
         assert f"B2B account User {i:03d} is in Sales" in out
 
 
+def test_namesakes_on_one_line_are_told_apart_by_sign_in_name_or_id() -> None:
+    # Two different people called Amara Li read "Amara Li, Amara Li" (issue 30, item 6, for every kind of list).
+    report = _report(user_names=("Amara Li", "Amara Li", "Bo Chen"))
+    findings = list(report.findings)
+    findings[1] = replace(findings[1], message="Amara Li (amara.li@contoso.com) is a B2B account in Sales")
+    console, buf = _plain_console(width=200)
+    render_summary(replace(report, findings=tuple(findings)), console=console)
+    out = buf.getvalue()
+    assert "Sales (3 users): Amara Li (amara.li@contoso.com), Amara Li (id u1), Bo Chen" in out
+
+
 def test_hostile_names_cannot_restyle_or_inject() -> None:
     names = ("[bold red]boom[/]", "\x1b[31mred\x1b[0m", "\u202eevil", "[link=https://evil.example]x[/link]")
     buf = io.StringIO()
