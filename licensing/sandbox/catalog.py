@@ -7,19 +7,24 @@ so a reader's product-name lookup works on sandbox data exactly as on a real ten
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 __all__ = [
+    "ENTRA_PREMIUM_PLAN_NAMES",
     "ERROR_KINDS",
     "FIRST_NAMES",
     "LAST_NAMES",
     "ODD_GROUP_NAMES",
     "ODD_USER_NAMES",
     "SKU_CATALOG",
+    "STANDARD_GROUP_NAMES",
+    "STANDARD_SUBSTITUTES",
     "USAGE_LOCATIONS",
     "CatalogSku",
     "ServicePlan",
+    "catalog_for",
+    "is_entra_premium",
 ]
 
 
@@ -54,6 +59,10 @@ _BI = ServicePlan("70d33638-9c74-4d01-bfd3-562de28bd4ba", "BI_AZURE_P2")
 _FLOW = ServicePlan("50e68c76-46c6-4674-81f9-75456511b170", "FLOW_P2_VIRAL")
 _VISIO = ServicePlan("663a804f-1c30-4ff0-9915-9db84f0d1cea", "VISIO_CLIENT_SUBSCRIPTION")
 _SPO_STORAGE = ServicePlan("be5a7ed5-c598-4fcd-a061-5e6724c68a58", "SHAREPOINTSTORAGE")
+_EXO1 = ServicePlan("9aaf7827-d63c-4b61-89c3-182f06f82e5c", "EXCHANGE_S_STANDARD")
+_SPO1 = ServicePlan("c7699d2e-19aa-44de-8edf-1736da088ca1", "SHAREPOINTSTANDARD")
+# The service plans of Microsoft Entra ID P1 and P2: a tenant holding a SKU that carries one is a premium tenant.
+ENTRA_PREMIUM_PLAN_NAMES: Final = frozenset({_AADP1.name, _AADP2.name})
 
 # Order matters: the generator refers to SKUs by these part numbers, the server lists them in this order.
 SKU_CATALOG: Final[tuple[CatalogSku, ...]] = (
@@ -74,6 +83,50 @@ SKU_CATALOG: Final[tuple[CatalogSku, ...]] = (
     CatalogSku("c5928f49-12ba-48f7-ada3-0d743a3601d5", "VISIOCLIENT", (_VISIO,), "locked"),
     CatalogSku("99049c9c-6011-4908-bf17-15f496e6519d", "SHAREPOINTSTORAGE", (_SPO_STORAGE,), "company", "Company"),
 )
+
+
+def is_entra_premium(sku: CatalogSku) -> bool:
+    """Whether the SKU carries an Entra ID P1 or P2 service plan (AAD_PREMIUM, AAD_PREMIUM_P2)."""
+    return any(p.name in ENTRA_PREMIUM_PLAN_NAMES for p in sku.plans)
+
+
+# A tenant without Entra ID P1/P2 cannot hold a SKU that carries it: there, each catalogue SKU that does is replaced,
+# at the same index and with the same seat situation, by a real product of the same table without P1/P2 (and without
+# Exchange Online Plan 2 + SharePoint Online Plan 2, so none of them licenses group-based licensing either). Office
+# 365 E1 keeps YAMMER_ENTERPRISE, the plan a group leaves off on the Microsoft 365 E3 slot. Service plans are listed
+# in part, as for the SKUs above.
+STANDARD_SUBSTITUTES: Final[dict[str, tuple[str, str, tuple[ServicePlan, ...]]]] = {
+    # Microsoft 365 E5 -> Microsoft 365 Apps for enterprise
+    "SPE_E5": ("c2273bd0-dff7-4215-9ef5-2c7bcfb06425", "OFFICESUBSCRIPTION", (_OFFICE,)),
+    # Microsoft 365 E3 -> Office 365 E1
+    "SPE_E3": ("18181a46-0d4e-45cd-891e-60aabd171b4e", "STANDARDPACK", (_EXO1, _SPO1, _TEAMS, _YAMMER)),
+    # Enterprise Mobility + Security E3 -> Intune (Plan 1)
+    "EMS": ("061f9ace-7d42-4136-88ac-31dc755f143f", "INTUNE_A", (_INTUNE,)),
+    # Enterprise Mobility + Security E5 -> Azure Information Protection Plan 1
+    "EMSPREMIUM": ("c52ea49f-fe5d-4e95-93ba-1de91d380f89", "RIGHTSMANAGEMENT", (_RMS,)),
+}
+
+
+def catalog_for(entra_premium: bool) -> tuple[CatalogSku, ...]:
+    """The tenant's SKUs: :data:`SKU_CATALOG` itself, or without Entra ID P1/P2 the same with
+    :data:`STANDARD_SUBSTITUTES` in place of the SKUs that carry it (same indices, same seat situations)."""
+    if entra_premium:
+        return SKU_CATALOG
+    out = []
+    for sku in SKU_CATALOG:
+        sub = STANDARD_SUBSTITUTES.get(sku.part_number)
+        out.append(sku if sub is None else replace(sku, sku_id=sub[0], part_number=sub[1], plans=sub[2]))
+    return tuple(out)
+
+
+# The licensed groups named after a product (generate.py) in a tenant without P1/P2: named after its substitute.
+STANDARD_GROUP_NAMES: Final = {
+    "SG-Lic-Office365-E3": ("SG-Lic-Office365-E3", "Office 365 E3 + Intune for all staff"),
+    "SG-Lic-Microsoft365-E5": ("SG-Lic-Microsoft365-Apps", "Microsoft 365 Apps for enterprise for executives"),
+    "SG-Lic-Microsoft365-E3": ("SG-Lic-Office365-E1", "Office 365 E1 (Yammer disabled)"),
+    "SG-Lic-EMS-E5": ("SG-Lic-AIP-P1", "Azure Information Protection Plan 1 for admins"),
+    "SG-Lic-All-Staff-M365-E3": ("SG-Lic-All-Staff-O365-E1", "Office 365 E1 for every employee"),
+}
 
 ERROR_KINDS: Final = (
     "MutuallyExclusiveViolation",

@@ -19,8 +19,10 @@ from licensing.sandbox.catalog import (
     ERROR_KINDS,
     ODD_GROUP_NAMES,
     SKU_CATALOG,
+    STANDARD_GROUP_NAMES,
     USAGE_LOCATIONS,
     CatalogSku,
+    catalog_for,
 )
 from licensing.sandbox.tenant import (
     DEPARTMENT_SHARE,
@@ -109,6 +111,7 @@ def generate_tenant(spec: TenantSpec, as_of: datetime | None = None) -> SandboxT
         raise ValueError("as_of must be timezone-aware (UTC)")
     n, m = spec.users, spec.groups
     rng = random.Random(spec.seed)
+    # SKU slots by their premium part numbers: without P1/P2 the same indices hold catalog.STANDARD_SUBSTITUTES.
     part = {c.part_number: i for i, c in enumerate(SKU_CATALOG)}
     e3, e5, m365e3, ems, ems5 = part["ENTERPRISEPACK"], part["SPE_E5"], part["SPE_E3"], part["EMS"], part["EMSPREMIUM"]
     o365e5, bi, flow = part["ENTERPRISEPREMIUM"], part["POWER_BI_PRO"], part["FLOW_FREE"]
@@ -239,6 +242,8 @@ def generate_tenant(spec: TenantSpec, as_of: datetime | None = None) -> SandboxT
     for g in range(m):
         name, desc = _group_name(g, rng.randrange(1000))
         name, desc = big_names.get(g, (name, desc))
+        if not spec.entra_premium:  # named after the products they assign there
+            name, desc = STANDARD_GROUP_NAMES.get(name, (name, desc))
         skus = group_skus[g]
         groups.append(
             GroupDef(
@@ -399,12 +404,13 @@ def _allocate_seats(
     waiting for the short SKU of a group gets none of that group's other SKUs either. Which error Graph
     records on those other products is not documented: the sandbox records CountViolation (docs/sandbox.md).
     """
+    catalog = catalog_for(spec.entra_premium)  # without P1/P2: no SKU that carries it (catalog.STANDARD_SUBSTITUTES)
     out: dict[int, SkuState] = {}
     blocked: set[tuple[int, int]] = set()  # (user, group) waiting for a short SKU of that group
     # Short SKUs first: their waiting users are then kept out of the group's other SKUs.
     order_k = sorted(range(len(SKU_CATALOG)), key=lambda k: SKU_CATALOG[k].plan != "shortage")
     for k in order_k:
-        cat = SKU_CATALOG[k]
+        cat = catalog[k]
         holders = bytearray(n)
         order: list[int] = []  # users served through groups, in arrival order, not already holders
         for u, ss in direct.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,36 @@ def test_a_tenant_without_entra_premium_refuses_sign_in_activity_as_graph_does()
         error = refused.json()["error"]
         assert (error["code"], error["message"]) == (ours["code"], ours["message"])
         assert c.get("/users", params={"$select": "id,accountEnabled"}).status_code == 200, "the rest is served"
+
+
+def _all(client: httpx.Client, path: str, select: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    page = client.get(path, params={"$select": select}).json()
+    while True:
+        out += page["value"]
+        if "@odata.nextLink" not in page:
+            return out
+        page = client.get(page["@odata.nextLink"]).json()
+
+
+@pytest.mark.parametrize("spec", [TenantSpec(seed=3, users=100, groups=12), TenantSpec(seed=7, users=300, groups=24)])
+def test_a_tenant_without_entra_premium_holds_no_sku_that_carries_it(spec: TenantSpec) -> None:
+    """A tenant holding a SKU with an Entra ID P1/P2 plan (AAD_PREMIUM, AAD_PREMIUM_P2) is a premium tenant, which
+    Graph serves signInActivity: the non-premium tenant subscribes none, and assigns only what it subscribes."""
+    premium = ("AAD_PREMIUM", "AAD_PREMIUM_P2")
+    tenant = generate_tenant(dataclasses.replace(spec, entra_premium=False))
+    with SandboxServer(tenant) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
+        skus = c.get("/subscribedSkus").json()["value"]
+        groups = _all(c, "/groups", "id,assignedLicenses")
+        users = _all(c, "/users", "id,assignedLicenses")
+        held = c.get("/users", params={"$select": "id,signInActivity"})
+    plans = {p["servicePlanName"] for s in skus for p in s["servicePlans"]}
+    assert not plans & set(premium), plans & set(premium)
+    subscribed = {s["skuId"] for s in skus}
+    assigned_by_groups = {lic["skuId"] for g in groups for lic in g["assignedLicenses"]}
+    assigned_to_users = {lic["skuId"] for u in users for lic in u["assignedLicenses"]}
+    assert assigned_by_groups and assigned_by_groups <= subscribed
+    assert assigned_to_users and assigned_to_users <= subscribed
+    assert held.status_code == 403, "and signInActivity is refused, as Graph refuses it in such a tenant"
+    # The same spec with P1/P2 (the default) does hold such SKUs: the two tenants differ in exactly that.
+    assert any(p.name in premium for s in generate_tenant(spec).skus for p in s.plans)

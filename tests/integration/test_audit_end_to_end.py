@@ -79,6 +79,19 @@ def test_ground_truth_matches_for_other_tenants(seed: int, premium_spare: bool) 
     assert finding_keys(report) == truth_keys(tenant)
 
 
+def test_ground_truth_matches_for_a_tenant_without_entra_premium() -> None:
+    # Without P1/P2 the tenant holds no SKU that carries it (sandbox catalog.STANDARD_SUBSTITUTES): only its Office
+    # 365 E3/E5 seats license group-based licensing, too few for its group members (p1_coverage_short), and
+    # inactive_user_licensed is not evaluated (signInActivity refused). The audit must agree with the truth.
+    tenant = generate_tenant(TenantSpec(seed=3, users=300, groups=16, entra_premium=False))
+    kinds = {f.kind for f in tenant.ground_truth}
+    assert "p1_coverage_short" in kinds and "inactive_user_licensed" not in kinds
+    with SandboxServer(tenant) as server:
+        report = audit(server).report  # type: ignore[attr-defined]
+    assert report.run.status is RunStatus.SUCCEEDED, report.run.errors
+    assert finding_keys(report) == truth_keys(tenant)
+
+
 def test_findings_survive_throttling_and_server_errors(tenant: SandboxTenant, server: SandboxServer) -> None:
     server.set_faults(
         Faults(

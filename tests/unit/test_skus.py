@@ -125,13 +125,29 @@ def test_parse_table_rejects_a_wrong_header() -> None:
 
 
 def test_every_sku_the_sandbox_serves_has_a_product_name() -> None:
-    from licensing.sandbox.catalog import SKU_CATALOG
+    from licensing.sandbox.catalog import catalog_for
 
     names = {r.string_id: r for r in load_table()}
-    for sku in SKU_CATALOG:
+    for sku in {*catalog_for(True), *catalog_for(False)}:  # with and without Entra ID P1/P2
         row = names.get(sku.part_number)
         assert row is not None and row.guid == sku.sku_id, sku.part_number
         assert product_name(sku.part_number, sku.sku_id) == row.name != sku.part_number
+
+
+def test_the_sandbox_skus_of_a_tenant_without_entra_premium_license_no_group_based_licensing_beyond_office() -> None:
+    """The substitutes for the SKUs that carry P1/P2 carry neither P1/P2 nor Office 365 E3 and above: by their plans
+    and by Microsoft's table alike (the sandbox truth counts only Office 365 E3/E5 in such a tenant)."""
+    from licensing.sandbox.catalog import STANDARD_SUBSTITUTES, catalog_for
+    from licensing.skus import qualifies_for_group_licensing
+
+    qualifying = {
+        s.part_number
+        for s in catalog_for(False)
+        if qualifies_for_group_licensing(s.sku_id, [p.id for p in s.plans], s.part_number)
+        or qualifies_for_group_licensing(s.sku_id, None, s.part_number)
+    }
+    assert qualifying == {"ENTERPRISEPACK", "ENTERPRISEPREMIUM"}
+    assert {s.part_number for s in catalog_for(False)} >= {part for _id, part, _plans in STANDARD_SUBSTITUTES.values()}
 
 
 def test_the_whole_table_ships_and_the_group_licensing_skus_follow_microsofts_list() -> None:
