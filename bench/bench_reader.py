@@ -94,6 +94,8 @@ def child_reader(url: str) -> dict[str, Any]:
             "requests": snap.stats.requests,
             "ru": snap.stats.resource_units,
             "throttled": snap.stats.throttled,
+            "metered": graph.pacer.metered,  # requests as Graph meters them: each $batch sub-request on its own
+            "paced": graph.pacer.engaged,
             "groups": len(snap.groups),
             "users": len(snap.users),
             "users_scanned": USERS,  # the scan reads every user of the tenant
@@ -359,6 +361,11 @@ def run_scenario(sc: Scenario) -> None:
     print(
         f"{'    floor: RU needed / RU rate':34}{floor_ru:10.2f}{'':>23}{reader['ru']:10,.0f}"
         f"   RU at {ru_rate:,.0f} RU/s (budget {RU_BUDGET}); 429s answered: {reader['throttled']}"
+    )
+    share, per_http = reader["throttled"] / max(1, reader["metered"]), reader["throttled"] / max(1, reader["requests"])
+    print(
+        f"{'    429 share':34}{share:10.2%}   of {reader['metered']:,} requests metered (sub-requests one by one); "
+        f"{per_http:.2%} of {reader['requests']:,} HTTP requests; paced: {reader['paced']}"
     )
     print(f"{'    floor with concurrency 8':34}{floor:10.2f}{'':>10}{'':>13}{min_requests:10,}   minimum requests")
     print(
