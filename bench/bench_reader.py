@@ -96,6 +96,7 @@ def child_reader(url: str) -> dict[str, Any]:
             "throttled": snap.stats.throttled,
             "metered": graph.pacer.metered,  # requests as Graph meters them: each $batch sub-request on its own
             "paced": graph.pacer.engaged,
+            "learned_limit": graph.pacer.limit,  # RU per 10 s the pacer learned (None: never signalled)
             "groups": len(snap.groups),
             "users": len(snap.users),
             "users_scanned": USERS,  # the scan reads every user of the tenant

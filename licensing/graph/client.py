@@ -45,6 +45,7 @@ from licensing.graph.responses import (
     resource_units,
 )
 from licensing.graph.retry import RetryPolicy
+from licensing.graph.schedule import BATCH_LIMIT, next_chunk
 from licensing.model import GraphStats
 from licensing.settings import Settings
 from licensing.transient import RETRYABLE_STATUSES
@@ -58,7 +59,6 @@ __all__ = [
     "query",
 ]
 
-BATCH_LIMIT: Final = 20  # https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch
 EVENTUAL: Final[Mapping[str, str]] = {"ConsistencyLevel": "eventual"}
 
 
@@ -373,9 +373,8 @@ class GraphClient:
         over as they arrive and not kept (the result is then an empty list per collection):
         raw JSON of a whole tenant is several times the size of the records made from it.
 
-        Once the pacer is engaged (Graph signalled throttling), next pages travel apart from first pages and as
-        ``urgent`` (ahead of the bucket's queue), and first pages hold at most half the slots: otherwise every
-        page of the longest chain would queue behind the bucket's first-page batches.
+        Once the pacer is engaged (Graph signalled throttling), chain fronts go first (schedule.py) and first
+        pages hold at most half the slots: otherwise the longest chain would queue behind the bucket.
         """
         pending: deque[tuple[CollectionRequest, str]] = deque((r, r.path) for r in requests)
         items: dict[str, list[dict[str, Any]]] = {r.key: [] for r in requests}
@@ -392,14 +391,9 @@ class GraphClient:
         while pending or in_flight:
             while pending and len(in_flight) < self.concurrency:
                 paced = self.pacer.engaged
-                urgent = paced and pending[0][1] != pending[0][0].path  # a next link: the front of a chain
-                if paced and not urgent and len(firsts & in_flight) >= max(1, self.concurrency // 2):
-                    break
-                chunk = [pending.popleft()]
-                while pending and len(chunk) < BATCH_LIMIT:
-                    if paced and (pending[0][1] != pending[0][0].path) != urgent:
-                        break
-                    chunk.append(pending.popleft())
+                if paced and pending[0][1] == pending[0][0].path and len(firsts) >= max(1, self.concurrency // 2):
+                    break  # paced first pages hold at most half the slots: chain fronts keep the others
+                chunk, urgent = next_chunk(pending, paced=paced)
                 task = asyncio.create_task(self._fetch_pages(chunk, urgent=urgent))
                 in_flight.add(task)
                 if paced and not urgent:

@@ -14,14 +14,16 @@ limit. The value ranges from 0.8 to 1.8"); and "Microsoft Graph continues to log
 client is being throttled" (https://learn.microsoft.com/graph/throttling). Graph does not send the limit
 itself: it is learned (see :meth:`Pacer.settle`).
 
-Ours (assumptions, docs/graph-fidelity.md): the limit is learned as *RU we sent in the 10 s before a request ÷ the
-percentage its answer carried* (Graph's usage is ours alone: one app, one tenant, one client), smoothed over
-answers; a 429 without the percentage, or answers without resource units, teach nothing: pacing starts at the
-smallest documented quota (3,500) until a percentage says more. We pace at ``TARGET`` of the learned limit and
-never let our own RU of any 10 s window exceed that either: a sliding window is the strictest reading of
-"the sum of request costs is compared against limits", and staying under it also stays under a token bucket of
-the same size. Time comes from the injected ``clock`` and ``sleep`` (tests never wait); every wait is one sleep
-computed up front, so a sleep that does not advance the clock cannot make a sender spin.
+Ours (assumptions, docs/graph-fidelity.md): the limit is learned at the first signal as *RU we sent in the 10 s
+before that request ÷ the percentage its answer carried* (Graph's usage is ours alone: one app, one tenant, one
+client); a 429 without the percentage, or answers without resource units, teach nothing: pacing starts at the
+smallest documented quota (3,500) until a percentage says more. Once paced, a 429 or a percentage well above the
+target lowers the limit by 10 % (at most once a window); readings near the target are what pacing aims at. We
+pace at ``TARGET`` of the learned limit and never let our own RU of any 10 s window exceed that either: a sliding
+window is the strictest reading of "the sum of request costs is compared against limits", and staying under it
+also stays under a token bucket of the same size. Time comes from the injected ``clock`` and ``sleep`` (tests
+never wait); every wait is one sleep computed up front, so a sleep that does not advance the clock cannot make a
+sender spin.
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ __all__ = ["SIGNAL", "TARGET", "WINDOW_S", "Pacer", "Ticket", "throttle_percenta
 WINDOW_S: Final = 10.0  # "per 10 seconds" (throttling-limits, identity and access)
 SIGNAL: Final = 0.8  # x-ms-throttle-limit-percentage is "returned only when ... more than 0.8 of its limit"
 SMALLEST_QUOTA: Final = 3500.0  # "S: 3,500 ... per 10 seconds": the stand-in when no answer says what it cost
-TARGET: Final = 0.85  # ours: the share of the learned limit we pace at (estimation error, one request's burst)
+TARGET: Final = 0.88  # ours: the share of the learned limit we pace at (estimation error, one request's burst)
 DEFAULT_COST: Final = 1.0  # "Any identity path not listed in the table | 1": a route we have no answer for yet
+URGENT_SHARE: Final = 0.15  # ours: the part of the window first pages leave to the next pages of chains
+HOT: Final = 0.1  # ours: a percentage this far above the target while paced means the limit was overestimated
+COOL: Final = 0.9  # ours: how much lower the limit is taken then
 _KEEP_S: Final = 2 * WINDOW_S  # tickets older than this are dropped (learning looks one window before a send)
 
 
@@ -65,6 +70,7 @@ class Ticket:
     cost: float  # our estimate until the answer, then what Graph charged
     paced: bool = False  # reserved in the bucket (its estimate is corrected there when the answer comes)
     throttled: bool = field(default=False)
+    urgent: bool = False  # the next page of a chain, sent ahead of the bucket's queue
 
 
 class Pacer:
@@ -83,6 +89,8 @@ class Pacer:
         self.window_s = window_s
         self.target = target
         self.limit: float | None = None  # learned RU per window; None: Graph has not signalled throttling
+        self._cooled = -math.inf  # when the limit was last lowered
+        self._engaged_at = math.inf  # when Graph first signalled throttling
         self._next = 0.0  # virtual time at which the bucket next has credit (GCRA form of a token bucket)
         self._pause_until = 0.0
         self._log: list[Ticket] = []  # sorted by ``sent``
@@ -142,9 +150,15 @@ class Pacer:
             else:
                 start = max(start, self._next)
                 self._next = start + cost / rate
-            start = self._fits_at(start, cost, self.target * self.limit)
+            budget = self.target * self.limit
+            if not urgent:
+                # First pages leave chain fronts room for twice what they took in the last window (at most
+                # URGENT_SHARE of it): a full window would hold the longest chain back.
+                taken = sum(t.cost for t in self._log if t.urgent and t.sent > now - self.window_s)
+                budget -= min(2 * taken, URGENT_SHARE * budget)
+            start = self._fits_at(start, cost, budget)
             for t in tickets:
-                t.paced = not urgent
+                t.paced, t.urgent = not urgent, urgent
         for t in tickets:
             t.sent = start
             self._insert(t)
@@ -165,17 +179,14 @@ class Pacer:
         bisect.insort(self._log, ticket, key=lambda t: t.sent)
 
     def _fits_at(self, start: float, cost: float, budget: float) -> float:
-        """The earliest time from ``start`` at which our RU sent in the window before it, plus ``cost``, fits
-        ``budget``. Reservations already dated later are counted too (conservative)."""
-        since = start - self.window_s
-        inside = [t for t in self._log if t.sent > since]
-        total = sum(t.cost for t in inside)
-        need = min(cost, budget)  # a request dearer than the budget goes once the window is empty
-        for t in inside:
-            if total + need <= budget:
+        """The earliest time from ``start`` at which our RU sent in the window ending then, plus ``cost``, fits
+        ``budget`` (a request dearer than the budget goes once that window is empty)."""
+        need = min(cost, budget)
+        for _ in range(len(self._log) + 1):  # each round ages at least one ticket out: bounded
+            inside = [t for t in self._log if start - self.window_s < t.sent <= start]
+            if sum(t.cost for t in inside) + need <= budget or not inside:
                 break
-            total -= t.cost
-            start = max(start, t.sent + self.window_s)
+            start = inside[0].sent + self.window_s  # when the oldest one in the window ages out
         return start
 
     # ------------------------------------------------------------------ after the answer
@@ -202,24 +213,38 @@ class Pacer:
             self._next += (charged - ticket.cost) / rate  # the bucket reserved the estimate
         ticket.cost = charged
         percentage = throttle_percentage(headers)
-        if percentage is not None and percentage >= SIGNAL:
-            self._learn(self._used(ticket.sent) / percentage)
-        elif throttled:
-            # A 429 says "throttled", not at what limit: Graph may throttle below the quota "when the services are
-            # under an important load" (throttling-limits). Pacing starts at the smallest documented quota; only a
-            # percentage header teaches more. The Retry-After pause is what answers the 429 itself.
-            self._learn(0.0)
+        if self.limit is None:
+            if percentage is not None and percentage >= SIGNAL:
+                self._engage(self._used(ticket.sent) / percentage)
+            elif throttled:
+                # A 429 says "throttled", not at what limit: Graph may throttle below the quota "when the services
+                # are under an important load" (throttling-limits). Pacing starts at the smallest documented quota;
+                # a percentage header teaches more. The Retry-After pause is what answers the 429 itself.
+                self._engage(0.0)
+        elif ticket.sent >= self._engaged_at and (
+            throttled or (percentage is not None and percentage >= self.target + HOT)
+        ):
+            self._cool()  # (a request sent before pacing began says nothing about the pace)
+        elif percentage is not None and percentage >= SIGNAL and self.limit == SMALLEST_QUOTA and self._units_seen:
+            self.limit = self._used(ticket.sent) / percentage  # the stand-in gives way to the first real measure
 
     def _used(self, until: float) -> float:
         """Our RU sent in the window ending at ``until`` (throttled requests too: Graph charges them)."""
         since = until - self.window_s
         return sum(t.cost for t in self._log if since < t.sent <= until)
 
-    def _learn(self, limit: float) -> None:
-        if limit <= 0 or not self._units_seen:
-            limit = SMALLEST_QUOTA if self.limit is None else self.limit
-        if self.limit is None:
-            self.limit = limit
-            self._next = max(self._next, self.clock())
-        else:
-            self.limit = 0.7 * self.limit + 0.3 * limit  # smoothed: each estimate is off by what is in flight
+    def _engage(self, limit: float) -> None:
+        self.limit = limit if limit > 0 and self._units_seen else SMALLEST_QUOTA
+        self._engaged_at = self.clock()
+        self._next = max(self._next, self.clock())
+
+    def _cool(self) -> None:
+        """Paced and still too hot (a 429, or usage well past the target): 10 % slower, at most once a window.
+
+        Not re-learned from the reading: while paced, the RU Graph counted at a request includes what we sent
+        while it was on its way, so *RU before it ÷ percentage* reads low, and pacing down to it read lower again.
+        """
+        now = self.clock()
+        if self.limit is not None and now >= self._cooled + self.window_s:
+            self._cooled = now
+            self.limit *= COOL

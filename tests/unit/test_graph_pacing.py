@@ -127,8 +127,9 @@ def test_once_engaged_the_bucket_spaces_every_sender_at_the_rate_and_no_window_o
         return sent
 
     sent = sorted(s for chain in vt.run(*(sender() for _ in range(8))) for s in chain)
-    # 80 requests of 60 RU at 0.85 x 60 RU/s: never faster than the bucket (93 s), and no slower than whole
-    # requests fitting the window allow (8 of 60 RU in 510 RU a window: 79 / 8 windows, 98.75 s).
+    # 80 first pages of 60 RU: never faster than the bucket (0.88 x 60 RU/s: 90 s), and no slower than whole
+    # requests fitting the window allow (0.88 x 600 = 528 RU: 8 of 60 RU, 79 / 8 windows). No chain front was
+    # sent, so none is left room.
     assert 79 * 60 / (TARGET * 60) <= sent[-1] - start <= 79 / 8 * 10
     for s in sent:  # any 10 s window holds at most the paced share of the limit
         assert sum(60 for t in sent if s - 10 < t <= s) <= TARGET * 600
@@ -188,21 +189,23 @@ def test_a_429_without_the_percentage_is_charged_its_estimate_and_engages_at_the
     assert pacer.limit == SMALLEST_QUOTA and pacer.throttled == 1
 
 
-def test_later_percentages_refine_the_limit() -> None:
+def test_paced_and_still_hot_the_limit_is_lowered_once_a_window() -> None:
     vt = VirtualTime()
     pacer = pacer_on(vt)
     engage(vt, pacer, limit=600)
-
     vt.now += 10
 
     async def main() -> None:
-        tickets = [await one(pacer) for _ in range(8)]  # 480 RU: what fits 0.85 of 600 in whole requests
-        for t in tickets[:-1]:
-            answered(pacer, t, 60)
-        answered(pacer, tickets[-1], 60, "0.96")  # 480 RU were 0.96 of the limit: 500 by this answer
+        answered(pacer, await one(pacer), 60, "0.90")  # near the target: what pacing aims at, nothing changes
+        assert pacer.limit == pytest.approx(600.0)
+        for _ in range(3):  # well past the target: 10 % lower, once for the whole envelope of answers
+            answered(pacer, await one(pacer), 60, "0.99")
+        assert pacer.limit == pytest.approx(540.0)
+        vt.now += 10
+        pacer.settle(await one(pacer), 429, {"Retry-After": "1"})  # throttled while paced: lower again
+        assert pacer.limit == pytest.approx(486.0)
 
     vt.run(main())
-    assert pacer.limit == pytest.approx(0.7 * 600 + 0.3 * 500)  # smoothed towards it
 
 
 def test_answers_without_resource_units_engage_at_the_smallest_documented_quota() -> None:
@@ -211,9 +214,12 @@ def test_answers_without_resource_units_engage_at_the_smallest_documented_quota(
 
     async def main() -> None:
         pacer.settle(await one(pacer), 200, {"x-ms-throttle-limit-percentage": "0.9"})
+        assert pacer.limit == SMALLEST_QUOTA
+        # The first answer that says what it cost, with a percentage, replaces the stand-in.
+        answered(pacer, await one(pacer), 500, "0.85")
 
     vt.run(main())
-    assert pacer.limit == SMALLEST_QUOTA
+    assert pacer.limit == pytest.approx(500 / 0.85)  # (the first answer said no cost: nothing charged)
 
 
 def test_the_bucket_is_corrected_by_what_graph_charged() -> None:
