@@ -97,6 +97,7 @@ def child_reader(url: str) -> dict[str, Any]:
             "metered": graph.pacer.metered,  # requests as Graph meters them: each $batch sub-request on its own
             "paced": graph.pacer.engaged,
             "learned_limit": graph.pacer.limit,  # RU per 10 s the pacer learned (None: never signalled)
+            "cooled": graph.pacer.cooled,
             "groups": len(snap.groups),
             "users": len(snap.users),
             "users_scanned": USERS,  # the scan reads every user of the tenant
@@ -367,6 +368,11 @@ def run_scenario(sc: Scenario) -> None:
     print(
         f"{'    429 share':34}{share:10.2%}   of {reader['metered']:,} requests metered (sub-requests one by one); "
         f"{per_http:.2%} of {reader['requests']:,} HTTP requests; paced: {reader['paced']}"
+        + (
+            f" (learned {reader['learned_limit']:,.0f} RU per 10 s, lowered {reader['cooled']}x)"
+            if reader["paced"]
+            else ""
+        )
     )
     print(f"{'    floor with concurrency 8':34}{floor:10.2f}{'':>10}{'':>13}{min_requests:10,}   minimum requests")
     print(

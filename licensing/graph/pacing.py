@@ -46,7 +46,7 @@ SMALLEST_QUOTA: Final = 3500.0  # "S: 3,500 ... per 10 seconds": the stand-in wh
 TARGET: Final = 0.88  # ours: the share of the learned limit we pace at (estimation error, one request's burst)
 DEFAULT_COST: Final = 1.0  # "Any identity path not listed in the table | 1": a route we have no answer for yet
 URGENT_SHARE: Final = 0.15  # ours: the part of the window first pages leave to the next pages of chains
-HOT: Final = 0.1  # ours: a percentage this far above the target while paced means the limit was overestimated
+HOT: Final = 0.12  # ours: a percentage this far above the target while paced (1.0: at the limit) means overestimated
 COOL: Final = 0.9  # ours: how much lower the limit is taken then
 _KEEP_S: Final = 2 * WINDOW_S  # tickets older than this are dropped (learning looks one window before a send)
 
@@ -71,6 +71,12 @@ class Ticket:
     paced: bool = False  # reserved in the bucket (its estimate is corrected there when the answer comes)
     throttled: bool = field(default=False)
     urgent: bool = False  # the next page of a chain, sent ahead of the bucket's queue
+    answered: float | None = None  # when its answer came (None: still on its way)
+
+    @property
+    def counted(self) -> float:
+        """From when the window check counts it: its answer, else its sending."""
+        return self.sent if self.answered is None else self.answered
 
 
 class Pacer:
@@ -99,6 +105,7 @@ class Pacer:
         self.metered = 0  # requests counted, $batch sub-requests one by one (Graph meters them so)
         self.throttled = 0  # of those, answered 429
         self.waited_s = 0.0  # time senders spent waiting for the bucket or the window (not Retry-After)
+        self.cooled = 0  # times the limit was lowered while paced
 
     # ------------------------------------------------------------------ state
 
@@ -183,10 +190,10 @@ class Pacer:
         ``budget`` (a request dearer than the budget goes once that window is empty)."""
         need = min(cost, budget)
         for _ in range(len(self._log) + 1):  # each round ages at least one ticket out: bounded
-            inside = [t for t in self._log if start - self.window_s < t.sent <= start]
+            inside = [t for t in self._log if start - self.window_s < t.counted <= start]
             if sum(t.cost for t in inside) + need <= budget or not inside:
                 break
-            start = inside[0].sent + self.window_s  # when the oldest one in the window ages out
+            start = min(t.counted for t in inside) + self.window_s  # when the oldest one in the window ages out
         return start
 
     # ------------------------------------------------------------------ after the answer
@@ -221,12 +228,18 @@ class Pacer:
                 # are under an important load" (throttling-limits). Pacing starts at the smallest documented quota;
                 # a percentage header teaches more. The Retry-After pause is what answers the 429 itself.
                 self._engage(0.0)
-        elif ticket.sent >= self._engaged_at and (
+        elif ticket.sent >= self._engaged_at + self.window_s and (
             throttled or (percentage is not None and percentage >= self.target + HOT)
         ):
-            self._cool()  # (a request sent before pacing began says nothing about the pace)
+            # (Within a window of engaging, Graph still counts the burst that taught the limit, partly at our
+            # estimates: a 429 then says nothing about the pace.)
+            self._cool()
         elif percentage is not None and percentage >= SIGNAL and self.limit == SMALLEST_QUOTA and self._units_seen:
             self.limit = self._used(ticket.sent) / percentage  # the stand-in gives way to the first real measure
+        # Graph charged it somewhere between sending and answering: the window check counts it from its answer
+        # on, so it stays in our window at least as long as in Graph's (counted from sending: measured 100+ RU
+        # short). Learning above reads the window at sending, as Graph's percentage did.
+        ticket.answered = max(self.clock(), ticket.sent)
 
     def _used(self, until: float) -> float:
         """Our RU sent in the window ending at ``until`` (throttled requests too: Graph charges them)."""
@@ -248,3 +261,4 @@ class Pacer:
         if self.limit is not None and now >= self._cooled + self.window_s:
             self._cooled = now
             self.limit *= COOL
+            self.cooled += 1

@@ -198,8 +198,8 @@ def test_paced_and_still_hot_the_limit_is_lowered_once_a_window() -> None:
     async def main() -> None:
         answered(pacer, await one(pacer), 60, "0.90")  # near the target: what pacing aims at, nothing changes
         assert pacer.limit == pytest.approx(600.0)
-        for _ in range(3):  # well past the target: 10 % lower, once for the whole envelope of answers
-            answered(pacer, await one(pacer), 60, "0.99")
+        for _ in range(3):  # at the limit: 10 % lower, once for the whole envelope of answers
+            answered(pacer, await one(pacer), 60, "1.00")
         assert pacer.limit == pytest.approx(540.0)
         vt.now += 10
         pacer.settle(await one(pacer), 429, {"Retry-After": "1"})  # throttled while paced: lower again
