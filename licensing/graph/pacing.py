@@ -17,13 +17,13 @@ itself: it is learned (see :meth:`Pacer.settle`).
 Ours (assumptions, docs/graph-fidelity.md): the limit is learned at the first signal as *RU we sent in the 10 s
 before that request ÷ the percentage its answer carried* (Graph's usage is ours alone: one app, one tenant, one
 client); a 429 without the percentage, or answers without resource units, teach nothing: pacing starts at the
-smallest documented quota (3,500) until a percentage says more. Once paced, a 429 or a percentage well above the
-target lowers the limit by 10 % (at most once a window); readings near the target are what pacing aims at. We
-pace at ``TARGET`` of the learned limit and never let our own RU of any 10 s window exceed that either: a sliding
-window is the strictest reading of "the sum of request costs is compared against limits", and staying under it
-also stays under a token bucket of the same size. Time comes from the injected ``clock`` and ``sleep`` (tests
-never wait); every wait is one sleep computed up front, so a sleep that does not advance the clock cannot make a
-sender spin.
+smallest documented quota (3,500) until a percentage says more. Once paced, a 429 or a percentage at the limit
+lowers the limit by 10 % (at most once a window); readings near the target are what pacing aims at. We pace at
+``TARGET`` of the learned limit and never let our own RU of any 10 s window exceed that either (a request counts
+from its answer: Graph charged it before then): a sliding window is the strictest reading of "the sum of request
+costs is compared against limits", and staying under it also stays under a token bucket of the same size. Time
+comes from the injected ``clock`` and ``sleep`` (tests never wait); every wait is one sleep computed up front, so a
+sleep that does not advance the clock cannot make a sender spin.
 """
 
 from __future__ import annotations

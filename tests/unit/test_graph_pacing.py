@@ -236,3 +236,21 @@ def test_the_bucket_is_corrected_by_what_graph_charged() -> None:
 
     first, second = vt.run(main())[0]
     assert second - first == pytest.approx(51 / (TARGET * 60), rel=0.01)
+
+
+def test_a_request_counts_in_our_window_from_its_answer_not_its_sending() -> None:
+    """Graph charged it somewhere between the two: counted from sending, our window ran short of Graph's."""
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+    engage(vt, pacer, limit=600)
+    vt.now += 10
+
+    async def main() -> float:
+        slow = await one(pacer)  # 500 RU sent now, answered 3 s later
+        vt.now += 3
+        answered(pacer, slow, 500)
+        vt.now += 7.5  # 10.5 s after sending, 7.5 s after the answer
+        return (await one(pacer)).sent
+
+    sent = vt.run(main())[0]
+    assert sent == pytest.approx(5_010.0 + 3 + 10)  # it waits until the answer is a window old
