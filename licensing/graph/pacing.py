@@ -43,10 +43,10 @@ __all__ = ["SIGNAL", "TARGET", "WINDOW_S", "Pacer", "Ticket", "throttle_percenta
 WINDOW_S: Final = 10.0  # "per 10 seconds" (throttling-limits, identity and access)
 SIGNAL: Final = 0.8  # x-ms-throttle-limit-percentage is "returned only when ... more than 0.8 of its limit"
 SMALLEST_QUOTA: Final = 3500.0  # "S: 3,500 ... per 10 seconds": the stand-in when no answer says what it cost
-TARGET: Final = 0.88  # ours: the share of the learned limit we pace at (estimation error, one request's burst)
+TARGET: Final = 0.92  # ours: the share of the learned limit we pace at (estimation error, one request's burst)
 DEFAULT_COST: Final = 1.0  # "Any identity path not listed in the table | 1": a route we have no answer for yet
 URGENT_SHARE: Final = 0.15  # ours: the part of the window first pages leave to the next pages of chains
-HOT: Final = 0.12  # ours: a percentage this far above the target while paced (1.0: at the limit) means overestimated
+AT_LIMIT: Final = 1.0  # a percentage this high while paced: the learned limit was too high
 COOL: Final = 0.9  # ours: how much lower the limit is taken then
 _KEEP_S: Final = 2 * WINDOW_S  # tickets older than this are dropped (learning looks one window before a send)
 
@@ -159,10 +159,10 @@ class Pacer:
                 self._next = start + cost / rate
             budget = self.target * self.limit
             if not urgent:
-                # First pages leave chain fronts room for twice what they took in the last window (at most
+                # First pages leave chain fronts room for 1.5 times what they took in the last window (at most
                 # URGENT_SHARE of it): a full window would hold the longest chain back.
                 taken = sum(t.cost for t in self._log if t.urgent and t.sent > now - self.window_s)
-                budget -= min(2 * taken, URGENT_SHARE * budget)
+                budget -= min(1.5 * taken, URGENT_SHARE * budget)
             start = self._fits_at(start, cost, budget)
             for t in tickets:
                 t.paced, t.urgent = not urgent, urgent
@@ -229,7 +229,7 @@ class Pacer:
                 # a percentage header teaches more. The Retry-After pause is what answers the 429 itself.
                 self._engage(0.0)
         elif ticket.sent >= self._engaged_at + self.window_s and (
-            throttled or (percentage is not None and percentage >= self.target + HOT)
+            throttled or (percentage is not None and percentage >= AT_LIMIT)
         ):
             # (Within a window of engaging, Graph still counts the burst that taught the limit, partly at our
             # estimates: a 429 then says nothing about the pace.)
