@@ -97,6 +97,10 @@ def child_reader(url: str) -> dict[str, Any]:
             "requests": snap.stats.requests,
             "ru": snap.stats.resource_units,
             "throttled": snap.stats.throttled,
+            "metered": graph.pacer.metered,  # requests as Graph meters them: each $batch sub-request on its own
+            "paced": graph.pacer.engaged,
+            "learned_limit": graph.pacer.limit,  # RU per 10 s the pacer learned (None: never signalled)
+            "cooled": graph.pacer.cooled,
             "groups": len(snap.groups),
             "users": len(snap.users),
             "users_scanned": USERS,  # the scan reads every user of the tenant
@@ -404,6 +408,16 @@ def run_scenario(sc: Scenario) -> None:
         f"   RU at {ru_rate:,.0f} RU/s (budget {RU_BUDGET}); 429s answered: {reader['throttled']}"
     )
     print(f"{'    floor = max(chain, RU)':34}{floor_issue:10.2f}   set by {floor_set_by}")
+    share, per_http = reader["throttled"] / max(1, reader["metered"]), reader["throttled"] / max(1, reader["requests"])
+    print(
+        f"{'    429 share':34}{share:10.2%}   of {reader['metered']:,} requests metered (sub-requests one by one); "
+        f"{per_http:.2%} of {reader['requests']:,} HTTP requests; paced: {reader['paced']}"
+        + (
+            f" (learned {reader['learned_limit']:,.0f} RU per 10 s, lowered {reader['cooled']}x)"
+            if reader["paced"]
+            else ""
+        )
+    )
     print(f"{'    floor with concurrency 8':34}{floor:10.2f}{'':>10}{'':>13}{min_requests:10,}   minimum requests")
     print(
         f"{'    floor with sandbox CPU time':34}{floor_server:10.2f}   the sandbox spent "

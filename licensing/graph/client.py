@@ -31,6 +31,8 @@ from licensing.errors import (
     redact_text,
     redact_url,
 )
+from licensing.graph.pacing import Pacer
+from licensing.graph.paging import NextLinks, page_items
 from licensing.graph.responses import (
     Exchange,
     Response,
@@ -41,9 +43,9 @@ from licensing.graph.responses import (
     observer_middleware,
     redirect_error,
     resource_units,
-    throttle_pause,
 )
 from licensing.graph.retry import RetryPolicy
+from licensing.graph.schedule import BATCH_LIMIT, next_chunk
 from licensing.model import GraphStats
 from licensing.settings import Settings
 from licensing.transient import RETRYABLE_STATUSES
@@ -57,11 +59,7 @@ __all__ = [
     "query",
 ]
 
-BATCH_LIMIT: Final = 20  # https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch
 EVENTUAL: Final[Mapping[str, str]] = {"ConsistencyLevel": "eventual"}
-MAX_EMPTY_PAGES: Final = 100  # consecutive empty pages with a next link before we call the server broken
-# Pages of one collection before it is called endless: 2,000,000 users in pages of 999 are ~2,000 pages.
-MAX_PAGES: Final = 20_000
 
 
 def query(params: Mapping[str, str | int]) -> str:
@@ -91,6 +89,7 @@ class GraphClient:
         retry: RetryPolicy | None = None,
         timeout_s: float = 60.0,
         max_concurrency: int | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         from licensing.graph.auth import make_auth_provider
 
@@ -103,7 +102,8 @@ class GraphClient:
         self.retry = retry or RetryPolicy()
         self.concurrency = max_concurrency or settings.graph_max_concurrency
         self._semaphore = asyncio.Semaphore(self.concurrency)
-        self._pause_until = 0.0  # monotonic time before which nobody sends (a 429 throttles the whole app)
+        # One pacing object for every sender: the app-wide Retry-After pause, then the RU token bucket (pacing.py).
+        self.pacer = pacer or Pacer(sleep=self.retry.sleep)
         self._requests = 0
         self._throttled = 0
         self._retried = 0
@@ -168,8 +168,7 @@ class GraphClient:
 
     def pause_all(self, seconds: float) -> None:
         """Hold every sender of this client for ``seconds`` (a 429 throttles the app, not one request)."""
-        if seconds > 0:
-            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+        self.pacer.pause(seconds)
 
     # ------------------------------------------------------------------ one exchange
 
@@ -233,8 +232,12 @@ class GraphClient:
         body: bytes | None = None,
         what: str | None = None,
         idempotent: bool = True,
+        urgent: bool = False,
+        metered: bool = True,
     ) -> Response:
         """One logical request with the retry policy; returns a 2xx response or raises a GraphError.
+
+        Each attempt waits its turn with the pacer (``urgent``: a chain's next page; ``metered=False``: a $batch).
 
         ``idempotent=False`` (sendMail): this client does not retry at all, so the caller's one retry layer
         decides. A 401 is still renewed once (Graph did not act on it); a timeout, a broken connection after
@@ -251,9 +254,7 @@ class GraphClient:
         token_refused = False
         while True:
             attempt += 1
-            pause = self._pause_until - time.monotonic()
-            if pause > 0:
-                await self.retry.sleep(pause)
+            tickets = await self.pacer.acquire((route,) if metered else (), urgent=urgent)
             failure: str
             retry_after: str | None = None
             response: Response | None = None
@@ -292,10 +293,11 @@ class GraphClient:
             self._ru += ru
             throttled = status == 429
             self._throttled += throttled
+            for ticket in tickets:
+                self.pacer.settle(ticket, status, response.headers if response is not None else None)
             telemetry.graph_request(method, route, status, throttled=throttled, resource_units=ru, duration_s=duration)
             if response is not None:
                 if 200 <= response.status < 300:
-                    self.pause_all(throttle_pause(response.headers))
                     return response
                 if response.status == 401 and not token_refused:
                     # A token can expire between issue and use (clock skew, a long run): the auth provider asks
@@ -331,9 +333,15 @@ class GraphClient:
             await self.retry.sleep(delay)
 
     async def get_json(
-        self, path: str, *, route: str, headers: Mapping[str, str] | None = None, what: str | None = None
+        self,
+        path: str,
+        *,
+        route: str,
+        headers: Mapping[str, str] | None = None,
+        what: str | None = None,
+        urgent: bool = False,
     ) -> Any:
-        return (await self.send("GET", path, route=route, headers=headers, what=what)).json()
+        return (await self.send("GET", path, route=route, headers=headers, what=what, urgent=urgent)).json()
 
     # ------------------------------------------------------------------ collections
 
@@ -343,46 +351,12 @@ class GraphClient:
         """Every item of a collection: our own nextLink loop (empty pages do not end it; other hosts are refused)."""
         items: list[dict[str, Any]] = []
         url: str | None = path
-        empties: dict[str, int] = {}
-        seen: dict[str, set[str]] = {}
+        links = NextLinks(self.check_host)
         while url is not None:
             page = await self.get_json(url, route=route, headers=headers, what=what)
-            url = self._next_link(page, empties, "", route, seen)
-            items.extend(self._page_items(page, route))
+            url = links.follow(page, "", route)
+            items.extend(page_items(page, route))
         return items
-
-    def _page_items(self, page: Any, route: str) -> list[dict[str, Any]]:
-        if not isinstance(page, dict):
-            raise GraphResponseError(f"Graph returned a page of {route} that is not a JSON object")
-        value = page.get("value", [])
-        if not isinstance(value, list):
-            raise GraphResponseError(f"Graph returned a page of {route} without a 'value' list")
-        return [v for v in value if isinstance(v, dict)]
-
-    def _next_link(
-        self, page: Any, empties: dict[str, int], key: str, route: str, seen: dict[str, set[str]]
-    ) -> str | None:
-        """The checked next link of a page. Empty pages with a next link are normal (they do not end the
-        collection, and may repeat the same link); only a long run of them is treated as a broken server.
-        A page *with items* whose next link was followed before would be read for ever, as would a collection
-        past MAX_PAGES pages: both are refused."""
-        link = page.get("@odata.nextLink") if isinstance(page, dict) else None
-        if not link:
-            return None
-        if not isinstance(link, str):
-            raise GraphResponseError(f"Graph returned a malformed next link for {route}")
-        self.check_host(link)
-        value = page.get("value")
-        empties[key] = empties.get(key, 0) + 1 if not value else 0
-        if empties[key] > MAX_EMPTY_PAGES:
-            raise GraphResponseError(f"Graph returned {empties[key]} empty pages in a row for {route}")
-        links = seen.setdefault(key, set())
-        if value and link in links:
-            raise GraphResponseError(f"Graph returned a next link of {route} that was already read (endless paging)")
-        links.add(link)
-        if len(links) > MAX_PAGES:
-            raise GraphResponseError(f"Graph returned more than {MAX_PAGES} pages of {route}; stopped reading")
-        return link
 
     async def read_collections(
         self,
@@ -398,13 +372,16 @@ class GraphClient:
         GraphError and the others carry on. With ``on_items``, each page's items are handed
         over as they arrive and not kept (the result is then an empty list per collection):
         raw JSON of a whole tenant is several times the size of the records made from it.
+
+        Once the pacer is engaged (Graph signalled throttling), chain fronts go first (schedule.py) and first
+        pages hold at most half the slots: otherwise the longest chain would queue behind the bucket.
         """
         pending: deque[tuple[CollectionRequest, str]] = deque((r, r.path) for r in requests)
         items: dict[str, list[dict[str, Any]]] = {r.key: [] for r in requests}
-        empties: dict[str, int] = {}
-        seen: dict[str, set[str]] = {}
+        links = NextLinks(self.check_host)
         results: dict[str, list[dict[str, Any]] | GraphError] = {}
         in_flight: set[asyncio.Task[list[tuple[CollectionRequest, Any]]]] = set()
+        firsts: set[asyncio.Task[list[tuple[CollectionRequest, Any]]]] = set()  # tasks of first pages (paced)
 
         def settle(req: CollectionRequest, outcome: list[dict[str, Any]] | GraphError) -> None:
             results[req.key] = outcome
@@ -413,37 +390,46 @@ class GraphClient:
 
         while pending or in_flight:
             while pending and len(in_flight) < self.concurrency:
-                chunk = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
-                in_flight.add(asyncio.create_task(self._fetch_pages(chunk)))
+                paced = self.pacer.engaged
+                if paced and pending[0][1] == pending[0][0].path and len(firsts) >= max(1, self.concurrency // 2):
+                    break  # paced first pages hold at most half the slots: chain fronts keep the others
+                chunk, urgent = next_chunk(pending, paced=paced)
+                task = asyncio.create_task(self._fetch_pages(chunk, urgent=urgent))
+                in_flight.add(task)
+                if paced and not urgent:
+                    firsts.add(task)
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            firsts -= done
             for task in done:
                 for req, page in task.result():
                     if isinstance(page, GraphError):
                         settle(req, page)
                         continue
                     try:
-                        page_items = self._page_items(page, req.route)
-                        link = self._next_link(page, empties, req.key, req.route, seen)
+                        got = page_items(page, req.route)
+                        link = links.follow(page, req.key, req.route)
                     except GraphError as exc:
                         settle(req, exc)
                         continue
                     if on_items is None:
-                        items[req.key].extend(page_items)
+                        items[req.key].extend(got)
                     else:
                         with bulk_allocation():
-                            on_items(req.key, page_items)
+                            on_items(req.key, got)
                     if link is None:
                         settle(req, items.pop(req.key))
                     else:
                         pending.appendleft((req, link))
         return results
 
-    async def _fetch_pages(self, chunk: list[tuple[CollectionRequest, str]]) -> list[tuple[CollectionRequest, Any]]:
+    async def _fetch_pages(
+        self, chunk: list[tuple[CollectionRequest, str]], *, urgent: bool = False
+    ) -> list[tuple[CollectionRequest, Any]]:
         """One page per entry: a plain GET for one, a $batch for several. Errors are returned, not raised."""
         if len(chunk) == 1:
             req, url = chunk[0]
             try:
-                return [(req, await self.get_json(url, route=req.route, headers=req.headers))]
+                return [(req, await self.get_json(url, route=req.route, headers=req.headers, urgent=urgent))]
             except GraphError as exc:
                 return [(req, exc)]
         subs: list[tuple[str, str, Mapping[str, str]]] = []
@@ -457,16 +443,16 @@ class GraphClient:
         batched = [pair for pair in chunk if pair not in direct]
         out: list[tuple[CollectionRequest, Any]] = []
         if subs:
-            answers = await self.batch_get(subs)
+            answers = await self.batch_get(subs, urgent=urgent)
             out.extend((req, answer) for (req, _), answer in zip(batched, answers, strict=True))
         for req, url in direct:
             try:
-                out.append((req, await self.get_json(url, route=req.route, headers=req.headers)))
+                out.append((req, await self.get_json(url, route=req.route, headers=req.headers, urgent=urgent)))
             except GraphError as exc:
                 out.append((req, exc))
         return out
 
-    async def batch_get(self, subs: Sequence[tuple[str, str, Mapping[str, str]]]) -> list[Any]:
+    async def batch_get(self, subs: Sequence[tuple[str, str, Mapping[str, str]]], *, urgent: bool = False) -> list[Any]:
         """GET up to 20 version-relative URLs in one JSON $batch; retry sub-requests that fail transiently.
 
         Each sub-request is metered and throttled on its own and can come back 429/5xx inside a
@@ -481,6 +467,10 @@ class GraphClient:
         waited = 0.0
         remaining = list(range(len(subs)))
         while remaining:
+            # Graph meters each sub-request on its own (https://learn.microsoft.com/graph/throttling, "Throttling
+            # and batching": "Requests in a batch are evaluated individually against throttling limits").
+            metered = await self.pacer.acquire([subs[i][1] for i in remaining], urgent=urgent)
+            tickets = dict(zip(remaining, metered, strict=True))
             envelope = {
                 "requests": [
                     {
@@ -494,13 +484,19 @@ class GraphClient:
             }
             try:
                 response = await self.send(
-                    "POST", "/$batch", route="/$batch", body=orjson.dumps(envelope), what="a $batch request"
+                    "POST",
+                    "/$batch",
+                    route="/$batch",
+                    body=orjson.dumps(envelope),
+                    what="a $batch request",
+                    metered=False,
                 )
                 answers = response.json().get("responses")
                 if not isinstance(answers, list):
                     raise GraphResponseError("Graph returned a $batch response without 'responses'")
             except GraphError as exc:
                 for i in remaining:
+                    self.pacer.settle(tickets[i], None, None)
                     results[i] = exc
                 return results
             # Answers come in any order, matched by id (json-batching: "the responses might be in a different
@@ -534,8 +530,8 @@ class GraphClient:
                     body = answer.get("body")
                 ru = resource_units(headers)
                 self._ru += ru
+                self.pacer.settle(tickets[i], status if answer is not None else None, headers)
                 if 200 <= status < 300:
-                    self.pause_all(throttle_pause(headers))
                     results[i] = body if body is not None else {}
                     continue
                 error = body.get("error") if isinstance(body, dict) else None
@@ -563,10 +559,9 @@ class GraphClient:
             if remaining:
                 self._retried += len(remaining)
                 waited += longest
-                served = time.monotonic() + longest
+                served = self.pacer.clock() + longest
                 await self.retry.sleep(longest)
-                if self._pause_until <= served:
-                    self._pause_until = 0.0  # the app-wide pause was this wait: the retry must not wait it again
+                self.pacer.served(served)  # the app-wide pause was this wait: the retry must not wait it again
         return results
 
     # ------------------------------------------------------------------ mail

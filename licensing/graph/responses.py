@@ -37,7 +37,6 @@ __all__ = [
     "premium_required",
     "redirect_error",
     "resource_units",
-    "throttle_pause",
 ]
 
 SIGN_IN_ROUTE: Final = "/users?signInActivity"  # /users with signInActivity selected (its own permission)
@@ -168,31 +167,12 @@ def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
 
 
 def resource_units(headers: Mapping[str, Any] | None) -> float:
+    """x-ms-resource-unit: "the resource unit used for this request" (throttling-limits); 0 when absent."""
     raw = header(headers, "x-ms-resource-unit")
     try:
         return float(raw) if raw else 0.0
     except ValueError:
         return 0.0
-
-
-# https://learn.microsoft.com/graph/throttling-limits (regular responses): x-ms-throttle-limit-percentage is
-# "returned only when the application consumed more than 0.8 of its limit. The value ranges from 0.8 to 1.8".
-# Graph keeps counting what is sent while it throttles, so slowing down early beats answering 429s late.
-# Our policy (not Microsoft's): above 0.8 every sender waits (p - 0.8) x SLOW_DOWN_S before its next request.
-THROTTLE_WARN: Final = 0.8
-SLOW_DOWN_S: Final = 2.5
-
-
-def throttle_pause(headers: Mapping[str, Any] | None) -> float:
-    """Seconds every sender should wait given a response's x-ms-throttle-limit-percentage (0 when absent)."""
-    raw = header(headers, "x-ms-throttle-limit-percentage")
-    try:
-        value = float(raw) if raw else 0.0
-    except ValueError:
-        return 0.0
-    if not THROTTLE_WARN < value < 10.0:  # nan and nonsense fall out here
-        return 0.0
-    return min(value - THROTTLE_WARN, 1.0) * SLOW_DOWN_S
 
 
 def graph_error(status: int, route: str, what: str, code: str | None = None, message: str | None = None) -> GraphError:

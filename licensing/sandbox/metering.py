@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
+from typing import Final
 
 import orjson
 
@@ -20,6 +21,8 @@ from licensing.sandbox.wire import (
     http_date,
     not_found,
 )
+
+NIL_APP_ID: Final = "00000000-0000-0000-0000-000000000000"  # the application in x-ms-throttle-scope (no app signs in)
 
 
 class Metering(AppState):
@@ -134,11 +137,21 @@ class Metering(AppState):
                         break
                 retry = str(max(1, math.ceil(wait)))
                 pct = f"{min(1.8, self._ru_sum / budget):.2f}"
+                # https://learn.microsoft.com/graph/throttling-limits, "Throttled responses requests": the scope as
+                # <Scope>/<Limit>/<ApplicationId>/<TenantId> and the reason. The sandbox authenticates no app: its
+                # application id is the nil GUID. The percentage on a 429 is our reading of "0.8 to 1.8" (a value
+                # over 1.0 can only describe usage past the limit); the client does not need it (pacing.py).
+                scope = f"Tenant_Application/ReadWrite/{NIL_APP_ID}/{self.tenant.tenant_id}"
                 return GraphError(
                     429,
                     "TooManyRequests",
                     "Too many requests: resource unit budget of the tenant and application exceeded.",
-                    [("Retry-After", retry), ("x-ms-throttle-limit-percentage", pct)],
+                    [
+                        ("Retry-After", retry),
+                        ("x-ms-throttle-limit-percentage", pct),
+                        ("x-ms-throttle-scope", scope),
+                        ("x-ms-throttle-information", "ResourceUnitLimitExceeded"),
+                    ],
                 )
             if self._ru_sum > 0.8 * budget:
                 # "Returned only when the application consumed more than 0.8 of its limit" (throttling-limits).

@@ -13,6 +13,7 @@ import orjson
 
 from licensing.graph import GraphClient, RetryPolicy
 from licensing.graph.members import Members, resolve_members
+from licensing.graph.pacing import SMALLEST_QUOTA
 from licensing.graph.parse import is_limited, parse_assignment, parse_group, parse_sku, parse_user, tenant_of_sku
 from licensing.model import LicensedGroup, Scope, Severity, TenantSnapshot, User
 from licensing.rules import RuleContext, evaluate
@@ -161,6 +162,44 @@ def test_batch_answers_are_matched_by_id_in_any_order() -> None:
     assert results[4]["value"][0]["userPrincipalName"] == "LynneR@contoso.com"
     assert all(type(r).__name__ in ("GraphPermissionError", "GraphResponseError") for r in results[1:4])
     assert seen == [["0", "1", "2", "3", "4"]]
+
+
+def test_microsofts_sample_429_is_waited_out_by_every_sender_and_starts_pacing() -> None:
+    """throttling.md, "Sample response": 429 with ``Retry-After: 2.128`` (fractional seconds) and the TooManyRequests
+    body. Every sender waits the 2.128 s (https://learn.microsoft.com/graph/throttling: "Wait the number of seconds
+    specified in the Retry-After header"), and pacing starts: a 429 without x-ms-throttle-limit-percentage does not
+    say the limit, so the smallest documented quota stands in (pacing.py)."""
+    sample = (FIXTURES / "throttling-429-response.json").read_bytes()
+    sleeps: list[float] = []
+    answers = iter([429, 200, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if next(answers) == 429:
+            headers = {"Content-Type": "application/json", "Retry-After": "2.128"}
+            return httpx.Response(429, content=sample, headers=headers)
+        return httpx.Response(200, json={"value": []}, headers={"x-ms-resource-unit": "1"})
+
+    async def record(seconds: float) -> None:
+        sleeps.append(round(seconds, 3))
+
+    async def main() -> GraphClient:
+        settings = Settings(graph_base_url="http://127.0.0.1:9/v1.0")
+        client = GraphClient(
+            settings,
+            credential="none",
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            retry=RetryPolicy(sleep=record),
+        )
+        try:
+            await client.get_json("/groups", route="/groups")
+            await client.get_json("/users", route="/users")  # another sender: the pause held it too
+        finally:
+            await client.aclose()
+        return client
+
+    client = asyncio.run(main())
+    assert sleeps[0] == 2.128 and client.stats.throttled == 1 and client.stats.retried == 1
+    assert client.pacer.throttled == 1 and client.pacer.limit == SMALLEST_QUOTA
 
 
 def test_users_of_the_scan_shape_feed_every_user_rule() -> None:

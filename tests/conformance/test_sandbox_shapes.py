@@ -234,6 +234,12 @@ def test_throttled_requests_are_charged_and_usage_is_announced(client: httpx.Cli
     assert pct[:8] == [None] * 8 and pct[8:10] == ["0.90", "1.00"]
     # Charged while throttled: the usage keeps rising past the budget.
     assert pct[10:] == ["1.10", "1.20", "1.30", "1.40"]
+    # Every answer says what it cost; a throttled one says why and at which scope (throttling-limits).
+    assert [a.headers.get("x-ms-resource-unit") for a in answers[:10]] == ["1"] * 10
+    refused = answers[10].headers
+    assert refused["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
+    scope, limit, app, tenant_id = refused["x-ms-throttle-scope"].split("/")
+    assert (scope, limit) == ("Tenant_Application", "ReadWrite") and app and tenant_id
 
 
 def test_sign_in_activity_as_microsofts_list_users_example_serves_it(client: httpx.Client) -> None:

@@ -1,6 +1,6 @@
 """The client against Graph's throttling and query rules (httpx.MockTransport at the HTTP boundary).
 
-A 429 inside a $batch pauses every sender; x-ms-throttle-limit-percentage slows senders down before Graph
+A 429 inside a $batch pauses every sender; x-ms-throttle-limit-percentage engages the pacer before Graph
 throttles (https://learn.microsoft.com/graph/throttling-limits); an id answered twice in a $batch envelope is
 sent again; a groups query Graph calls unsupported falls back to the next documented form.
 """
@@ -18,7 +18,6 @@ import pytest
 
 from licensing.graph import GraphClient, RetryPolicy
 from licensing.graph.reader import _Reader
-from licensing.graph.responses import throttle_pause
 from licensing.settings import Settings
 
 BASE = "http://127.0.0.1:9/v1.0"
@@ -41,31 +40,28 @@ def client_for(handler: Any, sleeps: Sleeps) -> GraphClient:
     )
 
 
-@pytest.mark.parametrize(
-    ("header", "pause"),
-    [(None, 0.0), ("0.5", 0.0), ("0.8", 0.0), ("0.9", 0.25), ("1.0", 0.5), ("1.8", 2.5), ("nan", 0.0), ("x", 0.0)],
-)
-def test_throttle_percentage_becomes_a_pause(header: str | None, pause: float) -> None:
-    headers = {"x-ms-throttle-limit-percentage": header} if header is not None else {}
-    assert throttle_pause(headers) == pytest.approx(pause)
-
-
-def test_a_near_limit_answer_slows_every_next_request() -> None:
+def test_a_near_limit_answer_paces_every_next_request() -> None:
+    """At 1.0 of the limit after 100 RU, the limit is 100 RU per 10 s: the next request (any route) waits for the
+    window to make room (pacing.py; the percentage header, https://learn.microsoft.com/graph/throttling-limits)."""
     sleeps = Sleeps()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"value": []}, headers={"x-ms-throttle-limit-percentage": "1.0"})
+        headers = {"x-ms-throttle-limit-percentage": "1.0", "x-ms-resource-unit": "100"}
+        return httpx.Response(200, json={"value": []}, headers=headers)
 
-    async def main() -> None:
+    async def main() -> GraphClient:
         client = client_for(handler, sleeps)
         try:
             await client.get_json("/users", route="/users")
             await client.get_json("/groups", route="/groups")
         finally:
             await client.aclose()
+        return client
 
-    asyncio.run(main())
-    assert sleeps.calls and sleeps.calls[0] == pytest.approx(0.5, abs=0.05)
+    client = asyncio.run(main())
+    # Learned 100 RU from the first answer; the second, paced and still at 1.0, lowered it by 10 %.
+    assert client.pacer.limit == pytest.approx(90.0)
+    assert len(sleeps.calls) == 1 and sleeps.calls[0] == pytest.approx(10.0, abs=0.5)
 
 
 def test_a_429_inside_a_batch_pauses_every_sender() -> None:
