@@ -9,7 +9,7 @@ documents ``licenseAssignmentStates`` (https://learn.microsoft.com/graph/api/use
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
@@ -17,7 +17,7 @@ from urllib.parse import quote
 from licensing import telemetry
 from licensing.errors import BadRequestError, GraphError, GraphNotFoundError
 from licensing.graph.client import GraphClient, query
-from licensing.graph.group_scope import read_group_users, tenant_user_count
+from licensing.graph.group_scope import read_group_parts, tenant_user_count
 from licensing.graph.parse import parse_group, text
 from licensing.graph.reader import (
     GROUP_FIELDS,
@@ -26,7 +26,6 @@ from licensing.graph.reader import (
     _Reader,
     _unreadable,
     merge_snapshot,
-    read_members,
     task_group,
 )
 from licensing.model import GraphStats, LicensedGroup, Part, Sku, TenantSnapshot, Unreadable, User
@@ -93,13 +92,10 @@ async def _read_targeted(
     total = await tenant_user_count(graph)
     if total is None or total > p1:
         return None
-    overview = TenantSnapshot(tenant_id=reader.tenant_id, groups=(group,))
-    members = await read_members(graph, [group], progress=progress)
-    [read] = members.groups or [replace(group, members_read=False)]
-    users_part = await read_group_users(graph, read, (), progress) if read.members_read else None
-    if users_part is None and read.members_read:
+    parts, scan = await read_group_parts(graph, group, (), progress, tenant_users=total)
+    if scan:
         return None  # so large a group that the scan costs less
-    snapshot = merge_snapshot(overview, [members, *([users_part] if users_part is not None else [])])
+    snapshot = merge_snapshot(TenantSnapshot(tenant_id=reader.tenant_id, groups=(group,)), parts)
     reader.unreadable.extend(snapshot.unreadable)
     return snapshot.groups[0], dict(snapshot.users)
 

@@ -38,13 +38,12 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from licensing import telemetry
-from licensing.errors import BadRequestError, GraphError, GraphPermissionError, GraphResponseError
-from licensing.graph.client import EVENTUAL, CollectionRequest, GraphClient, query
+from licensing.errors import GraphError, GraphPermissionError
+from licensing.graph.client import CollectionRequest, GraphClient, query
 from licensing.graph.members import Members, member_kind
 from licensing.graph.parse import text
 from licensing.graph.reader import (
     SIGN_IN_PAGE,
-    USER_FIELDS,
     USERS_KEY,
     ProgressFn,
     _limited,
@@ -57,8 +56,13 @@ from licensing.graph.reader import (
     task_group,
 )
 from licensing.graph.reader import read_snapshot as read_whole
-from licensing.graph.responses import SIGN_IN_ROUTE
-from licensing.graph.users_scan import parse_count, tenant_user_count
+from licensing.graph.users_scan import (
+    parse_count,
+    read_count,
+    sign_ins_refused,
+    tenant_user_count,
+    user_select,
+)
 from licensing.model import AuditRequest, LicensedGroup, Part, Scope, TenantSnapshot, Unreadable, User
 
 __all__ = [
@@ -66,6 +70,7 @@ __all__ = [
     "TARGETED_WITHOUT_COUNT",
     "error_ids",
     "parse_count",
+    "read_group_parts",
     "read_group_snapshot",
     "read_group_users",
     "read_snapshot",
@@ -95,16 +100,8 @@ def targeted_costs_less(wanted: int, tenant_users: int) -> bool:
 
 def _ids_request(key: str, ids: Sequence[str], sign_ins: bool) -> CollectionRequest:
     clause = "id in (" + ",".join(f"'{i}'" for i in ids) + ")"
-    fields = USER_FIELDS + ",signInActivity" if sign_ins else USER_FIELDS
-    path = "/users?" + query({"$filter": clause, "$select": fields})
-    return CollectionRequest(key, path, SIGN_IN_ROUTE if sign_ins else "/users")
-
-
-def _refused_sign_ins(outcome: object) -> bool:
-    # As in the scan (reader._Reader.read): signInActivity refused (AuditLog.Read.All, or no Entra ID P1/P2). A 400
-    # counts too: no Microsoft example selects signInActivity under an `id in` filter, and if Graph refused the pair
-    # the users are still read, without it (docs/graph-fidelity.md, "Where Microsoft's documentation is silent").
-    return isinstance(outcome, GraphPermissionError | BadRequestError | GraphResponseError)
+    fields, route = user_select(sign_ins)
+    return CollectionRequest(key, "/users?" + query({"$filter": clause, "$select": fields}), route)
 
 
 async def read_user_ids(
@@ -128,7 +125,10 @@ async def read_user_ids(
         return False, "sign-in activity not read: the group has no user to read", []
     results = await read(sign_ins=True)
     sign_ins = True
-    refused = next((o for o in results.values() if _refused_sign_ins(o)), None)
+    # As in the scan: signInActivity refused. A 400 counts too: no Microsoft example selects signInActivity under an
+    # `id in` filter, and if Graph refused the pair the users are still read, without it (docs/graph-fidelity.md,
+    # "Where Microsoft's documentation is silent").
+    refused = next((o for o in results.values() if sign_ins_refused(o)), None)
     if refused is not None:
         note = f"sign-in activity not readable: {refused}"
         log.info("%s; reading the group's users without it", note)
@@ -173,21 +173,23 @@ async def _member_count(graph: GraphClient, group_id: str) -> int | None:
     """How many direct members the group has: ``/groups/{id}/members/$count`` with ConsistencyLevel eventual,
     Microsoft's own example in https://learn.microsoft.com/graph/api/group-list-members. None: not readable."""
     path = f"/groups/{quote(group_id, safe='')}/members/$count"
-    try:
-        return parse_count((await graph.send("GET", path, route="/groups/{id}/members", headers=EVENTUAL)).content)
-    except (GraphError, ValueError, UnicodeDecodeError) as exc:
-        log.info("the member count of group %s is not readable (%s)", group_id, exc)
-        return None
+    return await read_count(graph, path, "/groups/{id}/members", f"the member count of group {group_id}")
 
 
 async def read_group_users(
-    graph: GraphClient, group: LicensedGroup, extra: Iterable[str] = (), progress: ProgressFn | None = None
+    graph: GraphClient,
+    group: LicensedGroup,
+    extra: Iterable[str] = (),
+    progress: ProgressFn | None = None,
+    *,
+    tenant_users: int | None = None,
 ) -> TenantSnapshot | None:
     """The users part of one group's read (its members, untyped ones included, and ``extra``) as a users-scan part
-    (``scope_id`` USERS_KEY); None when the targeted read would cost more than the scan (then read the scan)."""
+    (``scope_id`` USERS_KEY); None when the targeted read would cost more than the scan (then read the scan).
+    ``tenant_users``: the tenant's user count when the caller has read it already (not read twice)."""
     wanted = list(dict.fromkeys((*group.user_ids, *group.unknown_members, *extra)))
     if len(wanted) > TARGETED_WITHOUT_COUNT:
-        total = await tenant_user_count(graph)
+        total = tenant_users if tenant_users is not None else await tenant_user_count(graph)
         if total is None or not targeted_costs_less(len(wanted), total):
             log.info("group %s: %d users to read, the scan is cheaper", group.id, len(wanted))
             return None
@@ -199,6 +201,24 @@ async def read_group_users(
         progress("users", len(users), len(wanted))
     part = _part(graph, [], users, unreadable, users_read=not unreadable)
     return replace(part, sign_ins_read=sign_ins and not unreadable, sign_ins_note=note)
+
+
+async def read_group_parts(
+    graph: GraphClient,
+    group: LicensedGroup,
+    extra: Iterable[str] = (),
+    progress: ProgressFn | None = None,
+    *,
+    tenant_users: int | None = None,
+) -> tuple[list[TenantSnapshot], bool]:
+    """The group's members, then only the users they and ``extra`` name (:func:`read_group_users`). Returns those
+    parts and whether the users scan is still needed (reading the users by id would cost more than it)."""
+    members = await read_members(graph, [group], progress=progress)
+    [read] = members.groups or [replace(group, members_read=False)]
+    if not read.members_read:
+        return [members], False
+    users = await read_group_users(graph, read, extra, progress, tenant_users=tenant_users)
+    return ([members], True) if users is None else ([members, users], False)
 
 
 async def read_group_snapshot(
@@ -224,6 +244,7 @@ async def read_group_snapshot(
             parts.append(_part(graph, [], {}, [Unreadable(Part.USERS, None, reason, permission)]))
             errors = []
         scan = False
+        total: int | None = None
         if size is not None and size + len(errors) > TARGETED_WITHOUT_COUNT:
             # A big group: decided before its members are read, so that the scan (when cheaper) runs beside the
             # member chain as in the tenant read, not after it.
@@ -235,14 +256,10 @@ async def read_group_snapshot(
                 scan_task = reads.create_task(read_users(graph, progress=progress))
             parts += [members_task.result(), scan_task.result()]
         else:
-            members = await read_members(graph, groups, progress=progress)
-            parts.append(members)
-            [read] = members.groups or [replace(group, members_read=False)]
-            users = await read_group_users(graph, read, errors, progress) if read.members_read else None
-            if users is None and read.members_read:
-                users = await read_users(graph, progress=progress)
-            if users is not None:
-                parts.append(users)
+            group_parts, scan = await read_group_parts(graph, group, errors, progress, tenant_users=total)
+            parts += group_parts
+            if scan:
+                parts.append(await read_users(graph, progress=progress))
     return replace(merge_snapshot(overview, parts), stats=graph.stats)
 
 

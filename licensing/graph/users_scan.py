@@ -51,8 +51,11 @@ __all__ = [
     "UsersScan",
     "is_users_key",
     "parse_count",
+    "read_count",
+    "sign_ins_refused",
     "tenant_user_count",
     "upn_filter",
+    "user_select",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,17 +90,24 @@ def upn_filter(prefix: str) -> str:
     return "startswith(userPrincipalName,'" + prefix.replace("'", "''") + "')"
 
 
+def user_select(sign_ins: bool) -> tuple[str, str]:
+    """The ``$select`` of a users read and the route its refusal is named by: with signInActivity a refusal names
+    AuditLog.Read.All (or P1), not User.Read.All."""
+    return (USER_FIELDS + ",signInActivity", SIGN_IN_ROUTE) if sign_ins else (USER_FIELDS, "/users")
+
+
 def _request(prefix: str | None, sign_ins: bool) -> CollectionRequest:
-    fields, top = (USER_FIELDS + ",signInActivity", SIGN_IN_PAGE) if sign_ins else (USER_FIELDS, PAGE)
-    route = SIGN_IN_ROUTE if sign_ins else "/users"  # a refusal names AuditLog.Read.All (or P1), not User.Read.All
+    fields, route = user_select(sign_ins)
+    top = SIGN_IN_PAGE if sign_ins else PAGE
     params: dict[str, str | int] = {"$select": fields, "$top": top}
     if prefix is not None:
         params = {"$filter": upn_filter(prefix), "$select": fields, "$top": min(top, SPLIT_PAGE)}
     return CollectionRequest(USERS_KEY + (prefix or ""), "/users?" + query(params), route)
 
 
-def _refused(exc: GraphError) -> bool:
-    """What the single scan with signInActivity has always taken for "sign-in activity refused"."""
+def sign_ins_refused(exc: object) -> bool:
+    """What a users read with signInActivity takes for "sign-in activity refused" (AuditLog.Read.All, no Entra ID
+    P1/P2, or a 400 on the pair): the users are then read again without it."""
     return isinstance(exc, GraphPermissionError | BadRequestError | GraphResponseError)
 
 
@@ -121,15 +131,20 @@ def parse_count(content: bytes) -> int:
     return value
 
 
-async def tenant_user_count(graph: GraphClient) -> int | None:
-    """The tenant's user count (``/users/$count``, an advanced query: ConsistencyLevel eventual,
-    https://learn.microsoft.com/graph/aad-advanced-queries); None when it cannot be read (B2C: no $count)."""
+async def read_count(graph: GraphClient, path: str, route: str, what: str) -> int | None:
+    """A ``/$count`` read with ``ConsistencyLevel: eventual`` (counting directory objects "is only supported using
+    the advanced queries parameters", https://learn.microsoft.com/graph/aad-advanced-queries); None when it cannot be
+    read (B2C tenants have no $count)."""
     try:
-        answer = await graph.send("GET", "/users/$count", route="/users/$count", headers=EVENTUAL)
-        return parse_count(answer.content)
+        return parse_count((await graph.send("GET", path, route=route, headers=EVENTUAL)).content)
     except (GraphError, ValueError, UnicodeDecodeError) as exc:
-        log.info("the tenant's user count is not readable (%s)", exc)
+        log.info("%s is not readable (%s)", what, exc)
         return None
+
+
+async def tenant_user_count(graph: GraphClient) -> int | None:
+    """The tenant's user count, ``GET /users/$count`` (user-list, example 3); None when it cannot be read."""
+    return await read_count(graph, "/users/$count", "/users/$count", "the tenant's user count")
 
 
 class UsersScan:
@@ -203,7 +218,7 @@ class UsersScan:
             return True
         if error is None:
             return False
-        if self.sign_ins and (isinstance(error, GraphPermissionError) or (not self.split and _refused(error))):
+        if self.sign_ins and (isinstance(error, GraphPermissionError) or (not self.split and sign_ins_refused(error))):
             # signInActivity refused (403 for AuditLog.Read.All, or a tenant without P1/P2): the license scan goes on
             # without it, in the same shape.
             self.note = f"sign-in activity not readable: {error}"
