@@ -33,20 +33,13 @@ from licensing.settings import Settings, is_guid
 if TYPE_CHECKING:
     from licensing.store.reports import ReportArchive
 
-__all__ = ["REPORT_FILES", "ROUTE", "ViewerAnswer", "report_link", "serve_report"]
+__all__ = ["REPORT_FILES", "ViewerAnswer", "report_link", "serve_report"]
 
 log = logging.getLogger(__name__)
 
-# The HTTP trigger's route (function_app.py); the Functions host serves it under /api.
-ROUTE: Final = "reports/{tenant}/{run}/{name}"
 REPORT_FILES: Final = ("report.html", "report.json", "findings.csv", "skus.csv", "groups.csv")
 PRINCIPAL_ID: Final = "x-ms-client-principal-id"
 _RUN_ID: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
-_TYPES: Final = {
-    ".html": "text/html; charset=utf-8",
-    ".json": "application/json",
-    ".csv": "text/csv; charset=utf-8",
-}
 # The report is a self-contained page: never cached on a shared machine, never framed by another site.
 _HEADERS: Final = {
     "Cache-Control": "no-store",
@@ -70,13 +63,17 @@ def _text(status: int, line: str) -> ViewerAnswer:
     return ViewerAnswer(status, (line + "\n").encode())
 
 
+def _path(tenant_id: str, run_id: str, name: str) -> str:
+    """The app's path of a published report file (the HTTP trigger's route, served by the host under /api)."""
+    return "/api/reports/" + "/".join(quote(part, safe="-_.") for part in (tenant_id, run_id, name))
+
+
 def report_link(settings: Settings, tenant_id: str, run_id: str) -> str | None:
     """The one-click link to a run's report through the app, or None when the app cannot serve it (no sign-in in
     front of it, no host name, or nobody allowed to read): the alerts then carry the blob's plain URL instead."""
     if not (settings.website_auth_enabled and settings.website_hostname and settings.report_readers):
         return None
-    path = "/".join(quote(part, safe="-_.") for part in (tenant_id, run_id, "report.html"))
-    return f"https://{settings.website_hostname}/api/reports/{path}"
+    return f"https://{settings.website_hostname}{_path(tenant_id, run_id, 'report.html')}"
 
 
 def serve_report(
@@ -108,7 +105,7 @@ def serve_report(
         return _text(404, "no such run")
     if settings.storage is None or not settings.report_container:
         return _text(503, "reports are not published here (no storage or REPORT_CONTAINER=none)")
-    from licensing.store.reports import open_archive
+    from licensing.store.reports import CONTENT_TYPES, open_archive
 
     try:
         store = archive or open_archive(settings.storage, settings.report_container)
@@ -117,8 +114,7 @@ def serve_report(
             newest = str(pointer.get("run_id", "")) if pointer else ""
             if not _RUN_ID.match(newest):
                 return _text(404, "no report is published for this tenant yet")
-            location = "/".join(quote(p, safe="-_.") for p in (tenant, newest, name))
-            return ViewerAnswer(302, b"", headers={**_HEADERS, "Location": f"/api/reports/{location}"})
+            return ViewerAnswer(302, b"", headers={**_HEADERS, "Location": _path(tenant, newest, name)})
         body = store.run_file(tenant, run, name)
     except LicensingError as exc:
         log.warning("report %s/%s not readable: %s", tenant, run, exc)
@@ -126,4 +122,4 @@ def serve_report(
     if body is None:
         return _text(404, f"no report {name} for run {run} (deleted after RETENTION_DAYS, or never published)")
     log.info("report %s/%s/%s served to object id %s", tenant, run, name, principal)
-    return ViewerAnswer(200, body, _TYPES[name[name.rfind(".") :]])
+    return ViewerAnswer(200, body, CONTENT_TYPES[name[name.rfind(".") :]])
