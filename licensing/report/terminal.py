@@ -236,17 +236,20 @@ def _subject_name(name: str | None, object_id: str | None) -> str:
     return clean_text(name or object_id or "?", _NAME_WIDTH)
 
 
-def _namesakes(items: Sequence[Finding], *, product_of: bool) -> dict[str, set[str]]:
-    """Per line (a product's or a group's), the display names that more than one of its users carries (common in
-    large tenants: two Amara Shermans)."""
+def _line_key(f: Finding, *, by_product: bool) -> str:
+    """The summary line a finding is listed on: its product's (redundant direct assignments) or its group's."""
+    if by_product:
+        return clean_text(f.product_name or f.sku_part_number or f.sku_id or "?", _NAME_WIDTH)
+    return _subject_name(f.group_name, f.group_id)
+
+
+def _namesakes(items: Sequence[Finding], *, by_product: bool) -> dict[str, set[str]]:
+    """Per line, the display names that more than one of its users carries (common in large tenants: two Amara
+    Shermans)."""
     seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for f in items:
         if f.user_id and f.user_name:
-            if product_of:
-                line = clean_text(f.product_name or f.sku_part_number or f.sku_id or "?", _NAME_WIDTH)
-            else:
-                line = _subject_name(f.group_name, f.group_id)
-            seen[line][f.user_name].add(f.user_id)
+            seen[_line_key(f, by_product=by_product)][f.user_name].add(f.user_id)
     return {line: {n for n, ids in names.items() if len(ids) > 1} for line, names in seen.items()}
 
 
@@ -324,18 +327,17 @@ def _render_kind_digest(kind: str, items: Sequence[Finding], out: Console) -> bo
         return trimmed
     if kind == FindingKind.REDUNDANT_DIRECT_ASSIGNMENT:
         # No group in the subject: a user holds a SKU twice. Group the users by product.
-        shared = _namesakes(items, product_of=True)
+        shared = _namesakes(items, by_product=True)
         buckets: dict[str, list[str]] = defaultdict(list)
         for f in items:
-            product = f.product_name or f.sku_part_number or f.sku_id or "?"
-            line_key = clean_text(product, _NAME_WIDTH)
-            buckets[line_key].append(_user_label(f, shared.get(line_key, set())))
+            product = _line_key(f, by_product=True)
+            buckets[product].append(_user_label(f, shared.get(product, set())))
         label = "user"
     else:
         buckets = defaultdict(list)
-        shared = _namesakes(items, product_of=False)
+        shared = _namesakes(items, by_product=False)
         for f in items:
-            group = _subject_name(f.group_name, f.group_id)
+            group = _line_key(f, by_product=False)
             if f.member_group_id:
                 buckets[group].append(_subject_name(f.member_group_name, f.member_group_id))
             elif f.user_id:
