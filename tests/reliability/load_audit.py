@@ -91,6 +91,9 @@ def main(users: int, groups: int, storage: str | None) -> int:
                 "expected": len(truth),
                 "missing": len(expected - found),
                 "extra": len(found - expected),
+                # a few of each, so a failed run in CI says which findings differed and not only how many
+                "missing_sample": sorted(map(list, expected - found))[:5],
+                "extra_sample": sorted(map(list, found - expected))[:5],
                 "graph_requests": report.run.graph_requests,
                 "graph_throttled": report.run.graph_throttled,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
