@@ -17,8 +17,10 @@ itself: it is learned (see :meth:`Pacer.settle`).
 Ours (assumptions, docs/graph-fidelity.md): the limit is learned at the first signal as *RU we sent in the 10 s
 before that request ÷ the percentage its answer carried* (Graph's usage is ours alone: one app, one tenant, one
 client); a 429 without the percentage, or answers without resource units, teach nothing: pacing starts at the
-smallest documented quota (3,500) until a percentage says more. Once paced, a 429 or a percentage at the limit
-lowers the limit by 10 % (at most once a window); readings near the target are what pacing aims at. We pace at
+smallest documented quota (3,500) until a percentage says more; answers to requests the teaching reading counted
+at our estimate correct it (``_relearn``). Once paced, a 429 or a percentage at the limit lowers the limit by 10 %
+(at most once a window), and a window reading a median below ``AIM`` while the bucket held senders back raises it
+towards what they say (``_steer``): readings near the target are what pacing aims at. We pace at
 ``TARGET`` of the learned limit and never let our own RU of any 10 s window exceed that either (a request counts
 from its answer: Graph charged it before then): a sliding window is the strictest reading of "the sum of request
 costs is compared against limits", and staying under it also stays under a token bucket of the same size. Time
@@ -48,6 +50,9 @@ DEFAULT_COST: Final = 1.0  # "Any identity path not listed in the table | 1": a 
 URGENT_SHARE: Final = 0.15  # ours: the part of the window first pages leave to the next pages of chains
 AT_LIMIT: Final = 1.0  # a percentage this high while paced: the learned limit was too high
 COOL: Final = 0.9  # ours: how much lower the limit is taken then
+AIM: Final = 0.88  # ours: the median percentage a paced window should read (below it, and bucket-bound: too slow)
+RAISE: Final = 1.25  # ours: the most the limit is raised at once (towards what the readings say; once a window)
+MIN_READINGS: Final = 8  # ours: answers a window needs before its median is trusted
 _KEEP_S: Final = 2 * WINDOW_S  # tickets older than this are dropped (learning looks one window before a send)
 
 
@@ -72,6 +77,7 @@ class Ticket:
     throttled: bool = field(default=False)
     urgent: bool = False  # the next page of a chain, sent ahead of the bucket's queue
     answered: float | None = None  # when its answer came (None: still on its way)
+    envelope: int = 0  # the acquire it came from: the sub-requests of one $batch share it
 
     @property
     def counted(self) -> float:
@@ -102,10 +108,17 @@ class Pacer:
         self._log: list[Ticket] = []  # sorted by ``sent``
         self._costs: dict[str, float] = {}  # last charged RU per route: the estimate before an answer
         self._units_seen = False  # some answer carried x-ms-resource-unit (else learning has nothing to go on)
+        self._probe_from = math.inf  # readings of requests sent from here on steer the limit (see _steer)
+        self._probe_waited = 0.0
+        self._readings: list[float] = []
+        self._acquired = 0
+        self._dropped = -math.inf  # the latest ``sent`` of a ticket dropped from the log
+        self._taught: tuple[Ticket, float] | None = None  # the request the limit was learned from, its percentage
         self.metered = 0  # requests counted, $batch sub-requests one by one (Graph meters them so)
         self.throttled = 0  # of those, answered 429
         self.waited_s = 0.0  # time senders spent waiting for the bucket or the window (not Retry-After)
         self.cooled = 0  # times the limit was lowered while paced
+        self.raised = 0  # times it was raised while paced (readings below AIM)
 
     # ------------------------------------------------------------------ state
 
@@ -147,7 +160,8 @@ class Pacer:
             if self._pause_until > now:
                 await self.sleep(self._pause_until - now)
             return []
-        tickets = [Ticket(route, now, self.estimate(route)) for route in routes]
+        self._acquired += 1
+        tickets = [Ticket(route, now, self.estimate(route), envelope=self._acquired) for route in routes]
         cost = sum(t.cost for t in tickets)
         start = max(now, self._pause_until)
         rate = self.rate
@@ -182,6 +196,7 @@ class Pacer:
         while drop < len(self._log) and self._log[drop].sent < horizon:
             drop += 1
         if drop:
+            self._dropped = self._log[drop - 1].sent
             del self._log[:drop]
         bisect.insort(self._log, ticket, key=lambda t: t.sent)
 
@@ -220,9 +235,13 @@ class Pacer:
             self._next += (charged - ticket.cost) / rate  # the bucket reserved the estimate
         ticket.cost = charged
         percentage = throttle_percentage(headers)
+        if self._taught is not None and ticket.sent <= self._taught[0].sent:
+            self._relearn()  # a request the teaching reading counted: its estimate is now what Graph charged
         if self.limit is None:
             if percentage is not None and percentage >= SIGNAL:
-                self._engage(self._used(ticket.sent) / percentage)
+                self._engage(self._reading(ticket) / percentage)
+                if self.limit != SMALLEST_QUOTA:
+                    self._taught = (ticket, percentage)
             elif throttled:
                 # A 429 says "throttled", not at what limit: Graph may throttle below the quota "when the services
                 # are under an important load" (throttling-limits). Pacing starts at the smallest documented quota;
@@ -235,20 +254,80 @@ class Pacer:
             # estimates: a 429 then says nothing about the pace.)
             self._cool()
         elif percentage is not None and percentage >= SIGNAL and self.limit == SMALLEST_QUOTA and self._units_seen:
-            self.limit = self._used(ticket.sent) / percentage  # the stand-in gives way to the first real measure
+            self.limit = self._reading(ticket) / percentage  # the stand-in gives way to the first real measure
+            self._taught = (ticket, percentage)
+        elif ru > 0 and ticket.sent >= max(self._probe_from, self._engaged_at + self.window_s):
+            self._steer(percentage or 0.0)  # no percentage: "returned only when ... more than 0.8"
         # Graph charged it somewhere between sending and answering: the window check counts it from its answer
         # on, so it stays in our window at least as long as in Graph's (counted from sending: measured 100+ RU
         # short). Learning above reads the window at sending, as Graph's percentage did.
         ticket.answered = max(self.clock(), ticket.sent)
 
-    def _used(self, until: float) -> float:
-        """Our RU sent in the window ending at ``until`` (throttled requests too: Graph charges them)."""
-        since = until - self.window_s
-        return sum(t.cost for t in self._log if since < t.sent <= until)
+    def _reading(self, ticket: Ticket) -> float:
+        """What Graph had counted when it charged ``ticket``, as far as we can tell: our RU sent in the window before
+        it, and its own. The other sub-requests of its $batch (sent at the same time) are left out: without dependsOn
+        nothing sequences them (json-batching: "Responses ... might appear in a different order"), so they may have
+        been charged after it (counted, a relearned limit came out above the sandbox's and drew 429s)."""
+        since = ticket.sent - self.window_s
+        return sum(
+            t.cost
+            for t in self._log
+            if since < t.sent <= ticket.sent and (t is ticket or t.envelope != ticket.envelope)
+        )
+
+    def _relearn(self) -> None:
+        """The learned limit again, from the same reading, once more of the RU it counted are known.
+
+        At the first signal many requests sent before it are still on their way, counted at our estimate (a route
+        never answered yet at DEFAULT_COST, 1 RU, where a members page costs 2 to 3): the limit read then is low
+        by what they really cost (measured 516 of 600 RU per 10 s, which paced the whole read 14 % slow). Their
+        answers correct it; a limit lowered since (a 429 or 1.0 while paced) is not raised again, and the reading
+        is let go once the requests it counted have aged out of the log."""
+        assert self._taught is not None
+        taught, percentage = self._taught
+        sent = taught.sent
+        if self.cooled or self._dropped > sent - self.window_s:
+            self._taught = None
+            return
+        self.limit = max(self.limit or 0.0, self._reading(taught) / percentage)
+
+    def _steer(self, reading: float) -> None:
+        """Paced: raise the limit when a window's answers read below AIM while the bucket held senders back.
+
+        The limit learned at the first signal is only as good as our count of what Graph had charged then, and a
+        request is charged some time between its sending and its answer (the later, the more Graph counted that we
+        did not): measured 516 RU per 10 s of 600, a read paced 20 % slower than it could go. While paced at TARGET
+        of a right limit, Graph's percentage reads about TARGET; a median below AIM (an answer without the header
+        reads 0: it is "returned only when the application consumed more than 0.8 of its limit") says the limit
+        is low. Only readings of requests sent after the last change count, once a window; a 429 or 1.0 cools it
+        again (``_cool``), and no raise follows a cooling within a window."""
+        self._readings.append(reading)
+        now = self.clock()
+        if now < self._probe_from + self.window_s or len(self._readings) < MIN_READINGS:
+            return
+        readings = sorted(self._readings)
+        median = readings[len(readings) // 2]
+        # What the readings say of the limit: our RU of the window over the median percentage (none read: below 0.8,
+        # so the limit is above RU / 0.8). Raised towards it only while senders waited on the bucket (a read winding
+        # down reads low too), by RAISE at most.
+        since = now - self.window_s
+        used = sum(t.cost for t in self._log if since < t.counted <= now)
+        says = used / max(median, SIGNAL)
+        waited = self.waited_s > self._probe_waited
+        if (
+            self.limit is not None
+            and median < AIM
+            and waited
+            and says > self.limit
+            and now >= self._cooled + self.window_s
+        ):
+            self.limit = min(self.limit * RAISE, says)
+            self.raised += 1
+        self._probe_from, self._probe_waited, self._readings = now, self.waited_s, []
 
     def _engage(self, limit: float) -> None:
         self.limit = limit if limit > 0 and self._units_seen else SMALLEST_QUOTA
-        self._engaged_at = self.clock()
+        self._engaged_at = self._probe_from = self.clock()
         self._next = max(self._next, self.clock())
 
     def _cool(self) -> None:

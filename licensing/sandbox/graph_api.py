@@ -78,12 +78,14 @@ class GraphApp(Handlers, Metering, Writes):
 
     def set_faults(self, faults: Faults) -> None:
         with self._lock:
+            previous = self._faults.permissions
             self._faults = faults
             self._fault_seen = [0] * len(faults.rules)
             self._rng = random.Random(faults.seed)
             self._ru_log.clear()
             self._ru_sum = 0
-            self._fragments.clear()
+            if faults.permissions != previous:
+                self._fragments.clear()  # what a user renders to depends on the permissions alone
 
     def delete_group(self, group_id: str) -> None:
         g = self.tenant.group_by_id(group_id)

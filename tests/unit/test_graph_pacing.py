@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from licensing.graph.pacing import SMALLEST_QUOTA, TARGET, Pacer, Ticket, throttle_percentage
+from licensing.graph.pacing import AIM, RAISE, SMALLEST_QUOTA, TARGET, Pacer, Ticket, throttle_percentage
 
 
 class VirtualTime:
@@ -122,7 +122,7 @@ def test_once_engaged_the_bucket_spaces_every_sender_at_the_rate_and_no_window_o
         sent = []
         for _ in range(10):
             ticket = await one(pacer)
-            answered(pacer, ticket, 60)
+            answered(pacer, ticket, 60, "0.92")  # what Graph reads while we pace at TARGET of the right limit
             sent.append(ticket.sent)
         return sent
 
@@ -254,3 +254,111 @@ def test_a_request_counts_in_our_window_from_its_answer_not_its_sending() -> Non
 
     sent = vt.run(main())[0]
     assert sent == pytest.approx(5_010.0 + 3 + 10)  # it waits until the answer is a window old
+
+
+def test_requests_still_on_their_way_at_the_signal_correct_the_limit_when_their_cost_is_known() -> None:
+    """At the first signal, requests sent before it and not answered yet count at our estimate (1 RU for a route
+    never answered); Graph had charged them in full. Their answers raise the limit to what the reading meant."""
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+
+    async def main() -> None:
+        early = [await one(pacer) for _ in range(6)]  # members pages, never answered yet: 1 RU each to us
+        known = [await one(pacer, "/users") for _ in range(10)]
+        for t in known:
+            answered(pacer, t, 40)  # 400 RU known
+        taught = await one(pacer, "/users")
+        answered(pacer, taught, 40, "0.80")  # 440 RU + 6 estimated = 446 RU were 0.8 of the limit, to us
+        assert pacer.limit == pytest.approx(446 / 0.8)
+        for t in early:
+            answered(pacer, t, 26)  # Graph charged 6 x 26 = 156: it had counted 596 RU, not 446
+        assert pacer.limit == pytest.approx(596 / 0.8)
+
+    vt.run(main())
+
+
+def _paced_window(vt: VirtualTime, pacer: Pacer, pct: str | None, *, senders: int = 4, each: int = 6) -> None:
+    """``senders`` chains of ``each`` 60 RU requests, every answer reading ``pct`` (None: no header)."""
+
+    async def sender() -> None:
+        for _ in range(each):
+            answered(pacer, await one(pacer), 60, pct)
+
+    vt.run(*(sender() for _ in range(senders)))
+
+
+def test_paced_answers_without_the_percentage_raise_a_limit_learned_too_low() -> None:
+    """No header means "not more than 0.8 of the limit": paced at TARGET of ours, ours is low. Raised at most once a
+    window, and only while the bucket held senders back."""
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+    engage(vt, pacer, limit=400)  # learned 400 where Graph's limit is higher
+    vt.now += 10
+    _paced_window(vt, pacer, None)
+    # Towards what the window says (our RU / 0.8, a floor of Graph's limit when no answer carried the header),
+    # by RAISE at most each time.
+    assert pacer.raised >= 1 and 400 < pacer.limit <= 400 * RAISE**pacer.raised
+    windows = (vt.now - 5_010.0) / 10
+    assert pacer.raised <= windows + 1
+
+
+def test_paced_answers_at_the_aim_leave_the_limit_alone() -> None:
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+    engage(vt, pacer, limit=600)
+    vt.now += 10
+    _paced_window(vt, pacer, f"{AIM + 0.04:.2f}")
+    assert pacer.raised == 0 and pacer.limit == pytest.approx(600)
+
+
+def test_a_limit_is_not_raised_when_the_bucket_held_nobody_back() -> None:
+    """Readings below the aim from a read that is not bucket-bound say nothing about the limit."""
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+    engage(vt, pacer, limit=6_000)
+    vt.now += 10
+
+    async def sparse() -> None:
+        for _ in range(20):
+            answered(pacer, await one(pacer), 2)
+            vt.now += 1  # one small request a second: the bucket never makes anyone wait
+
+    vt.run(sparse())
+    assert pacer.raised == 0 and pacer.limit == pytest.approx(6_000)
+
+
+def test_no_raise_within_a_window_of_a_cooling() -> None:
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+    engage(vt, pacer, limit=600)
+    vt.now += 10
+
+    async def hot() -> None:
+        answered(pacer, await one(pacer), 60, status=429)  # paced and throttled: cooled to 540
+
+    vt.run(hot())
+    assert pacer.cooled == 1
+    cooled_at = vt.now
+    raised_before = pacer.raised
+
+    async def quiet() -> None:
+        while vt.now < cooled_at + 8:  # each waits ~1.2 s for the bucket: all answered within the window
+            answered(pacer, await one(pacer), 60)
+
+    vt.run(quiet())
+    assert pacer.raised == raised_before and pacer.limit == pytest.approx(540)
+
+
+def test_the_other_sub_requests_of_the_teaching_batch_are_not_counted_in_its_reading() -> None:
+    """Graph runs a $batch's sub-requests in any order: the ones beside the teaching one may be charged after it."""
+    vt = VirtualTime()
+    pacer = pacer_on(vt)
+
+    async def main() -> None:
+        for t in [await one(pacer, "/users") for _ in range(10)]:
+            answered(pacer, t, 40)  # 400 RU
+        batch = await pacer.acquire(["/users"] * 5)  # one $batch of five, 40 RU each to us
+        answered(pacer, batch[0], 40, "0.80")
+
+    vt.run(main())
+    assert pacer.limit == pytest.approx(440 / 0.8)  # not (400 + 5 x 40) / 0.8
