@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 USERS, GROUPS = 300_000, 3_000
-MAX_RSS_MB = 700  # measured ~330 MB; the bound catches a reader that starts keeping raw pages
+# Measured 438 to 636 MB since the tenant grew to 40,251 findings and the users scan split into 44 chains (it was
+# ~330 MB with 18,450 findings; CI measured 619 MB against the old bound of 700). The bound catches a reader that
+# starts keeping raw pages (300,000 users of raw JSON are over 1 GB), not a few percent.
+MAX_RSS_MB = 800
 SCRIPT = Path(__file__).with_name("load_audit.py")
 
 
