@@ -104,6 +104,14 @@ class Members:
             self.users[ident] = self._user({**item, "id": ident})
             self.scanned.add(ident)
 
+    def forget_scanned(self) -> None:
+        """The users scan reads again (users_scan): forget what its failed attempt brought, so that a user deleted
+        between the two reads is not kept from the first (a member the second does not return is then unreadable)."""
+        for ident in self.scanned:
+            self.users.pop(ident, None)
+        self.scanned.clear()
+        self.limited = 0
+
     def add(self, group_id: str, items: Iterable[dict[str, Any]]) -> None:
         """One page of a group's direct members."""
         user_ids = self.user_ids.setdefault(group_id, [])

@@ -291,9 +291,10 @@ class _Reader:
                 users_read += len(items)
                 self._progress("users", users_read, 0)
 
-            def restart() -> None:  # the scan reads again (users_scan): count afresh
+            def restart() -> None:  # the scan reads again (users_scan): count afresh, keep nothing of the failed read
                 nonlocal users_read
-                users_read = acc.limited = 0
+                users_read = 0
+                acc.forget_scanned()
 
             def on_items(key: str, items: list[dict[str, Any]]) -> None:
                 if is_users_key(key):

@@ -175,3 +175,23 @@ def test_a_tenant_audit_over_the_split_scan_finds_exactly_the_ground_truth() -> 
     expected, found = keys(BIG.ground_truth), keys(report.findings)
     assert found - expected == set() and expected - found == set()
     assert any(k[0] == "inactive_user_licensed" for k in found)
+
+
+def test_the_reader_forgets_a_failed_split_read_and_the_second_read_is_whole(caplog: Any) -> None:
+    """A chain answered empty: the reader reads the users again as one chain, keeping nothing of the first attempt
+    (Members.forget_scanned), and every member's user comes back from the second read: nothing unreadable."""
+    with SandboxServer(BIG) as server:
+        server.set_faults(Faults(rules=(FaultRule("empty_answer", route="users", first=1, after=1),)))
+
+        async def main() -> Any:
+            async with open_graph(Settings(graph_base_url=server.base_url), "none") as graph:
+                return await read_snapshot(graph, AuditRequest())
+
+        with caplog.at_level(logging.WARNING, logger="licensing.graph.users_scan"):
+            snap = asyncio.run(main())
+        assert server.stats["faults"] == {"empty_answer": 1}
+    assert "reading the users again as one chain" in caplog.text
+    assert snap.unreadable == () and snap.sign_ins_read
+    members = {uid for g in snap.groups for uid in g.user_ids}
+    assert members and members <= set(snap.users)
+    assert all(snap.users[uid].account_enabled is not None for uid in members), "records from the scan, not stand-ins"
