@@ -7,6 +7,8 @@ Scenarios (BENCH_READER_SHAPES, default "realistic,flat"):
 * flat       the wide and shallow tenant (largest licensed group ~60 members), 30 ms per response, nothing per object
 Sizes: BENCH_READER_USERS (100000), BENCH_READER_GROUPS (3000 groups, of which ~2/3 licensed),
 BENCH_READER_SDK_GROUPS / BENCH_READER_SDK_OBJECTS (the SDK baseline's slice, then extrapolated: 40 / 3000).
+BENCH_READER_WARM (1): the sandbox renders every object once (an unmetered read) before the timed reads, so that it
+answers at its latency model and not at the speed of its own CPU, shared with the reader; 0 measures it cold.
 
 Each contender runs in its own fresh interpreter so that CPU time and peak RSS are its own:
 * reader      licensing.graph.read_snapshot (raw JSON, $batch, concurrency GRAPH_MAX_CONCURRENCY=8)
