@@ -34,13 +34,6 @@ def server(tenant: SandboxTenant) -> Iterator[SandboxServer]:
         yield srv
 
 
-@pytest.fixture
-def sandbox(server: SandboxServer) -> Iterator[SandboxServer]:
-    server.set_faults(Faults())
-    yield server
-    server.set_faults(Faults())
-
-
 def audit(server: SandboxServer, **settings: str) -> AuditReport:
     config = load_settings({"GRAPH_BASE_URL": server.base_url, **settings})
     request = AuditRequest(scope=Scope.TENANT, trigger=Trigger.CLI)

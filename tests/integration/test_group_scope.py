@@ -49,14 +49,6 @@ def server() -> Iterator[SandboxServer]:
         yield srv
 
 
-@pytest.fixture
-def sandbox(server: SandboxServer) -> Iterator[SandboxServer]:
-    server.set_faults(Faults())
-    server.reset_stats()
-    yield server
-    server.set_faults(Faults())
-
-
 def audit(server: SandboxServer, request: AuditRequest) -> AuditReport:
     settings = load_settings({"GRAPH_BASE_URL": server.base_url})
     runtime = Runtime(settings, store=None, credential="none", now=lambda: AS_OF)

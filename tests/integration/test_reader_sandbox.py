@@ -37,14 +37,6 @@ def server() -> Iterator[SandboxServer]:
         yield srv
 
 
-@pytest.fixture
-def sandbox(server: SandboxServer) -> Iterator[SandboxServer]:
-    server.set_faults(Faults())
-    server.reset_stats()
-    yield server
-    server.set_faults(Faults())
-
-
 def read(
     server: SandboxServer,
     request: AuditRequest | None = None,
