@@ -133,8 +133,7 @@ async def read_user_ids(
         note = f"sign-in activity not readable: {refused}"
         log.info("%s; reading the group's users without it", note)
         sign_ins = False
-        users.clear()
-        acc = Members(users)
+        acc.forget_scanned()
         results = await read(sign_ins=False)
     failed = next((o for o in results.values() if isinstance(o, GraphError)), None)
     if failed is not None:
