@@ -90,10 +90,7 @@ def parse_guid(raw: str) -> str:
 
 def parse_guids(raw: str) -> tuple[str, ...]:
     """Object ids (GUIDs) separated by commas, semicolons or spaces, lowercased and deduplicated in order."""
-    items = split_list(raw)
-    if not all(is_guid(item) for item in items):
-        raise ValueError
-    return tuple(dict.fromkeys(item.lower() for item in items))
+    return tuple(dict.fromkeys(parse_guid(item) for item in split_list(raw)))
 
 
 def parse_platform_flag(raw: str) -> bool:
