@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from licensing.errors import LicensingError
 from licensing.model import UNKNOWN_TENANT
+from licensing.report.bundle import REPORT_FILES
 from licensing.settings import Settings, is_guid
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ __all__ = ["REPORT_FILES", "ViewerAnswer", "report_link", "serve_report"]
 
 log = logging.getLogger(__name__)
 
-REPORT_FILES: Final = ("report.html", "report.json", "findings.csv", "skus.csv", "groups.csv")
 PRINCIPAL_ID: Final = "x-ms-client-principal-id"
 _RUN_ID: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 # The report is a self-contained page: never cached on a shared machine, never framed by another site.

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from licensing.model import AuditReport, SkuDay
 
-__all__ = ["report_files"]
+__all__ = ["REPORT_FILES", "report_files"]
+
+# The names of a run's report files, in the order report_files returns them (the app serves these and no other).
+REPORT_FILES: Final = ("report.html", "report.json", "findings.csv", "skus.csv", "groups.csv")
 
 
 def report_files(
@@ -31,10 +35,11 @@ def report_files(
         prices=prices,
         currency=currency,
     )
-    return {
-        "report.html": html.encode("utf-8"),
-        "report.json": to_json_bytes(report),
-        "findings.csv": ("\ufeff" + findings_csv(report.findings)).encode("utf-8"),
-        "skus.csv": ("\ufeff" + skus_csv(report.skus)).encode("utf-8"),
-        "groups.csv": ("\ufeff" + groups_csv(report.groups)).encode("utf-8"),
-    }
+    contents = (
+        html.encode("utf-8"),
+        to_json_bytes(report),
+        ("\ufeff" + findings_csv(report.findings)).encode("utf-8"),
+        ("\ufeff" + skus_csv(report.skus)).encode("utf-8"),
+        ("\ufeff" + groups_csv(report.groups)).encode("utf-8"),
+    )
+    return dict(zip(REPORT_FILES, contents, strict=True))
