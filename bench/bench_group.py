@@ -42,7 +42,6 @@ from bench.bench_reader import (
 SIZE = int(os.environ.get("BENCH_GROUP_SIZE", "50"))
 WITH_TENANT = os.environ.get("BENCH_GROUP_TENANT", "1") == "1"
 PLAN_SKU = "SPE_E3"
-SCAN_PAGE = 500  # List users with signInActivity (https://learn.microsoft.com/graph/api/user-list)
 
 
 def pick_group() -> tuple[str, str, int, int]:
@@ -162,7 +161,6 @@ def main() -> None:
     group_floor = 2 * sc.page_s(0) + sc.page_s(in_error) + sc.page_s(members) + sc.page_s(members + in_error)
     licensed = int(GROUPS * 2 / 3)  # bench_reader's tenant: a third of the generic groups assign nothing
     plan_floor = sc.chain_s(licensed) + sc.page_s(0) + 2 * sc.page_s(members)
-    scan_pages = max(1, math.ceil(USERS / SCAN_PAGE))
     # The tenant audit's longest chain (bench_reader's floor): the licensed groups list, then the largest group's
     # members; the users scan is split into UPN-prefix chains (users_scan.py). Without the tenant read (its size
     # unknown), the single users scan chain stands in, as before the split.
@@ -170,8 +168,11 @@ def main() -> None:
         floor = sc.chain_s(licensed) + sc.chain_s(tenant["largest_group"])
         floor_how = f"groups list, then the largest group's members ({tenant['largest_group']:,})"
     else:
-        floor = scan_pages * sc.page_s(SCAN_PAGE)
-        floor_how = f"one users scan chain, {scan_pages} pages of {SCAN_PAGE}"
+        from licensing.graph.users_scan import SIGN_IN_PAGE
+
+        scan_pages = max(1, math.ceil(USERS / SIGN_IN_PAGE))
+        floor = scan_pages * sc.page_s(SIGN_IN_PAGE)
+        floor_how = f"one users scan chain, {scan_pages} pages of {SIGN_IN_PAGE}"
     print(f"{'':34}{'wall s':>10}{'CPU s':>10}{'peak RSS MB':>13}{'requests':>10}{'RU':>10}{'429s':>7}")
     rows = [("group audit read", group), (f"plan ({PLAN_SKU})", plan)]
     if tenant is not None:
